@@ -1,0 +1,1 @@
+"""The `stageline` command line."""

@@ -1,0 +1,64 @@
+"""Entry point: the root command, and the one place where errors become exit codes."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from pydantic import ValidationError
+
+from cli import configuration
+from cli.output import error
+from models.errors import ExitCode, StagelineError
+from models.names import InvalidName
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="stageline")
+def cli() -> None:
+    """stageline: promote releases through environments, one Temporal workflow each."""
+
+
+for command in configuration.COMMANDS:
+    cli.add_command(command)
+
+
+def _validation_message(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = ".".join(str(p) for p in err["loc"])
+        parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}" if loc else err["msg"])
+    return "; ".join(parts)
+
+
+def main(argv: list[str] | None = None) -> None:
+    try:
+        result = cli.main(args=argv, prog_name="stageline", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        error("aborted")
+        sys.exit(130)
+    except click.UsageError as exc:
+        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+        error(f"{exc.format_message()}{hint}")
+        sys.exit(ExitCode.BAD_INPUT)
+    except click.ClickException as exc:
+        error(exc.format_message())
+        sys.exit(ExitCode.BAD_INPUT)
+    except StagelineError as exc:
+        error(exc.message)
+        sys.exit(exc.exit_code)
+    except InvalidName as exc:
+        error(str(exc))
+        sys.exit(ExitCode.BAD_INPUT)
+    except ValidationError as exc:
+        error(_validation_message(exc))
+        sys.exit(ExitCode.BAD_INPUT)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

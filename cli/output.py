@@ -1,0 +1,41 @@
+"""Printing for people (aligned tables) and for programs (`--json`)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+from pydantic import BaseModel
+
+
+def emit_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any] | list[Any]) -> None:
+    if isinstance(value, BaseModel):
+        data: Any = value.model_dump(mode="json")
+    elif isinstance(value, list | tuple) and value and isinstance(value[0], BaseModel):
+        data = [v.model_dump(mode="json") for v in value]  # type: ignore[union-attr]
+    else:
+        data = value
+    click.echo(json.dumps(data, indent=2, sort_keys=False))
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], empty: str = "(none)") -> None:
+    if not rows:
+        click.echo(empty)
+        return
+    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for n, row in enumerate(cells):
+        line = "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip()
+        click.echo(click.style(line, bold=True) if n == 0 and sys.stdout.isatty() else line)
+
+
+def done(message: str) -> None:
+    click.echo(message)
+
+
+def error(message: str) -> None:
+    prefix = click.style("error:", fg="red", bold=True) if sys.stderr.isatty() else "error:"
+    click.echo(f"{prefix} {message}", err=True)

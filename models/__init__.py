@@ -1,0 +1,1 @@
+"""Domain models shared by the CLI, the workflows and the activities (pydantic v2)."""

@@ -1,0 +1,71 @@
+"""Errors a user can cause or meet, each carrying the exit code of the contract.
+
+Every message is one sentence that says what was wrong and how to fix it; the CLI prints it
+on stderr and exits with `exit_code`. None of them ever contains a secret value.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    OK = 0
+    FAILED = 1
+    REFUSED = 2
+    BAD_INPUT = 3
+    TIMED_OUT = 4
+    UNAVAILABLE = 5
+
+
+class StagelineError(Exception):
+    exit_code: ExitCode = ExitCode.FAILED
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class BadInput(StagelineError):
+    """Unknown names, malformed files, values of the wrong shape (exit 3)."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class NotFound(BadInput):
+    """A named environment, app, release, tool or key does not exist (exit 3)."""
+
+
+class Conflict(BadInput):
+    """The request contradicts what is stored: a duplicate, or a change to an immutable thing."""
+
+
+class Refused(StagelineError):
+    """A rule said no: a gate, a reviewer policy, a reference that must not be removed (exit 2)."""
+
+    exit_code = ExitCode.REFUSED
+
+
+class Unavailable(StagelineError):
+    """Temporal or the database cannot be reached (exit 5)."""
+
+    exit_code = ExitCode.UNAVAILABLE
+
+
+class ConfigurationError(StagelineError):
+    """stageline itself is not configured well enough to start (no master key, bad URL)."""
+
+    exit_code = ExitCode.BAD_INPUT
+
+
+class MissingConfiguration(Refused):
+    """References that the target environment cannot satisfy, all named at once."""
+
+    def __init__(self, environment: str, missing: list[str]) -> None:
+        self.environment = environment
+        self.missing = sorted(set(missing))
+        super().__init__(
+            f"environment {environment!r} is missing {', '.join(self.missing)}; "
+            "set them with 'stageline var set', 'stageline secret set' or "
+            "'stageline tool profile' before promoting"
+        )

@@ -1,0 +1,286 @@
+"""The pipeline file: its schema, its references, and parsing with line numbers.
+
+The same file runs in every environment; only the values behind its references differ.
+A file is validated once, when its release is created, so a promotion never meets a
+malformed pipeline.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from models.errors import BadInput
+from models.names import check_key, check_resource_name
+
+REFERENCE = re.compile(r"\$\{\{(.*?)\}\}")
+_REFERENCE_BODY = re.compile(
+    r"^(?:(?P<scope>vars|secrets)\.(?P<key>[A-Za-z_][A-Za-z0-9_]*)"
+    r"|tools\.(?P<tool>[a-z][a-z0-9-]*)\.url"
+    r"|release\.(?P<release>version|app|artifact)"
+    r"|env\.(?P<env>name))$"
+)
+REFERENCE_FORMS = (
+    "vars.NAME, secrets.NAME, tools.NAME.url, release.version, release.app, "
+    "release.artifact, env.name"
+)
+
+
+class Reference(BaseModel):
+    """One `${{ ... }}` reference, e.g. `secrets.DATABASE_URL` or `tools.deploy-hook.url`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: Literal["vars", "secrets", "tools", "release", "env"]
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind}.{self.name}"
+
+    @classmethod
+    def parse(cls, body: str) -> Reference:
+        match = _REFERENCE_BODY.match(body.strip())
+        if match is None:
+            raise ValueError(
+                f"reference '${{{{ {body.strip()} }}}}' has an unknown form; "
+                f"use one of {REFERENCE_FORMS}"
+            )
+        if match["scope"]:
+            return cls(kind=match["scope"], name=match["key"])
+        if match["tool"]:
+            return cls(kind="tools", name=match["tool"])
+        if match["release"]:
+            return cls(kind="release", name=match["release"])
+        return cls(kind="env", name=match["env"])
+
+
+def find_references(text: str) -> list[Reference]:
+    if "${{" in text and text.count("${{") != len(REFERENCE.findall(text)):
+        raise ValueError(f"unclosed reference in {text!r}: write '${{{{ vars.NAME }}}}'")
+    return [Reference.parse(body) for body in REFERENCE.findall(text)]
+
+
+def substitute(text: str, lookup: Callable[[Reference], str]) -> str:
+    """Replace every reference in `text` by what `lookup` returns for it."""
+    return REFERENCE.sub(lambda m: lookup(Reference.parse(m.group(1))), text)
+
+
+Scalar = str | int | float | bool
+
+
+def _stringify(values: Any) -> Any:
+    # YAML turns `1.10` into a float and `yes` into a bool; step values are text for the
+    # process or request that receives them, so keep what the user wrote as text.
+    if isinstance(values, dict):
+        return {k: (str(v).lower() if isinstance(v, bool) else str(v)) if isinstance(v, Scalar)
+                else v for k, v in values.items()}
+    return values
+
+
+class HttpCheck(BaseModel):
+    """An HTTP request whose status must match, retried until a deadline."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str
+    method: Literal["GET", "HEAD", "POST", "PUT"] = "GET"
+    expect_status: int = Field(default=200, ge=100, le=599)
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout_seconds: float = Field(default=10, gt=0, le=300)
+    interval_seconds: float = Field(default=2, ge=0, le=300)
+    deadline_seconds: float = Field(default=60, gt=0, le=3600)
+
+    _headers = field_validator("headers", mode="before")(_stringify)
+
+    @field_validator("url")
+    @classmethod
+    def _url_shape(cls, value: str) -> str:
+        if not (value.startswith(("http://", "https://")) or value.startswith("${{")):
+            raise ValueError(f"url {value!r} must start with http:// or https:// (or a reference)")
+        return value
+
+
+class Step(BaseModel):
+    """One step: a subprocess (`run`), a webhook tool call (`tool`) or an HTTP check (`http`)."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+    run: list[str] | None = Field(default=None, min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
+    tool: str | None = None
+    with_: dict[str, str] = Field(default_factory=dict, alias="with")
+    http: HttpCheck | None = None
+    timeout_seconds: int = Field(default=600, gt=0, le=86_400)
+
+    _env = field_validator("env", "with_", mode="before")(_stringify)
+
+    @field_validator("run", mode="before")
+    @classmethod
+    def _run_is_argv(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            raise ValueError(
+                "run must be a list of arguments, e.g. [\"python\", \"migrate.py\"]; "
+                "steps never run through a shell"
+            )
+        if isinstance(value, list):
+            return [str(v) if isinstance(v, Scalar) else v for v in value]
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _env_keys(cls, value: dict[str, str]) -> dict[str, str]:
+        for key in value:
+            check_key(key, "environment variable name")
+        return value
+
+    @field_validator("tool")
+    @classmethod
+    def _tool_name(cls, value: str | None) -> str | None:
+        return None if value is None else check_resource_name(value, "tool name")
+
+    @model_validator(mode="after")
+    def _exactly_one_kind(self) -> Step:
+        kinds = [k for k in ("run", "tool", "http") if getattr(self, k) is not None]
+        if len(kinds) != 1:
+            raise ValueError(
+                f"step {self.name!r} must have exactly one of run, tool or http "
+                f"(it has {', '.join(kinds) or 'none'})"
+            )
+        if self.with_ and self.tool is None:
+            raise ValueError(f"step {self.name!r}: 'with' only goes with a tool step")
+        if self.env and self.run is None:
+            raise ValueError(f"step {self.name!r}: 'env' only goes with a run step")
+        for where, text in self.texts():
+            try:
+                refs = find_references(text)
+            except ValueError as exc:
+                raise ValueError(f"step {self.name!r} {where}: {exc}") from None
+            if where.startswith("run[") and any(r.kind == "secrets" for r in refs):
+                raise ValueError(
+                    f"step {self.name!r} {where}: a secret must not be a command-line "
+                    "argument (other processes can read it); pass it through env:"
+                )
+        return self
+
+    @property
+    def kind(self) -> Literal["run", "tool", "http"]:
+        if self.run is not None:
+            return "run"
+        return "tool" if self.tool is not None else "http"
+
+    def texts(self) -> Iterator[tuple[str, str]]:
+        """Every string that may hold references, with the field it sits in."""
+        for i, arg in enumerate(self.run or []):
+            yield f"run[{i}]", arg
+        for key, value in self.env.items():
+            yield f"env.{key}", value
+        for key, value in self.with_.items():
+            yield f"with.{key}", value
+        if self.http is not None:
+            yield "http.url", self.http.url
+            for key, value in self.http.headers.items():
+                yield f"http.headers.{key}", value
+
+
+class Pipeline(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[Step] = Field(min_length=1)
+    activate: list[Step] = Field(default_factory=list)
+    verify: list[Step] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> Pipeline:
+        for section in ("steps", "activate", "verify"):
+            seen: set[str] = set()
+            for step in getattr(self, section):
+                if step.name in seen:
+                    raise ValueError(f"{section}: two steps are named {step.name!r}")
+                seen.add(step.name)
+        return self
+
+    def sections(self) -> Iterator[tuple[str, list[Step]]]:
+        yield "steps", self.steps
+        yield "activate", self.activate
+        yield "verify", self.verify
+
+    def references(self) -> set[Reference]:
+        """Everything the target environment must provide for this pipeline to run."""
+        found: set[Reference] = set()
+        for _, steps in self.sections():
+            for step in steps:
+                if step.tool is not None:
+                    found.add(Reference(kind="tools", name=step.tool))
+                for _, text in step.texts():
+                    found.update(find_references(text))
+        return found
+
+
+class PipelineError(BadInput):
+    """A pipeline file that cannot be used, with the line or field at fault."""
+
+
+def _line_map(node: yaml.Node, path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int],
+              source: str) -> None:
+    lines[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            if key in seen:
+                raise PipelineError(
+                    f"{source} line {key_node.start_mark.line + 1}: key {key!r} appears twice"
+                )
+            seen.add(key)
+            _line_map(value_node, (*path, key), lines, source)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _line_map(item, (*path, index), lines, source)
+
+
+def _describe(loc: tuple[str | int, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "top level"
+
+
+def parse_pipeline(text: str, source: str = "pipeline file") -> Pipeline:
+    """Parse and validate a pipeline file; errors name the line and field at fault."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise PipelineError(f"{source}{where}: not valid YAML ({exc.problem})") from None
+    except yaml.YAMLError as exc:
+        raise PipelineError(f"{source}: not valid YAML ({exc})") from None
+    if node is None or not isinstance(data, dict):
+        raise PipelineError(
+            f"{source}: expected a mapping with a 'steps:' list at the top level"
+        )
+    lines: dict[tuple[str | int, ...], int] = {}
+    _line_map(node, (), lines, source)
+    try:
+        return Pipeline.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+            line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = (
+                    f"unknown field {loc[-1]!r}" + (
+                        " (a step has name plus one of run, tool, http)"
+                        if len(loc) >= 3 else " (allowed: steps, activate, verify)"
+                    )
+                )
+            problems.append(f"line {line} ({_describe(loc)}): {message}")
+        raise PipelineError(f"{source}: " + "; ".join(problems)) from None

@@ -1,0 +1,103 @@
+"""What the workspace holds, as the CLI prints it and the workflows read it.
+
+These views never carry a secret value: secrets appear by name, kind and version only.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SecretKind = Literal["api-key", "credential", "certificate"]
+SECRET_KINDS: tuple[SecretKind, ...] = ("api-key", "credential", "certificate")
+ToolKind = Literal["webhook"]
+
+
+class Protection(BaseModel):
+    """Who must approve a promotion into an environment, and when it may happen."""
+
+    required_approvals: int = Field(default=0, ge=0, le=20)
+    reviewers: list[str] = Field(default_factory=list)
+    allow_self_review: bool = False
+    wait_minutes: int = Field(default=0, ge=0)
+
+    @property
+    def protected(self) -> bool:
+        return self.required_approvals > 0
+
+
+class EnvironmentView(BaseModel):
+    name: str
+    position: int
+    protection: Protection
+    apps: list[str] = Field(default_factory=list)
+    created_at: datetime
+
+
+class AppView(BaseModel):
+    name: str
+    environments: list[str]
+    created_at: datetime
+
+
+class VariableView(BaseModel):
+    environment: str
+    app: str | None
+    key: str
+    value: str
+    version: int
+    created_by: str
+    created_at: datetime
+
+
+class SecretView(BaseModel):
+    """A secret as anyone may see it: never its value."""
+
+    environment: str
+    app: str | None
+    key: str
+    kind: SecretKind
+    version: int
+    created_by: str
+    created_at: datetime
+
+
+class ToolView(BaseModel):
+    name: str
+    kind: ToolKind
+    environments: list[str] = Field(default_factory=list)
+
+
+class ToolProfileView(BaseModel):
+    tool: str
+    environment: str
+    app: str | None
+    url: str
+    auth_secret: str | None
+    headers: dict[str, str]
+    params: dict[str, str]
+    timeout_seconds: float
+    retries: int
+    version: int
+
+
+class ReleaseView(BaseModel):
+    app: str
+    version: str
+    artifact: str | None
+    pipeline_digest: str
+    references: list[str]
+    created_by: str
+    created_at: datetime
+
+
+class ConfigVersions(BaseModel):
+    """Names and versions of configuration, as recorded on a deployment (never values)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    vars: dict[str, int] = Field(default_factory=dict)
+    secrets: dict[str, int] = Field(default_factory=dict)
+    tools: dict[str, int] = Field(default_factory=dict)

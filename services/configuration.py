@@ -1,0 +1,420 @@
+"""Variables, secrets and tool profiles per environment, and their resolution for an app."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from cryptography import x509
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.errors import BadInput, Conflict, MissingConfiguration, NotFound, Refused
+from models.names import check_key, check_resource_name
+from models.pipeline import Reference
+from models.resolution import (
+    ResolvedConfiguration,
+    ResolvedSecret,
+    ResolvedTool,
+    ResolvedVariable,
+)
+from models.workspace import (
+    SECRET_KINDS,
+    SecretKind,
+    SecretView,
+    ToolProfileView,
+    ToolView,
+    VariableView,
+)
+from services.base import Service
+from store import audit
+from store import configuration as config_repo
+from store import environments as env_repo
+from store import releases as release_repo
+from store.tables import App, Environment, Secret, Tool, ToolProfile, Variable
+from vault.envelope import data_key_aad, secret_aad, seal, unseal, unwrap_data_key, wrap_data_key
+from vault.keys import KeyProvider
+from vault.secret_value import SecretValue
+
+MAX_SECRET_BYTES = 64 * 1024
+MAX_VARIABLE_CHARS = 64 * 1024
+
+
+def check_secret_value(key: str, kind: str, value: SecretValue) -> None:
+    """Refuse values that cannot be right, without ever quoting them."""
+    if kind not in SECRET_KINDS:
+        raise BadInput(f"secret kind {kind!r} is not known; use one of {', '.join(SECRET_KINDS)}")
+    plain = value.reveal()
+    if not plain.strip():
+        raise BadInput(f"secret {key!r} is empty; pipe its value on stdin or pass --from-file")
+    if len(plain.encode()) > MAX_SECRET_BYTES:
+        raise BadInput(f"secret {key!r} is larger than {MAX_SECRET_BYTES // 1024} KiB")
+    if kind == "certificate":
+        try:
+            x509.load_pem_x509_certificates(plain.encode())
+        except ValueError:
+            raise BadInput(
+                f"secret {key!r} is of kind certificate but is not a PEM certificate "
+                "(expected '-----BEGIN CERTIFICATE-----' ...)"
+            ) from None
+
+
+def _scope_label(scope: str) -> str:
+    return "env" if scope == config_repo.ENV_SCOPE else "app"
+
+
+class ConfigurationService(Service):
+    async def _target(
+        self, session: AsyncSession, environment: str, app: str | None
+    ) -> tuple[Environment, App | None]:
+        env = await self.environment(session, environment)
+        app_row = await self.optional_app(session, app)
+        if app_row is not None:
+            names = (await env_repo.app_environment_names(session, app_row.workspace_id)).get(
+                app_row.id, []
+            )
+            if env.name not in names:
+                raise NotFound(
+                    f"app {app!r} does not point to environment {environment!r} "
+                    f"(it points to {', '.join(names) or 'none'})"
+                )
+        return env, app_row
+
+    # -- variables -------------------------------------------------------------------------
+
+    async def set_variable(
+        self, environment: str, key: str, value: str, *, actor: str, app: str | None = None
+    ) -> VariableView:
+        check_key(key, "variable name")
+        if len(value) > MAX_VARIABLE_CHARS:
+            raise BadInput(f"variable {key!r} is longer than {MAX_VARIABLE_CHARS} characters")
+        async with self.db.write() as session:
+            env, app_row = await self._target(session, environment, app)
+            scope = config_repo.scope_of(app_row.id if app_row else None)
+            version = await config_repo.latest_version(session, Variable, env.id, scope, key) + 1
+            row = Variable(
+                environment_id=env.id,
+                app_id=app_row.id if app_row else None,
+                scope=scope,
+                key=key,
+                version=version,
+                value=value,
+                created_by=actor,
+            )
+            session.add(row)
+            await session.flush()
+            audit.record(
+                session, env.workspace_id, actor, "variable.set", f"vars.{key} v{version}",
+                environment=env.name, app=app, detail={"key": key, "version": version},
+            )
+            return VariableView(
+                environment=env.name, app=app, key=key, value=value, version=version,
+                created_by=actor, created_at=row.created_at,
+            )
+
+    async def list_variables(self, environment: str, app: str | None = None) -> list[VariableView]:
+        async with self.db.read() as session:
+            env, app_row = await self._target(session, environment, app)
+            rows = await config_repo.current(
+                session, Variable, env.id, config_repo.scopes_for(app_row.id if app_row else None)
+            )
+            return [
+                VariableView(
+                    environment=env.name,
+                    app=None if r.scope == config_repo.ENV_SCOPE else app,
+                    key=r.key, value=r.value, version=r.version,
+                    created_by=r.created_by, created_at=r.created_at,
+                )
+                for r in rows
+            ]
+
+    # -- secrets ---------------------------------------------------------------------------
+
+    def _data_key(self, env: Environment, key: KeyProvider | None = None) -> bytes:
+        return unwrap_data_key(
+            key or self.key, env.wrapped_data_key, data_key_aad(env.workspace_id, env.id), env.name
+        )
+
+    async def set_secret(
+        self,
+        environment: str,
+        key: str,
+        value: SecretValue,
+        *,
+        actor: str,
+        kind: SecretKind = "api-key",
+        app: str | None = None,
+    ) -> SecretView:
+        check_key(key, "secret name")
+        check_secret_value(key, kind, value)
+        master = self.key
+        async with self.db.write() as session:
+            env, app_row = await self._target(session, environment, app)
+            app_id = app_row.id if app_row else None
+            scope = config_repo.scope_of(app_id)
+            version = await config_repo.latest_version(session, Secret, env.id, scope, key) + 1
+            ciphertext = seal(
+                self._data_key(env, master),
+                value.reveal().encode(),
+                secret_aad(env.workspace_id, env.id, app_id, key, version),
+            )
+            row = Secret(
+                environment_id=env.id, app_id=app_id, scope=scope, key=key, version=version,
+                kind=kind, ciphertext=ciphertext, created_by=actor,
+            )
+            session.add(row)
+            await session.flush()
+            audit.record(
+                session, env.workspace_id, actor, "secret.set", f"secrets.{key} v{version}",
+                environment=env.name, app=app,
+                detail={"key": key, "version": version, "kind": kind},
+            )
+            return SecretView(
+                environment=env.name, app=app, key=key, kind=kind, version=version,
+                created_by=actor, created_at=row.created_at,
+            )
+
+    async def list_secrets(self, environment: str, app: str | None = None) -> list[SecretView]:
+        async with self.db.read() as session:
+            env, app_row = await self._target(session, environment, app)
+            rows = await config_repo.current(
+                session, Secret, env.id, config_repo.scopes_for(app_row.id if app_row else None)
+            )
+            return [
+                SecretView(
+                    environment=env.name,
+                    app=None if r.scope == config_repo.ENV_SCOPE else app,
+                    key=r.key, kind=r.kind, version=r.version,  # type: ignore[arg-type]
+                    created_by=r.created_by, created_at=r.created_at,
+                )
+                for r in rows
+            ]
+
+    async def rotate_master_key(self, new_key: KeyProvider, *, actor: str) -> int:
+        """Re-wrap every environment's data key with `new_key`; secrets are not touched."""
+        old_key = self.key
+        async with self.db.write() as session:
+            ws = await self.workspace_id(session)
+            envs = await env_repo.chain(session, ws)
+            for env in envs:
+                data_key = self._data_key(env, old_key)
+                env.wrapped_data_key = wrap_data_key(
+                    new_key, data_key, data_key_aad(env.workspace_id, env.id)
+                )
+                env.master_key_id = new_key.key_id
+            audit.record(
+                session, ws, actor, "vault.rotate-master-key", "master key",
+                detail={"from": old_key.key_id, "to": new_key.key_id, "environments": len(envs)},
+            )
+        self._key = new_key
+        return len(envs)
+
+    # -- tools -----------------------------------------------------------------------------
+
+    async def create_tool(self, name: str, *, kind: str, actor: str) -> ToolView:
+        check_resource_name(name, "tool name")
+        if kind != "webhook":
+            raise BadInput(f"tool kind {kind!r} is not known; the supported kind is 'webhook'")
+        async with self.db.write() as session:
+            ws = await self.workspace_id(session)
+            if await config_repo.find_tool(session, ws, name) is not None:
+                raise Conflict(f"tool {name!r} already exists")
+            session.add(Tool(workspace_id=ws, name=name, kind=kind))
+            audit.record(session, ws, actor, "tool.create", f"tool {name}", detail={"kind": kind})
+            return ToolView(name=name, kind="webhook")
+
+    async def _tool(self, session: AsyncSession, name: str) -> Tool:
+        ws = await self.workspace_id(session)
+        tool = await config_repo.find_tool(session, ws, name)
+        if tool is None:
+            known = [t.name for t in await config_repo.tools(session, ws)]
+            raise NotFound(
+                f"tool {name!r} does not exist; known tools: {', '.join(known) or 'none yet'} "
+                f"(create it with 'stageline tool create {name} --kind webhook')"
+            )
+        return tool
+
+    async def set_tool_profile(
+        self,
+        tool: str,
+        environment: str,
+        *,
+        url: str,
+        actor: str,
+        app: str | None = None,
+        auth_secret: str | None = None,
+        headers: dict[str, str] | None = None,
+        params: dict[str, str] | None = None,
+        timeout_seconds: float = 10.0,
+        retries: int = 3,
+    ) -> ToolProfileView:
+        if not url.startswith(("http://", "https://")):
+            raise BadInput(f"tool profile url {url!r} must start with http:// or https://")
+        if auth_secret is not None:
+            check_key(auth_secret, "auth secret name")
+        if not 0 < timeout_seconds <= 300:
+            raise BadInput("tool profile timeout must be between 0 and 300 seconds")
+        if not 0 <= retries <= 10:
+            raise BadInput("tool profile retries must be between 0 and 10")
+        async with self.db.write() as session:
+            tool_row = await self._tool(session, tool)
+            env, app_row = await self._target(session, environment, app)
+            app_id = app_row.id if app_row else None
+            scope = config_repo.scope_of(app_id)
+            version = await config_repo.profile_version(session, tool_row.id, env.id, scope) + 1
+            session.add(
+                ToolProfile(
+                    tool_id=tool_row.id, environment_id=env.id, app_id=app_id, scope=scope,
+                    version=version, url=url, auth_secret=auth_secret,
+                    headers=headers or {}, params=params or {},
+                    timeout_seconds=timeout_seconds, retries=retries, created_by=actor,
+                )
+            )
+            audit.record(
+                session, env.workspace_id, actor, "tool.profile", f"tools.{tool} v{version}",
+                environment=env.name, app=app,
+                detail={"tool": tool, "version": version, "url": url, "auth_secret": auth_secret},
+            )
+            return ToolProfileView(
+                tool=tool, environment=env.name, app=app, url=url, auth_secret=auth_secret,
+                headers=headers or {}, params=params or {}, timeout_seconds=timeout_seconds,
+                retries=retries, version=version,
+            )
+
+    async def list_tools(self) -> list[ToolView]:
+        async with self.db.read() as session:
+            ws = await self.workspace_id(session)
+            env_names = {e.id: e.name for e in await env_repo.chain(session, ws)}
+            views = []
+            for tool in await config_repo.tools(session, ws):
+                env_ids = await config_repo.environments_with_profiles(session, tool.id)
+                views.append(
+                    ToolView(
+                        name=tool.name, kind="webhook",
+                        environments=sorted(env_names[i] for i in env_ids),
+                    )
+                )
+            return views
+
+    async def delete_tool(self, name: str, *, actor: str) -> None:
+        async with self.db.write() as session:
+            ws = await self.workspace_id(session)
+            tool = await self._tool(session, name)
+            users = await release_repo.releases_using_tool(session, ws, name)
+            if users:
+                raise Refused(
+                    f"tool {name!r} cannot be removed: release(s) {', '.join(users)} use it"
+                )
+            for profile in await config_repo.profiles_of(session, tool.id):
+                await session.delete(profile)
+            await session.delete(tool)
+            audit.record(session, ws, actor, "tool.delete", f"tool {name}")
+
+    # -- resolution ------------------------------------------------------------------------
+
+    async def resolve(
+        self,
+        environment: str,
+        app: str | None,
+        references: Iterable[Reference] | None = None,
+        *,
+        decrypt: bool = False,
+    ) -> ResolvedConfiguration:
+        async with self.db.read() as session:
+            return await self.resolve_in(
+                session, environment, app, references, decrypt=decrypt
+            )
+
+    async def resolve_in(
+        self,
+        session: AsyncSession,
+        environment: str,
+        app: str | None,
+        references: Iterable[Reference] | None = None,
+        *,
+        decrypt: bool = False,
+    ) -> ResolvedConfiguration:
+        """The one place where configuration is resolved.
+
+        For each name, the app's own value in the environment wins over the environment's.
+        With `references`, only what they name is resolved (a step sees only what it asks
+        for) and everything missing is reported at once; without, everything is.
+        `decrypt` decides whether secret plaintexts are produced at all.
+        """
+        env, app_row = await self._target(session, environment, app)
+        app_id = app_row.id if app_row else None
+        scopes = config_repo.scopes_for(app_id)
+        wanted = None if references is None else set(references)
+
+        def keys(kind: str) -> list[str] | None:
+            return None if wanted is None else sorted(r.name for r in wanted if r.kind == kind)
+
+        def pick(rows: Iterable[Variable | Secret]) -> dict[str, Variable | Secret]:
+            # Environment-wide rows first, so the app's own value overwrites them.
+            chosen: dict[str, Variable | Secret] = {}
+            for row in sorted(rows, key=lambda r: r.scope != config_repo.ENV_SCOPE):
+                chosen[row.key] = row
+            return chosen
+
+        var_keys, secret_keys, tool_names = keys("vars"), keys("secrets"), keys("tools")
+        variables = pick(await config_repo.current(session, Variable, env.id, scopes, var_keys))
+        tool_rows = {t.id: t.name for t in await config_repo.tools(session, env.workspace_id)}
+        profiles: dict[str, ToolProfile] = {}
+        for profile in sorted(
+            await config_repo.current_profiles(session, env.id, scopes),
+            key=lambda p: p.scope != config_repo.ENV_SCOPE,
+        ):
+            name = tool_rows[profile.tool_id]
+            if tool_names is None or name in tool_names:
+                profiles[name] = profile
+        auth_keys = {p.auth_secret for p in profiles.values() if p.auth_secret}
+        if secret_keys is not None:
+            secret_keys = sorted(set(secret_keys) | auth_keys)
+        secrets = pick(await config_repo.current(session, Secret, env.id, scopes, secret_keys))
+
+        missing = [f"vars.{k}" for k in var_keys or [] if k not in variables]
+        missing += [f"secrets.{k}" for k in (keys("secrets") or []) if k not in secrets]
+        missing += [f"tools.{t} (no profile)" for t in tool_names or [] if t not in profiles]
+        missing += [
+            f"secrets.{p.auth_secret} (auth of tool {name})"
+            for name, p in profiles.items()
+            if p.auth_secret and p.auth_secret not in secrets
+        ]
+        if missing:
+            raise MissingConfiguration(env.name, missing)
+
+        data_key = self._data_key(env) if decrypt and secrets else None
+        resolved_secrets: dict[str, ResolvedSecret] = {}
+        for key, row in secrets.items():
+            assert isinstance(row, Secret)
+            value = None
+            if data_key is not None:
+                plain = unseal(
+                    data_key,
+                    row.ciphertext,
+                    secret_aad(env.workspace_id, env.id, row.app_id, row.key, row.version),
+                    f"secret {row.key!r} v{row.version} of environment {env.name!r}",
+                )
+                value = SecretValue(plain.decode())
+            resolved_secrets[key] = ResolvedSecret(
+                kind=row.kind,  # type: ignore[arg-type]
+                version=row.version,
+                scope=_scope_label(row.scope),
+                value=value,
+            )
+        return ResolvedConfiguration(
+            environment=env.name,
+            app=app,
+            vars={
+                k: ResolvedVariable(value=v.value, version=v.version, scope=_scope_label(v.scope))
+                for k, v in variables.items()
+                if isinstance(v, Variable)
+            },
+            secrets=resolved_secrets,
+            tools={
+                name: ResolvedTool(
+                    url=p.url, version=p.version, scope=_scope_label(p.scope),
+                    auth_secret=p.auth_secret, headers=dict(p.headers), params=dict(p.params),
+                    timeout_seconds=p.timeout_seconds, retries=p.retries,
+                )
+                for name, p in profiles.items()
+            },
+        )

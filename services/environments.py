@@ -1,0 +1,210 @@
+"""The environment chain and the apps that point to it."""
+
+from __future__ import annotations
+
+import re
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.errors import BadInput, Conflict, NotFound, Refused
+from models.names import check_resource_name
+from models.workspace import AppView, EnvironmentView, Protection
+from services.base import Service
+from store import audit
+from store import environments as env_repo
+from store import releases as release_repo
+from store.tables import App, AppEnvironment, Environment
+from vault.envelope import data_key_aad, new_data_key, wrap_data_key
+
+_PERSON = re.compile(r"^@?[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")
+
+
+def check_reviewer(name: str) -> str:
+    if not _PERSON.match(name):
+        raise BadInput(
+            f"reviewer {name!r} is not valid: use a user name or e-mail such as 'alice' or "
+            "'alice@acme.com' (a group is written '@name')"
+        )
+    return name
+
+
+def _view(env: Environment, apps: list[str]) -> EnvironmentView:
+    return EnvironmentView(
+        name=env.name,
+        position=env.position,
+        protection=Protection(
+            required_approvals=env.required_approvals,
+            reviewers=list(env.reviewers),
+            allow_self_review=env.allow_self_review,
+            wait_minutes=env.wait_minutes,
+        ),
+        apps=apps,
+        created_at=env.created_at,
+    )
+
+
+class EnvironmentService(Service):
+    async def create_environment(
+        self,
+        name: str,
+        *,
+        actor: str,
+        after: str | None = None,
+        protection: Protection | None = None,
+    ) -> EnvironmentView:
+        check_resource_name(name, "environment name")
+        protection = protection or Protection()
+        for reviewer in protection.reviewers:
+            check_reviewer(reviewer)
+        if protection.required_approvals > 0 and not protection.reviewers:
+            raise BadInput(
+                f"environment {name!r} requires {protection.required_approvals} approval(s) but "
+                "names no reviewer; add --reviewer WHO (once per reviewer)"
+            )
+        if protection.required_approvals > len(protection.reviewers) and not any(
+            r.startswith("@") for r in protection.reviewers
+        ):
+            raise BadInput(
+                f"environment {name!r} requires {protection.required_approvals} approvals but "
+                f"names only {len(protection.reviewers)} reviewer(s); name at least as many"
+            )
+        key = self.key
+        async with self.db.write() as session:
+            ws = await self.workspace_id(session)
+            if await env_repo.find_environment(session, ws, name) is not None:
+                raise Conflict(f"environment {name!r} already exists; see 'stageline env show {name}'")
+            if after is not None:
+                position = (await self.environment(session, after)).position + 1
+                await env_repo.shift_positions(session, ws, position, 1)
+            else:
+                position = await env_repo.next_position(session, ws)
+            env = Environment(
+                workspace_id=ws,
+                name=name,
+                position=position,
+                required_approvals=protection.required_approvals,
+                reviewers=protection.reviewers,
+                allow_self_review=protection.allow_self_review,
+                wait_minutes=protection.wait_minutes,
+                wrapped_data_key=b"",
+                master_key_id=key.key_id,
+            )
+            session.add(env)
+            await session.flush()
+            # The data key is wrapped with an AAD naming this environment's id, so it exists
+            # only after the row does.
+            env.wrapped_data_key = wrap_data_key(key, new_data_key(), data_key_aad(ws, env.id))
+            audit.record(
+                session, ws, actor, "environment.create", f"environment {name}",
+                environment=name,
+                detail={"after": after, **protection.model_dump()},
+            )
+            return _view(env, [])
+
+    async def list_environments(self) -> list[EnvironmentView]:
+        async with self.db.read() as session:
+            ws = await self.workspace_id(session)
+            names = await env_repo.app_environment_names(session, ws)
+            apps = {a.id: a.name for a in await env_repo.apps(session, ws)}
+            by_env: dict[str, list[str]] = {}
+            for app_id, env_names in names.items():
+                for env_name in env_names:
+                    by_env.setdefault(env_name, []).append(apps[app_id])
+            return [
+                _view(env, sorted(by_env.get(env.name, [])))
+                for env in await env_repo.chain(session, ws)
+            ]
+
+    async def show_environment(self, name: str) -> EnvironmentView:
+        async with self.db.read() as session:
+            env = await self.environment(session, name)
+            return _view(env, await env_repo.apps_pointing_to(session, env.id))
+
+    async def rename_environment(self, old: str, new: str, *, actor: str) -> EnvironmentView:
+        check_resource_name(new, "environment name")
+        async with self.db.write() as session:
+            ws = await self.workspace_id(session)
+            env = await self.environment(session, old)
+            if await env_repo.find_environment(session, ws, new) is not None:
+                raise Conflict(f"environment {new!r} already exists; pick another name")
+            if await release_repo.environment_has_history(session, env.id):
+                raise Refused(
+                    f"environment {old!r} cannot be renamed: deployments and promotions refer to "
+                    "it by name; create a new environment instead"
+                )
+            env.name = new
+            audit.record(session, ws, actor, "environment.rename", f"environment {old} -> {new}",
+                         environment=new, detail={"from": old})
+            return _view(env, await env_repo.apps_pointing_to(session, env.id))
+
+    async def delete_environment(self, name: str, *, actor: str) -> None:
+        async with self.db.write() as session:
+            ws = await self.workspace_id(session)
+            env = await self.environment(session, name)
+            pointing = await env_repo.apps_pointing_to(session, env.id)
+            if pointing:
+                raise Refused(
+                    f"environment {name!r} cannot be removed: app(s) {', '.join(pointing)} point "
+                    "to it"
+                )
+            if await release_repo.environment_has_history(session, env.id):
+                raise Refused(
+                    f"environment {name!r} cannot be removed: deployments and promotions refer "
+                    "to it and are kept as history"
+                )
+            position = env.position
+            await session.delete(env)
+            await session.flush()
+            await env_repo.shift_positions(session, ws, position + 1, -1)
+            audit.record(session, ws, actor, "environment.delete", f"environment {name}",
+                         environment=name)
+
+    async def create_app(self, name: str, environments: list[str], *, actor: str) -> AppView:
+        check_resource_name(name, "app name")
+        if not environments:
+            raise BadInput(f"app {name!r} needs at least one environment: add --env ENV")
+        async with self.db.write() as session:
+            ws = await self.workspace_id(session)
+            if await env_repo.find_app(session, ws, name) is not None:
+                raise Conflict(f"app {name!r} already exists")
+            targets = [await self.environment(session, env) for env in dict.fromkeys(environments)]
+            app = App(workspace_id=ws, name=name)
+            session.add(app)
+            await session.flush()
+            for env in targets:
+                session.add(AppEnvironment(app_id=app.id, environment_id=env.id))
+            ordered = [e.name for e in sorted(targets, key=lambda e: e.position)]
+            audit.record(session, ws, actor, "app.create", f"app {name}", app=name,
+                         detail={"environments": ordered})
+            return AppView(name=name, environments=ordered, created_at=app.created_at)
+
+    async def list_apps(self) -> list[AppView]:
+        async with self.db.read() as session:
+            ws = await self.workspace_id(session)
+            names = await env_repo.app_environment_names(session, ws)
+            return [
+                AppView(name=a.name, environments=names.get(a.id, []), created_at=a.created_at)
+                for a in await env_repo.apps(session, ws)
+            ]
+
+    async def delete_app(self, name: str, *, actor: str) -> None:
+        async with self.db.write() as session:
+            ws = await self.workspace_id(session)
+            app = await self.app(session, name)
+            if await release_repo.app_has_releases(session, app.id):
+                raise Refused(
+                    f"app {name!r} cannot be removed: it has releases, which are immutable "
+                    "and kept as history"
+                )
+            await session.execute(delete(AppEnvironment).where(AppEnvironment.app_id == app.id))
+            await session.delete(app)
+            audit.record(session, ws, actor, "app.delete", f"app {name}", app=name)
+
+    async def require_app_in(self, session: AsyncSession, app: App, env: Environment) -> None:
+        names = (await env_repo.app_environment_names(session, app.workspace_id)).get(app.id, [])
+        if env.name not in names:
+            raise NotFound(
+                f"app {app.name!r} does not point to environment {env.name!r} "
+                f"(it points to {', '.join(names) or 'none'})"
+            )

@@ -1,0 +1,1 @@
+"""Durable state: tables, migrations, the engine, and the repositories that query them."""

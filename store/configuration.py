@@ -1,0 +1,124 @@
+"""Queries for versioned configuration: variables, secrets, tools and their profiles.
+
+Rows are never updated: setting a value adds a version. "Current" means the highest version
+of each (scope, key) pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TypeVar
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.tables import Secret, Tool, ToolProfile, Variable
+
+ENV_SCOPE = "env"
+Versioned = TypeVar("Versioned", Variable, Secret)
+
+
+def scope_of(app_id: int | None) -> str:
+    return ENV_SCOPE if app_id is None else f"app:{app_id}"
+
+
+def scopes_for(app_id: int | None) -> list[str]:
+    """The scopes visible to an app in an environment: its own, then the environment's."""
+    return [ENV_SCOPE] if app_id is None else [ENV_SCOPE, scope_of(app_id)]
+
+
+async def current(
+    session: AsyncSession,
+    table: type[Versioned],
+    environment_id: int,
+    scopes: list[str],
+    keys: Sequence[str] | None = None,
+) -> Sequence[Versioned]:
+    """The current version of every key in the given scopes (optionally only some keys)."""
+    latest = (
+        select(table.scope, table.key, func.max(table.version).label("version"))
+        .where(table.environment_id == environment_id, table.scope.in_(scopes))
+        .group_by(table.scope, table.key)
+    )
+    if keys is not None:
+        latest = latest.where(table.key.in_(keys))
+    sub = latest.subquery()
+    result = await session.scalars(
+        select(table)
+        .join(
+            sub,
+            (table.scope == sub.c.scope) & (table.key == sub.c.key) & (table.version == sub.c.version),
+        )
+        .where(table.environment_id == environment_id)
+        .order_by(table.key, table.scope)
+    )
+    return result.all()
+
+
+async def latest_version(
+    session: AsyncSession, table: type[Versioned], environment_id: int, scope: str, key: str
+) -> int:
+    top = await session.scalar(
+        select(func.max(table.version)).where(
+            table.environment_id == environment_id, table.scope == scope, table.key == key
+        )
+    )
+    return top or 0
+
+
+async def tools(session: AsyncSession, workspace_id: int) -> Sequence[Tool]:
+    result = await session.scalars(
+        select(Tool).where(Tool.workspace_id == workspace_id).order_by(Tool.name)
+    )
+    return result.all()
+
+
+async def find_tool(session: AsyncSession, workspace_id: int, name: str) -> Tool | None:
+    return await session.scalar(
+        select(Tool).where(Tool.workspace_id == workspace_id, Tool.name == name)
+    )
+
+
+async def current_profiles(
+    session: AsyncSession, environment_id: int, scopes: list[str]
+) -> Sequence[ToolProfile]:
+    latest = (
+        select(ToolProfile.tool_id, ToolProfile.scope, func.max(ToolProfile.version).label("v"))
+        .where(ToolProfile.environment_id == environment_id, ToolProfile.scope.in_(scopes))
+        .group_by(ToolProfile.tool_id, ToolProfile.scope)
+        .subquery()
+    )
+    result = await session.scalars(
+        select(ToolProfile).join(
+            latest,
+            (ToolProfile.tool_id == latest.c.tool_id)
+            & (ToolProfile.scope == latest.c.scope)
+            & (ToolProfile.version == latest.c.v),
+        ).where(ToolProfile.environment_id == environment_id)
+    )
+    return result.all()
+
+
+async def profile_version(
+    session: AsyncSession, tool_id: int, environment_id: int, scope: str
+) -> int:
+    top = await session.scalar(
+        select(func.max(ToolProfile.version)).where(
+            ToolProfile.tool_id == tool_id,
+            ToolProfile.environment_id == environment_id,
+            ToolProfile.scope == scope,
+        )
+    )
+    return top or 0
+
+
+async def environments_with_profiles(session: AsyncSession, tool_id: int) -> list[int]:
+    rows = await session.scalars(
+        select(ToolProfile.environment_id).where(ToolProfile.tool_id == tool_id).distinct()
+    )
+    return list(rows)
+
+
+async def profiles_of(session: AsyncSession, tool_id: int) -> Sequence[ToolProfile]:
+    result = await session.scalars(select(ToolProfile).where(ToolProfile.tool_id == tool_id))
+    return result.all()

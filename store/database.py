@@ -1,0 +1,155 @@
+"""The engine, its per-connection setup, units of work, and automatic migrations."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.engine.url import URL
+from sqlalchemy.exc import ArgumentError, DBAPIError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from models.errors import ConfigurationError, Unavailable
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+HEAD_REVISION = "0001"
+SQLITE_BUSY_TIMEOUT_MS = 10_000
+
+
+def redact(url: URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+def _sqlite_setup(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # Let SQLAlchemy, not the driver, decide when transactions begin, so writes can take
+    # the write lock up front with BEGIN IMMEDIATE instead of failing on upgrade.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    mode = "IMMEDIATE" if conn.get_execution_options().get("stageline_write") else "DEFERRED"
+    conn.exec_driver_sql(f"BEGIN {mode}")
+
+
+class Database:
+    """One per process. `write()` and `read()` each give one session, one transaction."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            self.url = make_url(url)
+        except ArgumentError:
+            raise ConfigurationError(
+                f"STAGELINE_DATABASE_URL {url!r} is not a database URL; use "
+                "sqlite+aiosqlite:///path/to/file.db or postgresql+asyncpg://user@host/db"
+            ) from None
+        self.dialect = self.url.get_backend_name()
+        if self.url.drivername not in ("sqlite+aiosqlite", "postgresql+asyncpg"):
+            raise ConfigurationError(
+                f"database driver {self.url.drivername!r} is not supported; use "
+                "sqlite+aiosqlite:// or postgresql+asyncpg://"
+            )
+        options: dict[str, Any] = {}
+        if self.dialect == "sqlite" and self.url.database:
+            Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+        if self.dialect == "postgresql":
+            options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+        self.engine: AsyncEngine = create_async_engine(self.url, **options)
+        if self.dialect == "sqlite":
+            event.listen(self.engine.sync_engine, "connect", _sqlite_setup)
+            event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
+        self._migrated = False
+        self._migrate_lock = asyncio.Lock()
+
+    @property
+    def where(self) -> str:
+        return redact(self.url)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    def _unavailable(self, exc: BaseException) -> Unavailable:
+        reason = str(getattr(exc, "orig", exc) or type(exc).__name__).splitlines()[0]
+        return Unavailable(
+            f"cannot reach the database at {self.where} ({reason}); check "
+            "STAGELINE_DATABASE_URL and that the database is running"
+        )
+
+    @asynccontextmanager
+    async def _session(self, write: bool) -> AsyncIterator[AsyncSession]:
+        await self.migrate()
+        try:
+            async with self.engine.connect() as conn:
+                if write:
+                    conn = await conn.execution_options(stageline_write=True)
+                async with AsyncSession(bind=conn, expire_on_commit=False) as session:
+                    async with session.begin():
+                        yield session
+        except (OSError, ConnectionError) as exc:
+            raise self._unavailable(exc) from None
+        except OperationalError as exc:
+            if "locked" in str(exc.orig) or "busy" in str(exc.orig):
+                raise
+            raise self._unavailable(exc) from None
+
+    def write(self) -> Any:
+        """A unit of work that changes state; committed once when the block ends."""
+        return self._session(write=True)
+
+    def read(self) -> Any:
+        return self._session(write=False)
+
+    async def migrate(self) -> None:
+        """Bring the schema to the head revision, once per process, only when behind."""
+        if self._migrated:
+            return
+        async with self._migrate_lock:
+            if self._migrated:
+                return
+            try:
+                async with self.engine.connect() as conn:
+                    if await self._current_revision(conn) != HEAD_REVISION:
+                        await conn.run_sync(_upgrade)
+                        await conn.commit()
+            except (OSError, ConnectionError) as exc:
+                raise self._unavailable(exc) from None
+            except (OperationalError, DBAPIError) as exc:
+                raise self._unavailable(exc) from None
+            self._migrated = True
+
+    @staticmethod
+    async def _current_revision(conn: AsyncConnection) -> str | None:
+        def read(sync_conn: Any) -> str | None:
+            from sqlalchemy import inspect
+
+            if not inspect(sync_conn).has_table("alembic_version"):
+                return None
+            row = sync_conn.execute(text("SELECT version_num FROM alembic_version")).first()
+            return None if row is None else str(row[0])
+
+        return await conn.run_sync(read)
+
+
+def _upgrade(sync_conn: Any) -> None:
+    # Imported here: alembic costs ~100 ms to import and is needed only on a schema change.
+    from alembic import command
+    from alembic.config import Config
+
+    if sync_conn.dialect.name == "postgresql":
+        # Two processes starting at once against a new database must not both migrate.
+        sync_conn.execute(text("SELECT pg_advisory_xact_lock(7423001)"))
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = sync_conn
+    command.upgrade(config, "head")

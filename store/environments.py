@@ -1,0 +1,93 @@
+"""Queries for the workspace, its environment chain and its apps."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.tables import App, AppEnvironment, Environment, Workspace
+
+
+async def get_or_create_workspace(session: AsyncSession, name: str) -> Workspace:
+    found = await session.scalar(select(Workspace).where(Workspace.name == name))
+    if found is not None:
+        return found
+    workspace = Workspace(name=name)
+    session.add(workspace)
+    await session.flush()
+    return workspace
+
+
+async def find_workspace(session: AsyncSession, name: str) -> Workspace | None:
+    return await session.scalar(select(Workspace).where(Workspace.name == name))
+
+
+async def chain(session: AsyncSession, workspace_id: int) -> Sequence[Environment]:
+    """The environments in promotion order."""
+    result = await session.scalars(
+        select(Environment)
+        .where(Environment.workspace_id == workspace_id)
+        .order_by(Environment.position)
+    )
+    return result.all()
+
+
+async def find_environment(session: AsyncSession, workspace_id: int, name: str) -> Environment | None:
+    return await session.scalar(
+        select(Environment).where(Environment.workspace_id == workspace_id, Environment.name == name)
+    )
+
+
+async def shift_positions(session: AsyncSession, workspace_id: int, start: int, by: int) -> None:
+    """Move every environment at or after `start` by `by` places."""
+    await session.execute(
+        update(Environment)
+        .where(Environment.workspace_id == workspace_id, Environment.position >= start)
+        .values(position=Environment.position + by)
+    )
+
+
+async def next_position(session: AsyncSession, workspace_id: int) -> int:
+    top = await session.scalar(
+        select(func.max(Environment.position)).where(Environment.workspace_id == workspace_id)
+    )
+    return 0 if top is None else top + 1
+
+
+async def apps(session: AsyncSession, workspace_id: int) -> Sequence[App]:
+    result = await session.scalars(
+        select(App).where(App.workspace_id == workspace_id).order_by(App.name)
+    )
+    return result.all()
+
+
+async def find_app(session: AsyncSession, workspace_id: int, name: str) -> App | None:
+    return await session.scalar(
+        select(App).where(App.workspace_id == workspace_id, App.name == name)
+    )
+
+
+async def app_environment_names(session: AsyncSession, workspace_id: int) -> dict[int, list[str]]:
+    """For each app id, the names of the environments it points to, in chain order."""
+    rows = await session.execute(
+        select(AppEnvironment.app_id, Environment.name)
+        .join(Environment, Environment.id == AppEnvironment.environment_id)
+        .where(Environment.workspace_id == workspace_id)
+        .order_by(Environment.position)
+    )
+    names: dict[int, list[str]] = {}
+    for app_id, env_name in rows:
+        names.setdefault(app_id, []).append(env_name)
+    return names
+
+
+async def apps_pointing_to(session: AsyncSession, environment_id: int) -> list[str]:
+    rows = await session.scalars(
+        select(App.name)
+        .join(AppEnvironment, AppEnvironment.app_id == App.id)
+        .where(AppEnvironment.environment_id == environment_id)
+        .order_by(App.name)
+    )
+    return list(rows)

@@ -1,0 +1,49 @@
+"""Queries for releases, deployments and the per-environment release pointer."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.pipeline import Pipeline, Reference
+from store.tables import App, Deployment, Promotion, Release
+
+
+async def find_release(session: AsyncSession, app_id: int, version: str) -> Release | None:
+    return await session.scalar(
+        select(Release).where(Release.app_id == app_id, Release.version == version)
+    )
+
+
+async def releases(session: AsyncSession, app_id: int) -> Sequence[Release]:
+    result = await session.scalars(
+        select(Release).where(Release.app_id == app_id).order_by(Release.id)
+    )
+    return result.all()
+
+
+async def app_has_releases(session: AsyncSession, app_id: int) -> bool:
+    return bool(await session.scalar(select(exists().where(Release.app_id == app_id))))
+
+
+async def environment_has_history(session: AsyncSession, environment_id: int) -> bool:
+    """Whether any deployment or promotion names this environment."""
+    deployed = exists().where(Deployment.environment_id == environment_id)
+    promoted = exists().where(Promotion.environment_id == environment_id)
+    return bool(await session.scalar(select(or_(deployed, promoted))))
+
+
+async def releases_using_tool(session: AsyncSession, workspace_id: int, tool: str) -> list[str]:
+    """Releases (as app@version) whose pipeline names this tool; they would break without it."""
+    rows = await session.execute(
+        select(App.name, Release.version, Release.pipeline)
+        .join(App, App.id == Release.app_id)
+        .where(App.workspace_id == workspace_id)
+    )
+    return [
+        f"{app}@{version}"
+        for app, version, pipeline in rows
+        if Reference(kind="tools", name=tool) in Pipeline.model_validate(pipeline).references()
+    ]

@@ -1,0 +1,268 @@
+"""SQLAlchemy tables. Configuration rows are append-only versions: the current value of a
+variable, secret or tool profile is its highest version, and older versions stay for
+rollbacks and for the record of what each deployment ran with."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetimes are not stored; use an aware UTC datetime")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Workspace(Base):
+    __tablename__ = "workspace"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Environment(Base):
+    __tablename__ = "environment"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(63))
+    # 0-based place in the promotion chain; the service keeps positions dense.
+    position: Mapped[int] = mapped_column(Integer)
+    required_approvals: Mapped[int] = mapped_column(default=0)
+    reviewers: Mapped[list[Any]] = mapped_column(default=list)
+    allow_self_review: Mapped[bool] = mapped_column(Boolean, default=False)
+    wait_minutes: Mapped[int] = mapped_column(default=0)
+    wrapped_data_key: Mapped[bytes] = mapped_column(LargeBinary)
+    master_key_id: Mapped[str] = mapped_column(String(32))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class App(Base):
+    __tablename__ = "app"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(63))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AppEnvironment(Base):
+    """An app points to an environment; it never owns it."""
+
+    __tablename__ = "app_environment"
+
+    app_id: Mapped[int] = mapped_column(ForeignKey("app.id", ondelete="CASCADE"), primary_key=True)
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("environment.id", ondelete="RESTRICT"), primary_key=True
+    )
+
+
+class Variable(Base):
+    __tablename__ = "variable"
+    __table_args__ = (UniqueConstraint("environment_id", "scope", "key", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environment.id", ondelete="CASCADE"))
+    app_id: Mapped[int | None] = mapped_column(ForeignKey("app.id", ondelete="RESTRICT"))
+    # "env" or "app:<id>": a non-null column so the unique constraint holds on every backend.
+    scope: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int]
+    value: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Secret(Base):
+    __tablename__ = "secret"
+    __table_args__ = (UniqueConstraint("environment_id", "scope", "key", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environment.id", ondelete="CASCADE"))
+    app_id: Mapped[int | None] = mapped_column(ForeignKey("app.id", ondelete="RESTRICT"))
+    scope: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(128))
+    version: Mapped[int]
+    kind: Mapped[str] = mapped_column(String(20))
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Tool(Base):
+    __tablename__ = "tool"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ToolProfile(Base):
+    __tablename__ = "tool_profile"
+    __table_args__ = (UniqueConstraint("tool_id", "environment_id", "scope", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tool_id: Mapped[int] = mapped_column(ForeignKey("tool.id", ondelete="RESTRICT"))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environment.id", ondelete="CASCADE"))
+    app_id: Mapped[int | None] = mapped_column(ForeignKey("app.id", ondelete="RESTRICT"))
+    scope: Mapped[str] = mapped_column(String(32))
+    version: Mapped[int]
+    url: Mapped[str] = mapped_column(Text)
+    auth_secret: Mapped[str | None] = mapped_column(String(128))
+    headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    timeout_seconds: Mapped[float] = mapped_column(default=10.0)
+    retries: Mapped[int] = mapped_column(default=3)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Release(Base):
+    """Immutable once created: app, version, artifact and the pipeline as validated."""
+
+    __tablename__ = "release"
+    __table_args__ = (UniqueConstraint("app_id", "version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("app.id", ondelete="RESTRICT"))
+    version: Mapped[str] = mapped_column(String(64))
+    artifact: Mapped[str | None] = mapped_column(Text)
+    pipeline: Mapped[dict[str, Any]] = mapped_column()
+    pipeline_source: Mapped[str] = mapped_column(Text)
+    pipeline_digest: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Promotion(Base):
+    """One run of PromotionWorkflow: what was asked, by whom, and how it ended."""
+
+    __tablename__ = "promotion"
+    __table_args__ = (UniqueConstraint("workflow_id", "run_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    run_id: Mapped[str] = mapped_column(String(64))
+    app_id: Mapped[int] = mapped_column(ForeignKey("app.id", ondelete="RESTRICT"))
+    release_id: Mapped[int] = mapped_column(ForeignKey("release.id", ondelete="RESTRICT"))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environment.id", ondelete="RESTRICT"))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    gates: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class Deployment(Base):
+    """A change of an environment's release for an app: promotion, rollback or compensation."""
+
+    __tablename__ = "deployment"
+    __table_args__ = (UniqueConstraint("workflow_id", "run_id", "kind"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("app.id", ondelete="RESTRICT"))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environment.id", ondelete="RESTRICT"))
+    release_id: Mapped[int] = mapped_column(ForeignKey("release.id", ondelete="RESTRICT"))
+    previous_release_id: Mapped[int | None] = mapped_column(
+        ForeignKey("release.id", ondelete="RESTRICT")
+    )
+    kind: Mapped[str] = mapped_column(String(20))
+    promotion_id: Mapped[int | None] = mapped_column(
+        ForeignKey("promotion.id", ondelete="RESTRICT")
+    )
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    run_id: Mapped[str] = mapped_column(String(64))
+    requested_by: Mapped[str] = mapped_column(String(200))
+    source: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20))
+    reason: Mapped[str | None] = mapped_column(Text)
+    # Names and versions of what was injected, never values: {"vars": {"X": 3}, ...}.
+    config: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+    verified_at: Mapped[datetime | None] = mapped_column()
+
+
+class CurrentRelease(Base):
+    """The pointer: which release an app runs in an environment. Rollback moves only this."""
+
+    __tablename__ = "current_release"
+
+    app_id: Mapped[int] = mapped_column(ForeignKey("app.id", ondelete="RESTRICT"), primary_key=True)
+    environment_id: Mapped[int] = mapped_column(
+        ForeignKey("environment.id", ondelete="RESTRICT"), primary_key=True
+    )
+    release_id: Mapped[int] = mapped_column(ForeignKey("release.id", ondelete="RESTRICT"))
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployment.id", ondelete="RESTRICT"))
+    since: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEvent(Base):
+    """Append-only: a database trigger refuses updates and deletes."""
+
+    __tablename__ = "audit_event"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id", ondelete="RESTRICT"))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    environment: Mapped[str | None] = mapped_column(String(63))
+    app: Mapped[str | None] = mapped_column(String(63))
+    subject: Mapped[str] = mapped_column(Text)
+    detail: Mapped[dict[str, Any]] = mapped_column(default=dict)

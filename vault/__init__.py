@@ -1,0 +1,1 @@
+"""The vault: envelope encryption of secrets, a data key per environment."""
