@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import cast
 
 import click
 
@@ -12,7 +13,7 @@ from cli.context import actor, run
 from cli.output import done, emit_json, table
 from models.errors import BadInput
 from models.settings import Settings
-from models.workspace import SECRET_KINDS, Protection
+from models.workspace import SECRET_KINDS, Protection, SecretKind
 from services.configuration import ConfigurationService
 from services.environments import EnvironmentService
 from services.releases import ReleaseService
@@ -105,8 +106,10 @@ def env_list(as_json: bool) -> None:
             return
         table(
             ["#", "ENVIRONMENT", "PROTECTION", "APPS"],
-            [(v.position + 1, v.name, _protection_text(v.protection), ", ".join(v.apps))
-             for v in views],
+            [
+                (v.position + 1, v.name, _protection_text(v.protection), ", ".join(v.apps))
+                for v in views
+            ],
             empty="no environments yet; create one with 'stageline env create dev'",
         )
 
@@ -204,8 +207,11 @@ def app_list(as_json: bool) -> None:
         if as_json:
             emit_json(views)
         else:
-            table(["APP", "ENVIRONMENTS"], [(v.name, " -> ".join(v.environments)) for v in views],
-                  empty="no apps yet; create one with 'stageline app create web --env dev'")
+            table(
+                ["APP", "ENVIRONMENTS"],
+                [(v.name, " -> ".join(v.environments)) for v in views],
+                empty="no apps yet; create one with 'stageline app create web --env dev'",
+            )
 
     run(work)
 
@@ -267,8 +273,10 @@ def var_list(environment: str, app: str | None, as_json: bool) -> None:
         if as_json:
             emit_json(views)
         else:
-            table(["KEY", "VALUE", "SCOPE", "VERSION", "SET BY"],
-                  [(v.key, v.value, v.app or "env", v.version, v.created_by) for v in views])
+            table(
+                ["KEY", "VALUE", "SCOPE", "VERSION", "SET BY"],
+                [(v.key, v.value, v.app or "env", v.version, v.created_by) for v in views],
+            )
 
     run(work)
 
@@ -321,14 +329,19 @@ def secret_set(
     if stray:
         raise BadInput(
             "secret values are never taken as arguments (shell history and process lists "
-            f"would keep them); pipe it: printf %s \"$VALUE\" | stageline secret set {key} "
+            f'would keep them); pipe it: printf %s "$VALUE" | stageline secret set {key} '
             f"--env {environment}, or use --from-file"
         )
     value = _read_secret(from_file, key)
 
     async def work(settings: Settings, db: Database) -> None:
         view = await ConfigurationService(db, settings).set_secret(
-            environment, key, value, actor=actor(), kind=kind, app=app  # type: ignore[arg-type]
+            environment,
+            key,
+            value,
+            actor=actor(),
+            kind=cast(SecretKind, kind),
+            app=app,
         )
         if as_json:
             emit_json(view)
@@ -351,8 +364,10 @@ def secret_list(environment: str, app: str | None, as_json: bool) -> None:
         if as_json:
             emit_json(views)
         else:
-            table(["KEY", "KIND", "SCOPE", "VERSION", "SET BY"],
-                  [(s.key, s.kind, s.app or "env", s.version, s.created_by) for s in views])
+            table(
+                ["KEY", "KIND", "SCOPE", "VERSION", "SET BY"],
+                [(s.key, s.kind, s.app or "env", s.version, s.created_by) for s in views],
+            )
 
     run(work)
 
@@ -410,8 +425,15 @@ def tool_profile(
 
     async def work(settings: Settings, db: Database) -> None:
         view = await ConfigurationService(db, settings).set_tool_profile(
-            name, environment, url=url, actor=actor(), app=app, auth_secret=auth_secret,
-            headers=header_map, params=param_map, timeout_seconds=timeout_seconds,
+            name,
+            environment,
+            url=url,
+            actor=actor(),
+            app=app,
+            auth_secret=auth_secret,
+            headers=header_map,
+            params=param_map,
+            timeout_seconds=timeout_seconds,
             retries=retries,
         )
         if as_json:
@@ -432,8 +454,10 @@ def tool_list(as_json: bool) -> None:
         if as_json:
             emit_json(views)
         else:
-            table(["TOOL", "KIND", "PROFILES IN"],
-                  [(t.name, t.kind, ", ".join(t.environments)) for t in views])
+            table(
+                ["TOOL", "KIND", "PROFILES IN"],
+                [(t.name, t.kind, ", ".join(t.environments)) for t in views],
+            )
 
     run(work)
 
@@ -461,8 +485,9 @@ def release() -> None:
 @release.command("create")
 @click.argument("app_name", metavar="APP")
 @click.argument("version")
-@click.option("--pipeline", "pipeline_file", required=True,
-              type=click.Path(path_type=Path, dir_okay=False))
+@click.option(
+    "--pipeline", "pipeline_file", required=True, type=click.Path(path_type=Path, dir_okay=False)
+)
 @click.option("--artifact", metavar="REF", help="What was built: an image, a URL, a digest.")
 @json_option
 def release_create(
@@ -481,8 +506,10 @@ def release_create(
         if as_json:
             emit_json(view)
         else:
-            done(f"created release {app_name}@{version}; it needs: "
-                 f"{', '.join(view.references) or 'nothing'}")
+            done(
+                f"created release {app_name}@{version}; it needs: "
+                f"{', '.join(view.references) or 'nothing'}"
+            )
 
     run(work)
 
@@ -498,9 +525,13 @@ def release_list(app_name: str, as_json: bool) -> None:
         if as_json:
             emit_json(views)
         else:
-            table(["VERSION", "ARTIFACT", "CREATED BY", "CREATED AT"],
-                  [(r.version, r.artifact or "", r.created_by, f"{r.created_at:%Y-%m-%d %H:%M}")
-                   for r in views])
+            table(
+                ["VERSION", "ARTIFACT", "CREATED BY", "CREATED AT"],
+                [
+                    (r.version, r.artifact or "", r.created_by, f"{r.created_at:%Y-%m-%d %H:%M}")
+                    for r in views
+                ],
+            )
 
     run(work)
 
@@ -520,16 +551,22 @@ def vault_generate_key() -> None:
 
 
 @vault.command("rotate")
-@click.option("--new-key-file", required=True, type=click.Path(path_type=Path, dir_okay=False),
-              help="File (mode 0600) holding the new base64 key.")
+@click.option(
+    "--new-key-file",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="File (mode 0600) holding the new base64 key.",
+)
 def vault_rotate(new_key_file: Path) -> None:
     """Re-wrap every environment's data key with a new master key; secrets stay as they are."""
     new_key = read_key_file(new_key_file)
 
     async def work(settings: Settings, db: Database) -> None:
         count = await ConfigurationService(db, settings).rotate_master_key(new_key, actor=actor())
-        done(f"re-wrapped the data keys of {count} environment(s) with key {new_key.key_id}; "
-             f"point STAGELINE_MASTER_KEY_FILE at {new_key_file} from now on")
+        done(
+            f"re-wrapped the data keys of {count} environment(s) with key {new_key.key_id}; "
+            f"point STAGELINE_MASTER_KEY_FILE at {new_key_file} from now on"
+        )
 
     run(work)
 
@@ -549,18 +586,29 @@ def audit(environment: str | None, app: str | None, limit: int, as_json: bool) -
         service = EnvironmentService(db, settings)
         async with db.read() as session:
             ws = await service.workspace_id(session)
-            events = await audit_repo.events(session, ws, environment=environment, app=app,
-                                             limit=limit)
+            events = await audit_repo.events(
+                session, ws, environment=environment, app=app, limit=limit
+            )
         if as_json:
-            emit_json([
-                {"at": e.at.isoformat(), "actor": e.actor, "action": e.action,
-                 "environment": e.environment, "app": e.app, "subject": e.subject,
-                 "detail": e.detail}
-                for e in events
-            ])
+            emit_json(
+                [
+                    {
+                        "at": e.at.isoformat(),
+                        "actor": e.actor,
+                        "action": e.action,
+                        "environment": e.environment,
+                        "app": e.app,
+                        "subject": e.subject,
+                        "detail": e.detail,
+                    }
+                    for e in events
+                ]
+            )
         else:
-            table(["AT", "ACTOR", "ACTION", "SUBJECT"],
-                  [(f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.action, e.subject) for e in events])
+            table(
+                ["AT", "ACTOR", "ACTION", "SUBJECT"],
+                [(f"{e.at:%Y-%m-%d %H:%M:%S}", e.actor, e.action, e.subject) for e in events],
+            )
 
     run(work)
 

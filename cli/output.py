@@ -12,12 +12,10 @@ from pydantic import BaseModel
 
 
 def emit_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any] | list[Any]) -> None:
-    if isinstance(value, BaseModel):
-        data: Any = value.model_dump(mode="json")
-    elif isinstance(value, list | tuple) and value and isinstance(value[0], BaseModel):
-        data = [v.model_dump(mode="json") for v in value]  # type: ignore[union-attr]
-    else:
-        data = value
+    def plain(item: Any) -> Any:
+        return item.model_dump(mode="json") if isinstance(item, BaseModel) else item
+
+    data = [plain(v) for v in value] if isinstance(value, list | tuple) else plain(value)
     click.echo(json.dumps(data, indent=2, sort_keys=False))
 
 

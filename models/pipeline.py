@@ -69,18 +69,6 @@ def substitute(text: str, lookup: Callable[[Reference], str]) -> str:
     return REFERENCE.sub(lambda m: lookup(Reference.parse(m.group(1))), text)
 
 
-Scalar = str | int | float | bool
-
-
-def _stringify(values: Any) -> Any:
-    # YAML turns `1.10` into a float and `yes` into a bool; step values are text for the
-    # process or request that receives them, so keep what the user wrote as text.
-    if isinstance(values, dict):
-        return {k: (str(v).lower() if isinstance(v, bool) else str(v)) if isinstance(v, Scalar)
-                else v for k, v in values.items()}
-    return values
-
-
 class HttpCheck(BaseModel):
     """An HTTP request whose status must match, retried until a deadline."""
 
@@ -93,8 +81,6 @@ class HttpCheck(BaseModel):
     timeout_seconds: float = Field(default=10, gt=0, le=300)
     interval_seconds: float = Field(default=2, ge=0, le=300)
     deadline_seconds: float = Field(default=60, gt=0, le=3600)
-
-    _headers = field_validator("headers", mode="before")(_stringify)
 
     @field_validator("url")
     @classmethod
@@ -117,18 +103,14 @@ class Step(BaseModel):
     http: HttpCheck | None = None
     timeout_seconds: int = Field(default=600, gt=0, le=86_400)
 
-    _env = field_validator("env", "with_", mode="before")(_stringify)
-
     @field_validator("run", mode="before")
     @classmethod
     def _run_is_argv(cls, value: Any) -> Any:
         if isinstance(value, str):
             raise ValueError(
-                "run must be a list of arguments, e.g. [\"python\", \"migrate.py\"]; "
+                'run must be a list of arguments, e.g. ["python", "migrate.py"]; '
                 "steps never run through a shell"
             )
-        if isinstance(value, list):
-            return [str(v) if isinstance(v, Scalar) else v for v in value]
         return value
 
     @field_validator("env")
@@ -225,22 +207,35 @@ class PipelineError(BadInput):
     """A pipeline file that cannot be used, with the line or field at fault."""
 
 
-def _line_map(node: yaml.Node, path: tuple[str | int, ...], lines: dict[tuple[str | int, ...], int],
-              source: str) -> None:
+def _build(
+    node: yaml.Node,
+    path: tuple[str | int, ...],
+    lines: dict[tuple[str | int, ...], int],
+    source: str,
+) -> Any:
+    """Turn the YAML node tree into plain data, remembering the line of every path.
+
+    Scalars stay the text the user wrote (YAML 1.1 would turn `1.10` into 1.1, `yes` into
+    True and the key `ON` into True); the schema converts what must be a number.
+    """
     lines[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
+        mapping: dict[str, Any] = {}
         for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise PipelineError(
+                    f"{source} line {key_node.start_mark.line + 1}: keys must be plain names"
+                )
             key = str(key_node.value)
-            if key in seen:
+            if key in mapping:
                 raise PipelineError(
                     f"{source} line {key_node.start_mark.line + 1}: key {key!r} appears twice"
                 )
-            seen.add(key)
-            _line_map(value_node, (*path, key), lines, source)
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _line_map(item, (*path, index), lines, source)
+            mapping[key] = _build(value_node, (*path, key), lines, source)
+        return mapping
+    if isinstance(node, yaml.SequenceNode):
+        return [_build(item, (*path, i), lines, source) for i, item in enumerate(node.value)]
+    return None if node.tag == "tag:yaml.org,2002:null" else str(node.value)
 
 
 def _describe(loc: tuple[str | int, ...]) -> str:
@@ -254,19 +249,18 @@ def parse_pipeline(text: str, source: str = "pipeline file") -> Pipeline:
     """Parse and validate a pipeline file; errors name the line and field at fault."""
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
+        # The context mark is where the broken construct began, usually the line to fix.
+        mark = exc.context_mark or exc.problem_mark
         where = f" line {mark.line + 1}" if mark is not None else ""
-        raise PipelineError(f"{source}{where}: not valid YAML ({exc.problem})") from None
+        what = f"{exc.context}: {exc.problem}" if exc.context else exc.problem
+        raise PipelineError(f"{source}{where}: not valid YAML ({what})") from None
     except yaml.YAMLError as exc:
         raise PipelineError(f"{source}: not valid YAML ({exc})") from None
-    if node is None or not isinstance(data, dict):
-        raise PipelineError(
-            f"{source}: expected a mapping with a 'steps:' list at the top level"
-        )
+    if not isinstance(node, yaml.MappingNode):
+        raise PipelineError(f"{source}: expected a mapping with a 'steps:' list at the top level")
     lines: dict[tuple[str | int, ...], int] = {}
-    _line_map(node, (), lines, source)
+    data = _build(node, (), lines, source)
     try:
         return Pipeline.model_validate(data)
     except ValidationError as exc:
@@ -276,11 +270,10 @@ def parse_pipeline(text: str, source: str = "pipeline file") -> Pipeline:
             line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
-                message = (
-                    f"unknown field {loc[-1]!r}" + (
-                        " (a step has name plus one of run, tool, http)"
-                        if len(loc) >= 3 else " (allowed: steps, activate, verify)"
-                    )
+                message = f"unknown field {loc[-1]!r}" + (
+                    " (a step has name plus one of run, tool, http)"
+                    if len(loc) >= 3
+                    else " (allowed: steps, activate, verify)"
                 )
             problems.append(f"line {line} ({_describe(loc)}): {message}")
         raise PipelineError(f"{source}: " + "; ".join(problems)) from None

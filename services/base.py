@@ -31,7 +31,9 @@ class Service:
     async def environment(self, session: AsyncSession, name: str) -> Environment:
         found = await env_repo.find_environment(session, await self.workspace_id(session), name)
         if found is None:
-            known = [e.name for e in await env_repo.chain(session, await self.workspace_id(session))]
+            known = [
+                e.name for e in await env_repo.chain(session, await self.workspace_id(session))
+            ]
             raise NotFound(
                 f"environment {name!r} does not exist; known environments: "
                 f"{', '.join(known) or 'none yet'} (create it with 'stageline env create {name}')"

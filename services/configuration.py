@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import cast
 
 from cryptography import x509
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,7 +31,7 @@ from store import configuration as config_repo
 from store import environments as env_repo
 from store import releases as release_repo
 from store.tables import App, Environment, Secret, Tool, ToolProfile, Variable
-from vault.envelope import data_key_aad, secret_aad, seal, unseal, unwrap_data_key, wrap_data_key
+from vault.envelope import data_key_aad, seal, secret_aad, unseal, unwrap_data_key, wrap_data_key
 from vault.keys import KeyProvider
 from vault.secret_value import SecretValue
 
@@ -102,12 +103,23 @@ class ConfigurationService(Service):
             session.add(row)
             await session.flush()
             audit.record(
-                session, env.workspace_id, actor, "variable.set", f"vars.{key} v{version}",
-                environment=env.name, app=app, detail={"key": key, "version": version},
+                session,
+                env.workspace_id,
+                actor,
+                "variable.set",
+                f"vars.{key} v{version}",
+                environment=env.name,
+                app=app,
+                detail={"key": key, "version": version},
             )
             return VariableView(
-                environment=env.name, app=app, key=key, value=value, version=version,
-                created_by=actor, created_at=row.created_at,
+                environment=env.name,
+                app=app,
+                key=key,
+                value=value,
+                version=version,
+                created_by=actor,
+                created_at=row.created_at,
             )
 
     async def list_variables(self, environment: str, app: str | None = None) -> list[VariableView]:
@@ -120,8 +132,11 @@ class ConfigurationService(Service):
                 VariableView(
                     environment=env.name,
                     app=None if r.scope == config_repo.ENV_SCOPE else app,
-                    key=r.key, value=r.value, version=r.version,
-                    created_by=r.created_by, created_at=r.created_at,
+                    key=r.key,
+                    value=r.value,
+                    version=r.version,
+                    created_by=r.created_by,
+                    created_at=r.created_at,
                 )
                 for r in rows
             ]
@@ -157,19 +172,35 @@ class ConfigurationService(Service):
                 secret_aad(env.workspace_id, env.id, app_id, key, version),
             )
             row = Secret(
-                environment_id=env.id, app_id=app_id, scope=scope, key=key, version=version,
-                kind=kind, ciphertext=ciphertext, created_by=actor,
+                environment_id=env.id,
+                app_id=app_id,
+                scope=scope,
+                key=key,
+                version=version,
+                kind=kind,
+                ciphertext=ciphertext,
+                created_by=actor,
             )
             session.add(row)
             await session.flush()
             audit.record(
-                session, env.workspace_id, actor, "secret.set", f"secrets.{key} v{version}",
-                environment=env.name, app=app,
+                session,
+                env.workspace_id,
+                actor,
+                "secret.set",
+                f"secrets.{key} v{version}",
+                environment=env.name,
+                app=app,
                 detail={"key": key, "version": version, "kind": kind},
             )
             return SecretView(
-                environment=env.name, app=app, key=key, kind=kind, version=version,
-                created_by=actor, created_at=row.created_at,
+                environment=env.name,
+                app=app,
+                key=key,
+                kind=kind,
+                version=version,
+                created_by=actor,
+                created_at=row.created_at,
             )
 
     async def list_secrets(self, environment: str, app: str | None = None) -> list[SecretView]:
@@ -182,8 +213,11 @@ class ConfigurationService(Service):
                 SecretView(
                     environment=env.name,
                     app=None if r.scope == config_repo.ENV_SCOPE else app,
-                    key=r.key, kind=r.kind, version=r.version,  # type: ignore[arg-type]
-                    created_by=r.created_by, created_at=r.created_at,
+                    key=r.key,
+                    kind=cast(SecretKind, r.kind),
+                    version=r.version,
+                    created_by=r.created_by,
+                    created_at=r.created_at,
                 )
                 for r in rows
             ]
@@ -201,7 +235,11 @@ class ConfigurationService(Service):
                 )
                 env.master_key_id = new_key.key_id
             audit.record(
-                session, ws, actor, "vault.rotate-master-key", "master key",
+                session,
+                ws,
+                actor,
+                "vault.rotate-master-key",
+                "master key",
                 detail={"from": old_key.key_id, "to": new_key.key_id, "environments": len(envs)},
             )
         self._key = new_key
@@ -262,21 +300,41 @@ class ConfigurationService(Service):
             version = await config_repo.profile_version(session, tool_row.id, env.id, scope) + 1
             session.add(
                 ToolProfile(
-                    tool_id=tool_row.id, environment_id=env.id, app_id=app_id, scope=scope,
-                    version=version, url=url, auth_secret=auth_secret,
-                    headers=headers or {}, params=params or {},
-                    timeout_seconds=timeout_seconds, retries=retries, created_by=actor,
+                    tool_id=tool_row.id,
+                    environment_id=env.id,
+                    app_id=app_id,
+                    scope=scope,
+                    version=version,
+                    url=url,
+                    auth_secret=auth_secret,
+                    headers=headers or {},
+                    params=params or {},
+                    timeout_seconds=timeout_seconds,
+                    retries=retries,
+                    created_by=actor,
                 )
             )
             audit.record(
-                session, env.workspace_id, actor, "tool.profile", f"tools.{tool} v{version}",
-                environment=env.name, app=app,
+                session,
+                env.workspace_id,
+                actor,
+                "tool.profile",
+                f"tools.{tool} v{version}",
+                environment=env.name,
+                app=app,
                 detail={"tool": tool, "version": version, "url": url, "auth_secret": auth_secret},
             )
             return ToolProfileView(
-                tool=tool, environment=env.name, app=app, url=url, auth_secret=auth_secret,
-                headers=headers or {}, params=params or {}, timeout_seconds=timeout_seconds,
-                retries=retries, version=version,
+                tool=tool,
+                environment=env.name,
+                app=app,
+                url=url,
+                auth_secret=auth_secret,
+                headers=headers or {},
+                params=params or {},
+                timeout_seconds=timeout_seconds,
+                retries=retries,
+                version=version,
             )
 
     async def list_tools(self) -> list[ToolView]:
@@ -288,7 +346,8 @@ class ConfigurationService(Service):
                 env_ids = await config_repo.environments_with_profiles(session, tool.id)
                 views.append(
                     ToolView(
-                        name=tool.name, kind="webhook",
+                        name=tool.name,
+                        kind="webhook",
                         environments=sorted(env_names[i] for i in env_ids),
                     )
                 )
@@ -319,9 +378,7 @@ class ConfigurationService(Service):
         decrypt: bool = False,
     ) -> ResolvedConfiguration:
         async with self.db.read() as session:
-            return await self.resolve_in(
-                session, environment, app, references, decrypt=decrypt
-            )
+            return await self.resolve_in(session, environment, app, references, decrypt=decrypt)
 
     async def resolve_in(
         self,
@@ -395,7 +452,7 @@ class ConfigurationService(Service):
                 )
                 value = SecretValue(plain.decode())
             resolved_secrets[key] = ResolvedSecret(
-                kind=row.kind,  # type: ignore[arg-type]
+                kind=cast(SecretKind, row.kind),
                 version=row.version,
                 scope=_scope_label(row.scope),
                 value=value,
@@ -411,9 +468,14 @@ class ConfigurationService(Service):
             secrets=resolved_secrets,
             tools={
                 name: ResolvedTool(
-                    url=p.url, version=p.version, scope=_scope_label(p.scope),
-                    auth_secret=p.auth_secret, headers=dict(p.headers), params=dict(p.params),
-                    timeout_seconds=p.timeout_seconds, retries=p.retries,
+                    url=p.url,
+                    version=p.version,
+                    scope=_scope_label(p.scope),
+                    auth_secret=p.auth_secret,
+                    headers=dict(p.headers),
+                    params=dict(p.params),
+                    timeout_seconds=p.timeout_seconds,
+                    retries=p.retries,
                 )
                 for name, p in profiles.items()
             },

@@ -73,7 +73,9 @@ class EnvironmentService(Service):
         async with self.db.write() as session:
             ws = await self.workspace_id(session)
             if await env_repo.find_environment(session, ws, name) is not None:
-                raise Conflict(f"environment {name!r} already exists; see 'stageline env show {name}'")
+                raise Conflict(
+                    f"environment {name!r} already exists; see 'stageline env show {name}'"
+                )
             if after is not None:
                 position = (await self.environment(session, after)).position + 1
                 await env_repo.shift_positions(session, ws, position, 1)
@@ -96,7 +98,11 @@ class EnvironmentService(Service):
             # only after the row does.
             env.wrapped_data_key = wrap_data_key(key, new_data_key(), data_key_aad(ws, env.id))
             audit.record(
-                session, ws, actor, "environment.create", f"environment {name}",
+                session,
+                ws,
+                actor,
+                "environment.create",
+                f"environment {name}",
                 environment=name,
                 detail={"after": after, **protection.model_dump()},
             )
@@ -134,8 +140,15 @@ class EnvironmentService(Service):
                     "it by name; create a new environment instead"
                 )
             env.name = new
-            audit.record(session, ws, actor, "environment.rename", f"environment {old} -> {new}",
-                         environment=new, detail={"from": old})
+            audit.record(
+                session,
+                ws,
+                actor,
+                "environment.rename",
+                f"environment {old} -> {new}",
+                environment=new,
+                detail={"from": old},
+            )
             return _view(env, await env_repo.apps_pointing_to(session, env.id))
 
     async def delete_environment(self, name: str, *, actor: str) -> None:
@@ -157,8 +170,9 @@ class EnvironmentService(Service):
             await session.delete(env)
             await session.flush()
             await env_repo.shift_positions(session, ws, position + 1, -1)
-            audit.record(session, ws, actor, "environment.delete", f"environment {name}",
-                         environment=name)
+            audit.record(
+                session, ws, actor, "environment.delete", f"environment {name}", environment=name
+            )
 
     async def create_app(self, name: str, environments: list[str], *, actor: str) -> AppView:
         check_resource_name(name, "app name")
@@ -175,8 +189,15 @@ class EnvironmentService(Service):
             for env in targets:
                 session.add(AppEnvironment(app_id=app.id, environment_id=env.id))
             ordered = [e.name for e in sorted(targets, key=lambda e: e.position)]
-            audit.record(session, ws, actor, "app.create", f"app {name}", app=name,
-                         detail={"environments": ordered})
+            audit.record(
+                session,
+                ws,
+                actor,
+                "app.create",
+                f"app {name}",
+                app=name,
+                detail={"environments": ordered},
+            )
             return AppView(name=name, environments=ordered, created_at=app.created_at)
 
     async def list_apps(self) -> list[AppView]:

@@ -17,9 +17,13 @@ from store.tables import App, Release
 def _view(app: App, release: Release) -> ReleaseView:
     refs = Pipeline.model_validate(release.pipeline).references()
     return ReleaseView(
-        app=app.name, version=release.version, artifact=release.artifact,
-        pipeline_digest=release.pipeline_digest, references=sorted(map(str, refs)),
-        created_by=release.created_by, created_at=release.created_at,
+        app=app.name,
+        version=release.version,
+        artifact=release.artifact,
+        pipeline_digest=release.pipeline_digest,
+        references=sorted(map(str, refs)),
+        created_by=release.created_by,
+        created_at=release.created_at,
     )
 
 
@@ -47,15 +51,24 @@ class ReleaseService(Service):
                     "create a new version instead"
                 )
             release = Release(
-                app_id=app_row.id, version=version, artifact=artifact,
+                app_id=app_row.id,
+                version=version,
+                artifact=artifact,
                 pipeline=pipeline.model_dump(mode="json", by_alias=True, exclude_defaults=True),
-                pipeline_source=pipeline_text, pipeline_digest=digest, created_by=actor,
+                pipeline_source=pipeline_text,
+                pipeline_digest=digest,
+                created_by=actor,
             )
             session.add(release)
             await session.flush()
             audit.record(
-                session, app_row.workspace_id, actor, "release.create", f"{app}@{version}",
-                app=app, detail={"artifact": artifact, "pipeline_digest": digest},
+                session,
+                app_row.workspace_id,
+                actor,
+                "release.create",
+                f"{app}@{version}",
+                app=app,
+                detail={"artifact": artifact, "pipeline_digest": digest},
             )
             return _view(app_row, release)
 

@@ -47,7 +47,9 @@ async def current(
         select(table)
         .join(
             sub,
-            (table.scope == sub.c.scope) & (table.key == sub.c.key) & (table.version == sub.c.version),
+            (table.scope == sub.c.scope)
+            & (table.key == sub.c.key)
+            & (table.version == sub.c.version),
         )
         .where(table.environment_id == environment_id)
         .order_by(table.key, table.scope)
@@ -89,12 +91,14 @@ async def current_profiles(
         .subquery()
     )
     result = await session.scalars(
-        select(ToolProfile).join(
+        select(ToolProfile)
+        .join(
             latest,
             (ToolProfile.tool_id == latest.c.tool_id)
             & (ToolProfile.scope == latest.c.scope)
             & (ToolProfile.version == latest.c.v),
-        ).where(ToolProfile.environment_id == environment_id)
+        )
+        .where(ToolProfile.environment_id == environment_id)
     )
     return result.all()
 

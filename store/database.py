@@ -93,9 +93,11 @@ class Database:
             async with self.engine.connect() as conn:
                 if write:
                     conn = await conn.execution_options(stageline_write=True)
-                async with AsyncSession(bind=conn, expire_on_commit=False) as session:
-                    async with session.begin():
-                        yield session
+                async with (
+                    AsyncSession(bind=conn, expire_on_commit=False) as session,
+                    session.begin(),
+                ):
+                    yield session
         except (OSError, ConnectionError) as exc:
             raise self._unavailable(exc) from None
         except OperationalError as exc:
@@ -119,7 +121,10 @@ class Database:
                 return
             try:
                 async with self.engine.connect() as conn:
-                    if await self._current_revision(conn) != HEAD_REVISION:
+                    behind = await self._current_revision(conn) != HEAD_REVISION
+                if behind:
+                    async with self.engine.connect() as conn:
+                        conn = await conn.execution_options(stageline_write=True)
                         await conn.run_sync(_upgrade)
                         await conn.commit()
             except (OSError, ConnectionError) as exc:
@@ -146,9 +151,12 @@ def _upgrade(sync_conn: Any) -> None:
     from alembic import command
     from alembic.config import Config
 
+    # Two processes starting at once against a new database must not both migrate: take the
+    # write lock (BEGIN IMMEDIATE on SQLite, an advisory lock on PostgreSQL), then look again.
     if sync_conn.dialect.name == "postgresql":
-        # Two processes starting at once against a new database must not both migrate.
         sync_conn.execute(text("SELECT pg_advisory_xact_lock(7423001)"))
+    else:
+        sync_conn.execute(text("SELECT 1"))
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = sync_conn

@@ -34,9 +34,13 @@ async def chain(session: AsyncSession, workspace_id: int) -> Sequence[Environmen
     return result.all()
 
 
-async def find_environment(session: AsyncSession, workspace_id: int, name: str) -> Environment | None:
+async def find_environment(
+    session: AsyncSession, workspace_id: int, name: str
+) -> Environment | None:
     return await session.scalar(
-        select(Environment).where(Environment.workspace_id == workspace_id, Environment.name == name)
+        select(Environment).where(
+            Environment.workspace_id == workspace_id, Environment.name == name
+        )
     )
 
 

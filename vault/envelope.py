@@ -66,6 +66,9 @@ def wrap_data_key(master: KeyProvider, data_key: bytes, aad: bytes) -> bytes:
 
 def unwrap_data_key(master: KeyProvider, wrapped: bytes, aad: bytes, environment: str) -> bytes:
     return unseal(
-        master.key(), wrapped, aad, f"the data key of environment {environment!r} (was it "
-        "wrapped with another master key? check STAGELINE_MASTER_KEY)"
+        master.key(),
+        wrapped,
+        aad,
+        f"the data key of environment {environment!r} (was it "
+        "wrapped with another master key? check STAGELINE_MASTER_KEY)",
     )
