@@ -3,23 +3,27 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
-from models.workspace import ConfigVersions, SecretKind
+from models.promotion import ConfigRef, ConfigVersions
+from models.workspace import SecretKind
 from vault.secret_value import SecretValue
+
+Scope = Literal["env", "app"]
 
 
 @dataclass(frozen=True)
 class ResolvedVariable:
     value: str
     version: int
-    scope: str  # "env" or "app"
+    scope: Scope
 
 
 @dataclass(frozen=True)
 class ResolvedSecret:
     kind: SecretKind
     version: int
-    scope: str
+    scope: Scope
     # None when resolved without decryption (preflight and views need no plaintext).
     value: SecretValue | None = None
 
@@ -28,7 +32,7 @@ class ResolvedSecret:
 class ResolvedTool:
     url: str
     version: int
-    scope: str
+    scope: Scope
     auth_secret: str | None
     headers: dict[str, str]
     params: dict[str, str]
@@ -47,10 +51,13 @@ class ResolvedConfiguration:
     tools: dict[str, ResolvedTool] = field(default_factory=dict)
 
     def versions(self) -> ConfigVersions:
+        def ref(item: ResolvedVariable | ResolvedSecret | ResolvedTool) -> ConfigRef:
+            return ConfigRef(version=item.version, scope=item.scope)
+
         return ConfigVersions(
-            vars={k: v.version for k, v in self.vars.items()},
-            secrets={k: s.version for k, s in self.secrets.items()},
-            tools={k: t.version for k, t in self.tools.items()},
+            vars={k: ref(v) for k, v in self.vars.items()},
+            secrets={k: ref(s) for k, s in self.secrets.items()},
+            tools={k: ref(t) for k, t in self.tools.items()},
         )
 
     def secret_values(self) -> list[str]:

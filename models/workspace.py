@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 SecretKind = Literal["api-key", "credential", "certificate"]
 SECRET_KINDS: tuple[SecretKind, ...] = ("api-key", "credential", "certificate")
@@ -91,13 +91,3 @@ class ReleaseView(BaseModel):
     references: list[str]
     created_by: str
     created_at: datetime
-
-
-class ConfigVersions(BaseModel):
-    """Names and versions of configuration, as recorded on a deployment (never values)."""
-
-    model_config = ConfigDict(frozen=True)
-
-    vars: dict[str, int] = Field(default_factory=dict)
-    secrets: dict[str, int] = Field(default_factory=dict)
-    tools: dict[str, int] = Field(default_factory=dict)

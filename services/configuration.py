@@ -11,11 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.errors import BadInput, Conflict, MissingConfiguration, NotFound, Refused
 from models.names import check_key, check_resource_name
 from models.pipeline import Reference
+from models.promotion import ConfigRef, ConfigVersions
 from models.resolution import (
     ResolvedConfiguration,
     ResolvedSecret,
     ResolvedTool,
     ResolvedVariable,
+    Scope,
 )
 from models.workspace import (
     SECRET_KINDS,
@@ -58,7 +60,7 @@ def check_secret_value(key: str, kind: str, value: SecretValue) -> None:
             ) from None
 
 
-def _scope_label(scope: str) -> str:
+def _scope_label(scope: str) -> Scope:
     return "env" if scope == config_repo.ENV_SCOPE else "app"
 
 
@@ -376,9 +378,12 @@ class ConfigurationService(Service):
         references: Iterable[Reference] | None = None,
         *,
         decrypt: bool = False,
+        pinned: ConfigVersions | None = None,
     ) -> ResolvedConfiguration:
         async with self.db.read() as session:
-            return await self.resolve_in(session, environment, app, references, decrypt=decrypt)
+            return await self.resolve_in(
+                session, environment, app, references, decrypt=decrypt, pinned=pinned
+            )
 
     async def resolve_in(
         self,
@@ -388,12 +393,15 @@ class ConfigurationService(Service):
         references: Iterable[Reference] | None = None,
         *,
         decrypt: bool = False,
+        pinned: ConfigVersions | None = None,
     ) -> ResolvedConfiguration:
         """The one place where configuration is resolved.
 
         For each name, the app's own value in the environment wins over the environment's.
         With `references`, only what they name is resolved (a step sees only what it asks
         for) and everything missing is reported at once; without, everything is.
+        `pinned` resolves the exact versions a deployment recorded instead of the newest, so
+        the steps of one deployment, and a rollback to it, see the same configuration.
         `decrypt` decides whether secret plaintexts are produced at all.
         """
         env, app_row = await self._target(session, environment, app)
@@ -401,39 +409,82 @@ class ConfigurationService(Service):
         scopes = config_repo.scopes_for(app_id)
         wanted = None if references is None else set(references)
 
-        def keys(kind: str) -> list[str] | None:
+        def names(kind: str) -> list[str] | None:
             return None if wanted is None else sorted(r.name for r in wanted if r.kind == kind)
 
-        def pick(rows: Iterable[Variable | Secret]) -> dict[str, Variable | Secret]:
+        def exact(
+            entries: dict[str, ConfigRef], only: Iterable[str] | None
+        ) -> dict[str, tuple[str, int]]:
+            keep = None if only is None else set(only)
+            return {
+                key: (
+                    config_repo.ENV_SCOPE if ref.scope == "env" else config_repo.scope_of(app_id),
+                    ref.version,
+                )
+                for key, ref in entries.items()
+                if keep is None or key in keep
+            }
+
+        def app_wins(rows: Iterable[_Row]) -> dict[str, _Row]:
             # Environment-wide rows first, so the app's own value overwrites them.
-            chosen: dict[str, Variable | Secret] = {}
+            chosen: dict[str, _Row] = {}
             for row in sorted(rows, key=lambda r: r.scope != config_repo.ENV_SCOPE):
-                chosen[row.key] = row
+                chosen[_name_of(row, tool_names_by_id)] = row
             return chosen
 
-        var_keys, secret_keys, tool_names = keys("vars"), keys("secrets"), keys("tools")
-        variables = pick(await config_repo.current(session, Variable, env.id, scopes, var_keys))
-        tool_rows = {t.id: t.name for t in await config_repo.tools(session, env.workspace_id)}
-        profiles: dict[str, ToolProfile] = {}
-        for profile in sorted(
-            await config_repo.current_profiles(session, env.id, scopes),
-            key=lambda p: p.scope != config_repo.ENV_SCOPE,
-        ):
-            name = tool_rows[profile.tool_id]
-            if tool_names is None or name in tool_names:
-                profiles[name] = profile
-        auth_keys = {p.auth_secret for p in profiles.values() if p.auth_secret}
-        if secret_keys is not None:
-            secret_keys = sorted(set(secret_keys) | auth_keys)
-        secrets = pick(await config_repo.current(session, Secret, env.id, scopes, secret_keys))
+        var_keys, secret_keys, tool_names = names("vars"), names("secrets"), names("tools")
+        tool_names_by_id = {
+            t.id: t.name for t in await config_repo.tools(session, env.workspace_id)
+        }
+        tool_ids = {name: tool_id for tool_id, name in tool_names_by_id.items()}
+
+        if pinned is None:
+            var_rows: Iterable[_Row] = await config_repo.current(
+                session, Variable, env.id, scopes, var_keys
+            )
+            profile_rows: Iterable[_Row] = await config_repo.current_profiles(
+                session, env.id, scopes
+            )
+        else:
+            var_rows = await config_repo.exact_versions(
+                session, Variable, env.id, exact(dict(pinned.vars), var_keys)
+            )
+            profile_rows = await config_repo.exact_profiles(
+                session,
+                env.id,
+                {
+                    tool_ids[n]: at
+                    for n, at in exact(dict(pinned.tools), tool_names).items()
+                    if n in tool_ids
+                },
+            )
+        variables = app_wins(var_rows)
+        profiles = {
+            name: p
+            for name, p in app_wins(profile_rows).items()
+            if tool_names is None or name in tool_names
+        }
+        auth_keys = {
+            p.auth_secret for p in profiles.values() if isinstance(p, ToolProfile) and p.auth_secret
+        }
+        wanted_secrets = None if secret_keys is None else sorted(set(secret_keys) | auth_keys)
+        if pinned is None:
+            secret_rows: Iterable[_Row] = await config_repo.current(
+                session, Secret, env.id, scopes, wanted_secrets
+            )
+        else:
+            secret_rows = await config_repo.exact_versions(
+                session, Secret, env.id, exact(dict(pinned.secrets), wanted_secrets)
+            )
+        secrets = app_wins(secret_rows)
 
         missing = [f"vars.{k}" for k in var_keys or [] if k not in variables]
-        missing += [f"secrets.{k}" for k in (keys("secrets") or []) if k not in secrets]
+        missing += [f"secrets.{k}" for k in secret_keys or [] if k not in secrets]
         missing += [f"tools.{t} (no profile)" for t in tool_names or [] if t not in profiles]
         missing += [
             f"secrets.{p.auth_secret} (auth of tool {name})"
             for name, p in profiles.items()
-            if p.auth_secret and p.auth_secret not in secrets
+            if isinstance(p, ToolProfile) and p.auth_secret and p.auth_secret not in secrets
         ]
         if missing:
             raise MissingConfiguration(env.name, missing)
@@ -478,5 +529,13 @@ class ConfigurationService(Service):
                     retries=p.retries,
                 )
                 for name, p in profiles.items()
+                if isinstance(p, ToolProfile)
             },
         )
+
+
+_Row = Variable | Secret | ToolProfile
+
+
+def _name_of(row: _Row, tool_names: dict[int, str]) -> str:
+    return tool_names[row.tool_id] if isinstance(row, ToolProfile) else row.key

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.tables import Secret, Tool, ToolProfile, Variable
@@ -125,4 +125,43 @@ async def environments_with_profiles(session: AsyncSession, tool_id: int) -> lis
 
 async def profiles_of(session: AsyncSession, tool_id: int) -> Sequence[ToolProfile]:
     result = await session.scalars(select(ToolProfile).where(ToolProfile.tool_id == tool_id))
+    return result.all()
+
+
+async def exact_versions(
+    session: AsyncSession,
+    table: type[Versioned],
+    environment_id: int,
+    wanted: dict[str, tuple[str, int]],
+) -> Sequence[Versioned]:
+    """Rows at given (scope, version) per key: what a deployment ran with, for rollbacks."""
+    if not wanted:
+        return []
+    match = or_(
+        *(
+            and_(table.key == key, table.scope == scope, table.version == version)
+            for key, (scope, version) in wanted.items()
+        )
+    )
+    result = await session.scalars(
+        select(table).where(table.environment_id == environment_id, match)
+    )
+    return result.all()
+
+
+async def exact_profiles(
+    session: AsyncSession, environment_id: int, wanted: dict[int, tuple[str, int]]
+) -> Sequence[ToolProfile]:
+    if not wanted:
+        return []
+    match = or_(
+        *(
+            and_(ToolProfile.tool_id == tool_id, ToolProfile.scope == scope,
+                 ToolProfile.version == version)
+            for tool_id, (scope, version) in wanted.items()
+        )
+    )
+    result = await session.scalars(
+        select(ToolProfile).where(ToolProfile.environment_id == environment_id, match)
+    )
     return result.all()

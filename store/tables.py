@@ -266,3 +266,41 @@ class AuditEvent(Base):
     app: Mapped[str | None] = mapped_column(String(63))
     subject: Mapped[str] = mapped_column(Text)
     detail: Mapped[dict[str, Any]] = mapped_column(default=dict)
+
+
+class StepRun(Base):
+    """One execution of a pipeline step, with its masked output: the timeline of a deployment."""
+
+    __tablename__ = "step_run"
+    __table_args__ = (UniqueConstraint("deployment_id", "section", "position", "attempt"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deployment_id: Mapped[int] = mapped_column(ForeignKey("deployment.id", ondelete="RESTRICT"))
+    section: Mapped[str] = mapped_column(String(20))
+    position: Mapped[int]
+    name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(10))
+    attempt: Mapped[int] = mapped_column(default=1)
+    status: Mapped[str] = mapped_column(String(20))
+    exit_code: Mapped[int | None] = mapped_column()
+    output: Mapped[str | None] = mapped_column(Text)
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column()
+
+
+class DeploymentTicket(Base):
+    """A place in the queue of one app and environment: one deployment runs at a time, the
+    others wait in order. The holding ticket is the earliest one in state `holding`."""
+
+    __tablename__ = "deployment_ticket"
+    __table_args__ = (UniqueConstraint("workflow_id", "run_id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    app_id: Mapped[int] = mapped_column(ForeignKey("app.id", ondelete="RESTRICT"))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environment.id", ondelete="RESTRICT"))
+    workflow_id: Mapped[str] = mapped_column(String(255))
+    run_id: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(20))
+    state: Mapped[str] = mapped_column(String(20))  # waiting | holding | done
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

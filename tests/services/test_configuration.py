@@ -204,3 +204,31 @@ async def test_tool_used_by_a_release_cannot_be_removed(
         await workspace.delete_tool("deploy-hook", actor="t")
     await workspace.delete_tool("unused", actor="t")
     assert [t.name for t in await workspace.list_tools()] == ["deploy-hook"]
+
+
+async def test_pinned_resolution_gives_the_recorded_versions_not_the_newest(
+    workspace: ConfigurationService,
+) -> None:
+    await workspace.set_variable("production", "MODE", "old", actor="t")
+    await workspace.set_secret(
+        "production", "TOKEN", SecretValue("old-token"), actor="t", app="web"
+    )
+    await workspace.create_tool("hook", kind="webhook", actor="t")
+    await workspace.set_tool_profile("hook", "production", url="http://old.test", actor="t")
+    recorded = (await workspace.resolve("production", "web")).versions()
+    await workspace.set_variable("production", "MODE", "new", actor="t")
+    await workspace.set_secret(
+        "production", "TOKEN", SecretValue("new-token"), actor="t", app="web"
+    )
+    await workspace.set_tool_profile("hook", "production", url="http://new.test", actor="t")
+
+    then = await workspace.resolve("production", "web", decrypt=True, pinned=recorded)
+    assert then.vars["MODE"].value == "old"
+    assert then.secrets["TOKEN"].value == SecretValue("old-token")
+    assert then.tools["hook"].url == "http://old.test"
+    now = await workspace.resolve("production", "web", decrypt=True)
+    assert (now.vars["MODE"].value, now.tools["hook"].url) == ("new", "http://new.test")
+    with pytest.raises(MissingConfiguration, match="vars.ADDED_LATER"):
+        await workspace.resolve(
+            "production", "web", {Reference(kind="vars", name="ADDED_LATER")}, pinned=recorded
+        )

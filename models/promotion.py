@@ -1,0 +1,254 @@
+"""What goes in and out of the workflows and activities: small, JSON-friendly, no secrets.
+
+A person can type a `PromotionInput` into the Temporal UI's "Start workflow" form; the
+workflow validates it itself so that bad input fails the workflow, not its task.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from models.names import KeyName, ResourceName, VersionName
+from models.workspace import Protection
+
+Source = Literal["cli", "ci", "ui", "api", "train", "compensation"]
+
+
+class Phase(StrEnum):
+    VALIDATING = "validating"
+    GATES = "gates"
+    QUEUED = "queued"  # waiting for another deployment of the same app and environment
+    AWAITING_APPROVAL = "awaiting_approval"
+    DEPLOYING = "deploying"
+    VERIFYING = "verifying"
+    COMPENSATING = "compensating"
+    DEPLOYED = "deployed"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    ROLLED_BACK = "rolled_back"
+    SUPERSEDED = "superseded"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in _TERMINAL
+
+
+_TERMINAL = {Phase.DEPLOYED, Phase.FAILED, Phase.REJECTED, Phase.ROLLED_BACK, Phase.SUPERSEDED}
+
+
+class PromotionInput(BaseModel):
+    """Input of PromotionWorkflow, e.g. {"app": "web", "version": "1.4.0", "target": "staging",
+    "requested_by": "ci@acme"}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app: ResourceName
+    version: VersionName
+    target: ResourceName
+    requested_by: str = Field(min_length=1, max_length=200)
+    source: Source = "ui"
+    force: bool = False
+
+
+def promotion_workflow_id(app: str, version: str, target: str) -> str:
+    """Readable and deterministic, so a retried CI job attaches to the running promotion."""
+    return f"promote-{app}-{version}-{target}"
+
+
+def rollback_workflow_id(app: str, environment: str, suffix: str) -> str:
+    return f"rollback-{app}-{environment}-{suffix}"
+
+
+class GateResult(BaseModel):
+    name: str
+    passed: bool
+    reason: str
+
+
+class StepSpec(BaseModel):
+    """What the workflow needs to know of a step to schedule it (never its values)."""
+
+    section: Literal["steps", "activate", "verify"]
+    index: int
+    name: str
+    kind: Literal["run", "tool", "http"]
+    timeout_seconds: float
+
+
+class StepProgress(BaseModel):
+    section: str
+    name: str
+    kind: str
+    status: Literal["pending", "running", "succeeded", "failed", "skipped"] = "pending"
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    exit_code: int | None = None
+    detail: str | None = None
+
+
+class ConfigRef(BaseModel):
+    """One configuration entry a deployment ran with: its version and where it came from."""
+
+    model_config = ConfigDict(frozen=True)
+
+    version: int
+    scope: Literal["env", "app"]
+
+
+class ConfigVersions(BaseModel):
+    """Names and versions of configuration, as recorded on a deployment (never values)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    vars: dict[KeyName, ConfigRef] = Field(default_factory=dict)
+    secrets: dict[KeyName, ConfigRef] = Field(default_factory=dict)
+    tools: dict[str, ConfigRef] = Field(default_factory=dict)
+
+
+class PromotionStatus(BaseModel):
+    """What the `status` query answers."""
+
+    promotion_id: str
+    app: str | None = None
+    version: str | None = None
+    environment: str | None = None
+    requested_by: str | None = None
+    phase: Phase = Phase.VALIDATING
+    gates: list[GateResult] = Field(default_factory=list)
+    approvals_required: int = 0
+    approvals: list[str] = Field(default_factory=list)
+    refusals: list[str] = Field(default_factory=list)
+    waiting_for: str | None = None
+    steps: list[StepProgress] = Field(default_factory=list)
+    reason: str | None = None
+
+
+class RollbackInput(BaseModel):
+    """Input of RollbackWorkflow, e.g. {"app": "web", "environment": "production",
+    "to_version": null, "requested_by": "oncall"}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app: ResourceName
+    environment: ResourceName
+    to_version: VersionName | None = None
+    requested_by: str = Field(min_length=1, max_length=200)
+    source: Source = "ui"
+    reason: str | None = Field(default=None, max_length=2000)
+    # Set by PromotionWorkflow when it compensates: the failed deployment to undo.
+    compensating_deployment_id: int | None = None
+
+
+class RollbackResult(BaseModel):
+    status: Literal["rolled_back", "failed"]
+    app: str
+    environment: str
+    from_version: str | None = None
+    to_version: str | None = None
+    reason: str | None = None
+    deployment_id: int | None = None
+    steps: list[StepProgress] = Field(default_factory=list)
+
+
+class PromotionResult(BaseModel):
+    status: Literal["deployed", "failed", "rejected", "rolled_back", "superseded"]
+    app: str
+    environment: str
+    version: str
+    reason: str | None = None
+    promotion_id: str
+    noop: bool = False
+    deployment_id: int | None = None
+    gates: list[GateResult] = Field(default_factory=list)
+    steps: list[StepProgress] = Field(default_factory=list)
+    compensation: RollbackResult | None = None
+
+
+# -- activity inputs and outputs ------------------------------------------------------------
+
+
+class WorkflowRef(BaseModel):
+    workflow_id: str
+    run_id: str
+
+
+class PrepareInput(BaseModel):
+    promotion: PromotionInput
+    run: WorkflowRef
+
+
+class PreparedPromotion(BaseModel):
+    promotion_record_id: int
+    gates: list[GateResult]
+    passed: bool
+    noop: bool = False
+    reason: str | None = None
+    previous_version: str | None = None
+    protection: Protection = Field(default_factory=Protection)
+    steps: list[StepSpec] = Field(default_factory=list)
+
+
+class LockRequest(BaseModel):
+    app: str
+    environment: str
+    run: WorkflowRef
+
+
+class LockState(BaseModel):
+    acquired: bool
+    holder: str | None = None
+
+
+class BeginDeployment(BaseModel):
+    promotion_record_id: int
+    run: WorkflowRef
+
+
+class DeploymentStarted(BaseModel):
+    deployment_id: int
+    config: ConfigVersions
+
+
+class StepRequest(BaseModel):
+    deployment_id: int
+    step: StepSpec
+    run_id: str  # stable across retries: STAGELINE_RUN_ID for idempotent deploy scripts
+
+
+class StepOutcome(BaseModel):
+    succeeded: bool
+    exit_code: int | None = None
+    detail: str | None = None  # masked, truncated output or reason
+    started_at: datetime
+    finished_at: datetime
+
+
+class FinishDeployment(BaseModel):
+    deployment_id: int
+    succeeded: bool
+    reason: str | None = None
+
+
+class PromotionOutcome(BaseModel):
+    promotion_record_id: int
+    status: str
+    reason: str | None = None
+    gates: list[GateResult] = Field(default_factory=list)
+
+
+class RollbackPlan(BaseModel):
+    possible: bool
+    reason: str | None = None
+    from_version: str | None = None
+    to_version: str | None = None
+    deployment_id: int | None = None
+    steps: list[StepSpec] = Field(default_factory=list)
+
+
+class PlanRollback(BaseModel):
+    request: RollbackInput
+    run: WorkflowRef
