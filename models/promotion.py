@@ -144,7 +144,7 @@ class RollbackInput(BaseModel):
 
 
 class RollbackResult(BaseModel):
-    status: Literal["rolled_back", "failed"]
+    status: Literal["rolled_back", "failed", "refused"]
     app: str
     environment: str
     from_version: str | None = None

@@ -43,6 +43,7 @@ class Settings(BaseModel):
             workspace=env.get("STAGELINE_WORKSPACE") or "default",
             temporal_address=env.get("TEMPORAL_ADDRESS") or "127.0.0.1:7233",
             temporal_namespace=env.get("TEMPORAL_NAMESPACE") or "default",
+            task_queue=env.get("STAGELINE_TASK_QUEUE") or TASK_QUEUE,
             master_key=env.get("STAGELINE_MASTER_KEY") or None,
             master_key_file=Path(env["STAGELINE_MASTER_KEY_FILE"]).expanduser()
             if env.get("STAGELINE_MASTER_KEY_FILE")

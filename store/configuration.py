@@ -156,8 +156,11 @@ async def exact_profiles(
         return []
     match = or_(
         *(
-            and_(ToolProfile.tool_id == tool_id, ToolProfile.scope == scope,
-                 ToolProfile.version == version)
+            and_(
+                ToolProfile.tool_id == tool_id,
+                ToolProfile.scope == scope,
+                ToolProfile.version == version,
+            )
             for tool_id, (scope, version) in wanted.items()
         )
     )

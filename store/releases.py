@@ -8,7 +8,7 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.pipeline import Pipeline, Reference
-from store.tables import App, Deployment, Promotion, Release
+from store.tables import App, CurrentRelease, Deployment, Promotion, Release, StepRun, utcnow
 
 
 async def find_release(session: AsyncSession, app_id: int, version: str) -> Release | None:
@@ -47,3 +47,74 @@ async def releases_using_tool(session: AsyncSession, workspace_id: int, tool: st
         for app, version, pipeline in rows
         if Reference(kind="tools", name=tool) in Pipeline.model_validate(pipeline).references()
     ]
+
+
+async def current_release(
+    session: AsyncSession, app_id: int, environment_id: int
+) -> CurrentRelease | None:
+    return await session.get(CurrentRelease, (app_id, environment_id))
+
+
+async def set_current_release(
+    session: AsyncSession, app_id: int, environment_id: int, release_id: int, deployment_id: int
+) -> None:
+    pointer = await session.get(CurrentRelease, (app_id, environment_id))
+    if pointer is None:
+        session.add(
+            CurrentRelease(
+                app_id=app_id,
+                environment_id=environment_id,
+                release_id=release_id,
+                deployment_id=deployment_id,
+            )
+        )
+    else:
+        pointer.release_id = release_id
+        pointer.deployment_id = deployment_id
+        pointer.since = utcnow()
+    await session.flush()
+
+
+async def deployments_in(
+    session: AsyncSession, app_id: int, environment_id: int
+) -> Sequence[Deployment]:
+    """Every deployment of an app in an environment, oldest first."""
+    result = await session.scalars(
+        select(Deployment)
+        .where(Deployment.app_id == app_id, Deployment.environment_id == environment_id)
+        .order_by(Deployment.id)
+    )
+    return result.all()
+
+
+async def find_deployment_of_run(
+    session: AsyncSession, workflow_id: str, run_id: str, kind: str
+) -> Deployment | None:
+    return await session.scalar(
+        select(Deployment).where(
+            Deployment.workflow_id == workflow_id,
+            Deployment.run_id == run_id,
+            Deployment.kind == kind,
+        )
+    )
+
+
+async def find_promotion_of_run(
+    session: AsyncSession, workflow_id: str, run_id: str
+) -> Promotion | None:
+    return await session.scalar(
+        select(Promotion).where(Promotion.workflow_id == workflow_id, Promotion.run_id == run_id)
+    )
+
+
+async def step_runs(session: AsyncSession, deployment_id: int) -> Sequence[StepRun]:
+    result = await session.scalars(
+        select(StepRun).where(StepRun.deployment_id == deployment_id).order_by(StepRun.id)
+    )
+    return result.all()
+
+
+async def release_by_id(session: AsyncSession, release_id: int) -> Release:
+    release = await session.get(Release, release_id)
+    assert release is not None, f"release {release_id} vanished; releases are never deleted"
+    return release

@@ -12,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     DateTime,
     ForeignKey,
+    Index,
     Integer,
     LargeBinary,
     MetaData,
@@ -212,7 +213,10 @@ class Deployment(Base):
     """A change of an environment's release for an app: promotion, rollback or compensation."""
 
     __tablename__ = "deployment"
-    __table_args__ = (UniqueConstraint("workflow_id", "run_id", "kind"),)
+    __table_args__ = (
+        UniqueConstraint("workflow_id", "run_id", "kind"),
+        Index("ix_deployment_app_env", "app_id", "environment_id", "id"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     app_id: Mapped[int] = mapped_column(ForeignKey("app.id", ondelete="RESTRICT"))
@@ -221,9 +225,13 @@ class Deployment(Base):
     previous_release_id: Mapped[int | None] = mapped_column(
         ForeignKey("release.id", ondelete="RESTRICT")
     )
-    kind: Mapped[str] = mapped_column(String(20))
+    kind: Mapped[str] = mapped_column(String(20))  # promotion | rollback | compensation
     promotion_id: Mapped[int | None] = mapped_column(
         ForeignKey("promotion.id", ondelete="RESTRICT")
+    )
+    # For a rollback: the earlier deployment whose release and configuration it restores.
+    restores_deployment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("deployment.id", ondelete="RESTRICT")
     )
     workflow_id: Mapped[str] = mapped_column(String(255))
     run_id: Mapped[str] = mapped_column(String(64))

@@ -8,6 +8,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -109,3 +110,13 @@ def make_cli(root: Path) -> Cli:
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     return make_cli(tmp_path)
+
+
+@pytest.fixture(scope="session")
+async def temporal() -> AsyncIterator[Any]:
+    """One real Temporal dev server for the whole run; each test has its own task queue."""
+    from tests.stack import start_dev_server
+
+    env = await start_dev_server()
+    yield env
+    await env.shutdown()

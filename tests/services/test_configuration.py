@@ -228,7 +228,7 @@ async def test_pinned_resolution_gives_the_recorded_versions_not_the_newest(
     assert then.tools["hook"].url == "http://old.test"
     now = await workspace.resolve("production", "web", decrypt=True)
     assert (now.vars["MODE"].value, now.tools["hook"].url) == ("new", "http://new.test")
-    with pytest.raises(MissingConfiguration, match="vars.ADDED_LATER"):
+    with pytest.raises(MissingConfiguration, match=r"vars\.ADDED_LATER"):
         await workspace.resolve(
             "production", "web", {Reference(kind="vars", name="ADDED_LATER")}, pinned=recorded
         )

@@ -1,4 +1,4 @@
-"""step runs and deployment queue
+"""step runs, the deployment queue, and what a rollback restores
 
 Revision ID: 0002
 Revises: 0001
@@ -17,6 +17,16 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("deployment") as batch:
+        batch.add_column(sa.Column("restores_deployment_id", sa.Integer(), nullable=True))
+        batch.create_foreign_key(
+            op.f("fk_deployment_restores_deployment_id_deployment"),
+            "deployment",
+            ["restores_deployment_id"],
+            ["id"],
+            ondelete="RESTRICT",
+        )
+        batch.create_index("ix_deployment_app_env", ["app_id", "environment_id", "id"])
 
     op.create_table(
         "deployment_ticket",
@@ -81,3 +91,9 @@ def downgrade() -> None:
 
     op.drop_table("step_run")
     op.drop_table("deployment_ticket")
+    with op.batch_alter_table("deployment") as batch:
+        batch.drop_index("ix_deployment_app_env")
+        batch.drop_constraint(
+            op.f("fk_deployment_restores_deployment_id_deployment"), type_="foreignkey"
+        )
+        batch.drop_column("restores_deployment_id")

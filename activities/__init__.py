@@ -1,0 +1,1 @@
+"""Temporal activities: every side effect of a promotion (database, subprocess, HTTP, crypto)."""

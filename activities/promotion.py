@@ -1,0 +1,199 @@
+"""The activities of PromotionWorkflow and RollbackWorkflow, as methods holding their clients."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager, suppress
+
+from temporalio import activity
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities import step_http, step_run, step_tool
+from activities.masking import mask, tail
+from models.errors import StagelineError, Unavailable
+from models.promotion import (
+    BeginDeployment,
+    DeploymentStarted,
+    FinishDeployment,
+    LockRequest,
+    LockState,
+    PlanRollback,
+    PreparedPromotion,
+    PrepareInput,
+    PromotionOutcome,
+    RollbackPlan,
+    StepOutcome,
+    StepRequest,
+)
+from models.settings import Settings
+from services.deployments import DeploymentService, InvalidRequest
+from services.queue import QueueService
+from store.database import Database
+from store.tables import utcnow
+from vault.keys import KeyProvider
+
+HEARTBEAT_EVERY = 5.0
+
+
+@contextmanager
+def business_errors() -> Iterator[None]:
+    """Turn stageline's own errors into ApplicationErrors the workflows can branch on.
+
+    A user's mistake or a refusal is final (non-retryable); an unreachable database is not.
+    """
+    try:
+        yield
+    except InvalidRequest as exc:
+        raise ApplicationError(exc.message, type="InvalidInput", non_retryable=True) from None
+    except Unavailable as exc:
+        raise ApplicationError(exc.message, type="Unavailable") from None
+    except StagelineError as exc:
+        raise ApplicationError(exc.message, type=type(exc).__name__, non_retryable=True) from None
+
+
+@asynccontextmanager
+async def heartbeating() -> AsyncIterator[None]:
+    """Heartbeat while a step runs, so a dead worker is noticed within the heartbeat timeout."""
+
+    async def beat() -> None:
+        while True:
+            activity.heartbeat()
+            await asyncio.sleep(HEARTBEAT_EVERY)
+
+    task = asyncio.create_task(beat())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+class PromotionActivities:
+    def __init__(
+        self, db: Database, settings: Settings, key: KeyProvider, client: Client | None = None
+    ) -> None:
+        self.deployments = DeploymentService(db, settings, key)
+        self.queue = QueueService(db, settings, key)
+        self.client = client
+
+    @activity.defn(name="prepare_promotion")
+    async def prepare_promotion(self, request: PrepareInput) -> PreparedPromotion:
+        with business_errors():
+            return await self.deployments.prepare_promotion(request.promotion, request.run)
+
+    @activity.defn(name="record_promotion_outcome")
+    async def record_promotion_outcome(self, outcome: PromotionOutcome) -> None:
+        with business_errors():
+            await self.deployments.record_promotion_outcome(
+                outcome.promotion_record_id, outcome.status, outcome.reason, outcome.gates
+            )
+
+    async def _is_running(self, workflow_id: str, run_id: str) -> bool:
+        if self.client is None:
+            return True
+        try:
+            described = await self.client.get_workflow_handle(workflow_id, run_id=run_id).describe()
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:
+                return False
+            raise
+        return described.status == WorkflowExecutionStatus.RUNNING
+
+    @activity.defn(name="enter_queue")
+    async def enter_queue(self, request: LockRequest) -> LockState:
+        kind = "rollback" if request.run.workflow_id.startswith("rollback-") else "promotion"
+        with business_errors():
+            return await self.queue.enter(
+                request.app, request.environment, request.run, kind, self._is_running
+            )
+
+    @activity.defn(name="leave_queue")
+    async def leave_queue(self, request: LockRequest) -> None:
+        with business_errors():
+            following = await self.queue.leave(request.run)
+        if following is not None and self.client is not None:
+            # It polls too: a missed wake-up costs seconds, not correctness.
+            with suppress(RPCError):
+                await self.client.get_workflow_handle(
+                    following.workflow_id, run_id=following.run_id
+                ).signal("queue_moved")
+
+    @activity.defn(name="begin_deployment")
+    async def begin_deployment(self, request: BeginDeployment) -> DeploymentStarted:
+        with business_errors():
+            return await self.deployments.begin_deployment(request.promotion_record_id, request.run)
+
+    @activity.defn(name="finish_deployment")
+    async def finish_deployment(self, request: FinishDeployment) -> None:
+        with business_errors():
+            await self.deployments.finish_deployment(
+                request.deployment_id, request.succeeded, request.reason
+            )
+
+    @activity.defn(name="plan_rollback")
+    async def plan_rollback(self, request: PlanRollback) -> RollbackPlan:
+        with business_errors():
+            return await self.deployments.plan_rollback(request.request, request.run)
+
+    @activity.defn(name="run_step")
+    async def run_step(self, request: StepRequest) -> StepOutcome:
+        """Decrypt the step's own configuration, run it, and return masked output only."""
+        started = utcnow()
+        with business_errors():
+            ctx = await self.deployments.step_context(request.deployment_id, request.step)
+        secrets = ctx.config.secret_values()
+        exit_code: int | None = None
+        try:
+            async with heartbeating():
+                if ctx.step.run is not None:
+                    ran = await step_run.run_step(ctx, request.run_id, activity.heartbeat)
+                    ok, exit_code, output = ran.exit_code == 0, ran.exit_code, ran.output
+                    if ran.timed_out:
+                        output += f"\n[timed out after {ctx.step.timeout_seconds}s; killed]"
+                elif ctx.step.tool is not None:
+                    called = await step_tool.call_tool(ctx, request.run_id, activity.heartbeat)
+                    ok, exit_code, output = called.ok, called.status, called.output
+                else:
+                    checked = await step_http.check_http(ctx, activity.heartbeat)
+                    ok, exit_code, output = checked.ok, checked.status, checked.output
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            # Whatever went wrong, its message leaves this activity masked.
+            raise ApplicationError(
+                mask(f"{type(exc).__name__}: {exc}", secrets), type="StepError"
+            ) from None
+        detail = tail(mask(output, secrets))
+        finished = utcnow()
+        with business_errors():
+            await self.deployments.record_step(
+                request.deployment_id,
+                request.step,
+                activity.info().attempt,
+                "succeeded" if ok else "failed",
+                exit_code,
+                detail,
+                started,
+                finished,
+            )
+        return StepOutcome(
+            succeeded=ok,
+            exit_code=exit_code,
+            detail=detail,
+            started_at=started,
+            finished_at=finished,
+        )
+
+    def all(self) -> list[object]:
+        return [
+            self.prepare_promotion,
+            self.record_promotion_outcome,
+            self.enter_queue,
+            self.leave_queue,
+            self.begin_deployment,
+            self.finish_deployment,
+            self.plan_rollback,
+            self.run_step,
+        ]

@@ -1,0 +1,477 @@
+"""Promotions, deployments and rollbacks as stored facts; the activities call these.
+
+Every method is idempotent for its workflow run: a retried activity finds the row its
+earlier attempt wrote and returns it instead of writing a second one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.errors import BadInput, NotFound, Refused
+from models.pipeline import Pipeline, Step
+from models.promotion import (
+    ConfigVersions,
+    DeploymentStarted,
+    GateResult,
+    PreparedPromotion,
+    PromotionInput,
+    RollbackInput,
+    RollbackPlan,
+    StepSpec,
+    WorkflowRef,
+)
+from models.resolution import ResolvedConfiguration
+from models.workspace import Protection
+from services import gates
+from services.base import Service
+from services.configuration import ConfigurationService
+from store import audit
+from store import environments as env_repo
+from store import releases as release_repo
+from store.tables import App, Deployment, Environment, Promotion, Release, StepRun, utcnow
+
+
+class InvalidRequest(BadInput):
+    """A start input naming an app, environment or release that does not exist."""
+
+
+def step_specs(pipeline: Pipeline, sections: tuple[str, ...]) -> list[StepSpec]:
+    return [
+        StepSpec.model_validate(
+            {
+                "section": section,
+                "index": i,
+                "name": step.name,
+                "kind": step.kind,
+                "timeout_seconds": float(step.timeout_seconds),
+            }
+        )
+        for section, steps in pipeline.sections()
+        if section in sections
+        for i, step in enumerate(steps)
+    ]
+
+
+def pipeline_of(release: Release) -> Pipeline:
+    return Pipeline.model_validate(release.pipeline)
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """Everything a step executor needs, with the step's own configuration decrypted."""
+
+    app: str
+    environment: str
+    version: str
+    artifact: str | None
+    step: Step
+    config: ResolvedConfiguration
+    workflow_id: str
+
+
+class DeploymentService(Service):
+    @property
+    def configuration(self) -> ConfigurationService:
+        return ConfigurationService(self.db, self.settings, self._key)
+
+    async def _lookup(
+        self, session: AsyncSession, app: str, environment: str, version: str | None
+    ) -> tuple[App, Environment, Release | None]:
+        try:
+            app_row = await self.app(session, app)
+            env = await self.environment(session, environment)
+        except NotFound as exc:
+            raise InvalidRequest(exc.message) from None
+        release = None
+        if version is not None:
+            release = await release_repo.find_release(session, app_row.id, version)
+            if release is None:
+                known = [r.version for r in await release_repo.releases(session, app_row.id)]
+                raise InvalidRequest(
+                    f"release {app}@{version} does not exist; known versions: "
+                    f"{', '.join(known[-10:]) or 'none yet'} (create it with 'stageline "
+                    f"release create {app} {version} --pipeline FILE')"
+                )
+        return app_row, env, release
+
+    async def _app_chain(self, session: AsyncSession, app: App) -> list[Environment]:
+        names = (await env_repo.app_environment_names(session, app.workspace_id)).get(app.id, [])
+        chain = await env_repo.chain(session, app.workspace_id)
+        return [e for e in chain if e.name in names]
+
+    # -- promotion -------------------------------------------------------------------------
+
+    async def prepare_promotion(
+        self, request: PromotionInput, run: WorkflowRef
+    ) -> PreparedPromotion:
+        """Record the promotion and check its gates, in one unit of work."""
+        async with self.db.write() as session:
+            app, env, release = await self._lookup(
+                session, request.app, request.target, request.version
+            )
+            assert release is not None
+            pipeline = pipeline_of(release)
+
+            async def preflight() -> None:
+                await self.configuration.resolve_in(
+                    session, env.name, app.name, pipeline.references()
+                )
+
+            results = await gates.evaluate(
+                gates.GateContext(
+                    session=session,
+                    app=app,
+                    target=env,
+                    release=release,
+                    pipeline=pipeline,
+                    app_chain=await self._app_chain(session, app),
+                    preflight=preflight,
+                )
+            )
+            passed = all(g.passed for g in results)
+            pointer = await release_repo.current_release(session, app.id, env.id)
+            previous = (
+                await release_repo.release_by_id(session, pointer.release_id) if pointer else None
+            )
+            noop = False
+            reason = None if passed else "; ".join(g.reason for g in results if not g.passed)
+            if (
+                passed
+                and pointer is not None
+                and pointer.release_id == release.id
+                and not request.force
+            ):
+                current = await session.get(Deployment, pointer.deployment_id)
+                if current is not None and current.verified_at is not None:
+                    noop = True
+                    reason = (
+                        f"{app.name}@{release.version} is already deployed and verified in "
+                        f"{env.name}; nothing to do (use --force to redeploy)"
+                    )
+            record = await release_repo.find_promotion_of_run(session, run.workflow_id, run.run_id)
+            if record is None:
+                record = Promotion(
+                    workflow_id=run.workflow_id,
+                    run_id=run.run_id,
+                    app_id=app.id,
+                    release_id=release.id,
+                    environment_id=env.id,
+                    requested_by=request.requested_by,
+                    source=request.source,
+                    status="running",
+                    gates=[g.model_dump() for g in results],
+                )
+                session.add(record)
+                await session.flush()
+                audit.record(
+                    session,
+                    app.workspace_id,
+                    request.requested_by,
+                    "promotion.request",
+                    f"{app.name}@{release.version} -> {env.name}",
+                    environment=env.name,
+                    app=app.name,
+                    detail={
+                        "workflow_id": run.workflow_id,
+                        "source": request.source,
+                        "force": request.force,
+                    },
+                )
+            else:
+                record.gates = [g.model_dump() for g in results]
+            return PreparedPromotion(
+                promotion_record_id=record.id,
+                gates=results,
+                passed=passed,
+                noop=noop,
+                reason=reason,
+                previous_version=previous.version if previous else None,
+                protection=Protection(
+                    required_approvals=env.required_approvals,
+                    reviewers=list(env.reviewers),
+                    allow_self_review=env.allow_self_review,
+                    wait_minutes=env.wait_minutes,
+                ),
+                steps=step_specs(pipeline, ("steps", "verify")),
+            )
+
+    async def record_promotion_outcome(
+        self, record_id: int, status: str, reason: str | None, gate_results: list[GateResult]
+    ) -> None:
+        async with self.db.write() as session:
+            record = await session.get(Promotion, record_id)
+            if record is None or record.finished_at is not None:
+                return
+            record.status = status
+            record.reason = reason
+            if gate_results:
+                record.gates = [g.model_dump() for g in gate_results]
+            record.finished_at = utcnow()
+            app = await session.get(App, record.app_id)
+            env = await session.get(Environment, record.environment_id)
+            release = await release_repo.release_by_id(session, record.release_id)
+            assert app is not None and env is not None
+            audit.record(
+                session,
+                app.workspace_id,
+                record.requested_by,
+                f"promotion.{status}",
+                f"{app.name}@{release.version} -> {env.name}",
+                environment=env.name,
+                app=app.name,
+                detail={"workflow_id": record.workflow_id, "reason": reason},
+            )
+
+    async def begin_deployment(self, record_id: int, run: WorkflowRef) -> DeploymentStarted:
+        """Pin the configuration versions this deployment will inject, and record it."""
+        async with self.db.write() as session:
+            existing = await release_repo.find_deployment_of_run(
+                session, run.workflow_id, run.run_id, "promotion"
+            )
+            if existing is not None:
+                return DeploymentStarted(
+                    deployment_id=existing.id, config=ConfigVersions.model_validate(existing.config)
+                )
+            record = await session.get(Promotion, record_id)
+            assert record is not None
+            app = await session.get(App, record.app_id)
+            env = await session.get(Environment, record.environment_id)
+            release = await release_repo.release_by_id(session, record.release_id)
+            assert app is not None and env is not None
+            resolved = await self.configuration.resolve_in(
+                session, env.name, app.name, pipeline_of(release).references()
+            )
+            pointer = await release_repo.current_release(session, app.id, env.id)
+            deployment = Deployment(
+                app_id=app.id,
+                environment_id=env.id,
+                release_id=release.id,
+                previous_release_id=pointer.release_id if pointer else None,
+                kind="promotion",
+                promotion_id=record.id,
+                workflow_id=run.workflow_id,
+                run_id=run.run_id,
+                requested_by=record.requested_by,
+                source=record.source,
+                status="running",
+                config=resolved.versions().model_dump(mode="json"),
+            )
+            session.add(deployment)
+            await session.flush()
+            return DeploymentStarted(deployment_id=deployment.id, config=resolved.versions())
+
+    async def finish_deployment(
+        self, deployment_id: int, succeeded: bool, reason: str | None
+    ) -> None:
+        """Close a deployment; on success the environment's pointer moves to its release."""
+        async with self.db.write() as session:
+            deployment = await session.get(Deployment, deployment_id)
+            assert deployment is not None
+            if deployment.finished_at is not None:
+                return
+            now = utcnow()
+            deployment.finished_at = now
+            deployment.reason = reason
+            if succeeded:
+                deployment.status = "deployed"
+                deployment.verified_at = now
+                await release_repo.set_current_release(
+                    session,
+                    deployment.app_id,
+                    deployment.environment_id,
+                    deployment.release_id,
+                    deployment.id,
+                )
+            else:
+                deployment.status = "failed"
+
+    # -- steps -----------------------------------------------------------------------------
+
+    async def step_context(self, deployment_id: int, spec: StepSpec) -> StepContext:
+        async with self.db.read() as session:
+            deployment = await session.get(Deployment, deployment_id)
+            assert deployment is not None
+            app = await session.get(App, deployment.app_id)
+            env = await session.get(Environment, deployment.environment_id)
+            release = await release_repo.release_by_id(session, deployment.release_id)
+            assert app is not None and env is not None
+            step = getattr(pipeline_of(release), spec.section)[spec.index]
+            refs = Pipeline(steps=[step]).references()
+            config = await self.configuration.resolve_in(
+                session,
+                env.name,
+                app.name,
+                refs,
+                decrypt=True,
+                pinned=ConfigVersions.model_validate(deployment.config),
+            )
+            return StepContext(
+                app=app.name,
+                environment=env.name,
+                version=release.version,
+                artifact=release.artifact,
+                step=step,
+                config=config,
+                workflow_id=deployment.workflow_id,
+            )
+
+    async def record_step(
+        self,
+        deployment_id: int,
+        spec: StepSpec,
+        attempt: int,
+        status: str,
+        exit_code: int | None,
+        output: str | None,
+        started_at: object,
+        finished_at: object,
+    ) -> None:
+        async with self.db.write() as session:
+            session.add(
+                StepRun(
+                    deployment_id=deployment_id,
+                    section=spec.section,
+                    position=spec.index,
+                    name=spec.name,
+                    kind=spec.kind,
+                    attempt=attempt,
+                    status=status,
+                    exit_code=exit_code,
+                    output=output,
+                    started_at=started_at,
+                    finished_at=finished_at,
+                )
+            )
+
+    # -- rollback --------------------------------------------------------------------------
+
+    async def plan_rollback(self, request: RollbackInput, run: WorkflowRef) -> RollbackPlan:
+        """Choose the release to go back to, record the rollback, and move the pointer."""
+        kind = "compensation" if request.compensating_deployment_id else "rollback"
+        async with self.db.write() as session:
+            existing = await release_repo.find_deployment_of_run(
+                session, run.workflow_id, run.run_id, kind
+            )
+            if existing is not None:
+                return await self._plan_of(session, existing)
+            app, env, _ = await self._lookup(session, request.app, request.environment, None)
+            history = list(await release_repo.deployments_in(session, app.id, env.id))
+            pointer = await release_repo.current_release(session, app.id, env.id)
+            if request.compensating_deployment_id is not None:
+                failed = await session.get(Deployment, request.compensating_deployment_id)
+                assert failed is not None
+                current_release_id: int | None = failed.release_id
+                # The pointer has not moved during the failed deployment: restore what it
+                # points at (or, if that was itself a rollback, what that restored).
+                by_id = {d.id: d for d in history}
+                at = by_id.get(pointer.deployment_id) if pointer else None
+                target = by_id.get(at.restores_deployment_id or 0, at) if at else None
+                if target is None:
+                    return RollbackPlan(
+                        possible=False,
+                        reason=f"no earlier release in {env.name} to go back to; it stays "
+                        "without a release",
+                    )
+            else:
+                if pointer is None:
+                    raise Refused(f"{app.name} has no release in {env.name} to roll back from")
+                current_release_id = pointer.release_id
+                target = await self._rollback_target(
+                    session, app, env, history, pointer.deployment_id, request.to_version
+                )
+            from_release = (
+                await release_repo.release_by_id(session, current_release_id)
+                if current_release_id
+                else None
+            )
+            to_release = await release_repo.release_by_id(session, target.release_id)
+            deployment = Deployment(
+                app_id=app.id,
+                environment_id=env.id,
+                release_id=target.release_id,
+                previous_release_id=current_release_id,
+                kind=kind,
+                restores_deployment_id=target.id,
+                workflow_id=run.workflow_id,
+                run_id=run.run_id,
+                requested_by=request.requested_by,
+                source=request.source,
+                status="running",
+                config=target.config,
+                reason=request.reason,
+            )
+            session.add(deployment)
+            await session.flush()
+            # Instant: the pointer moves now; activation steps follow.
+            await release_repo.set_current_release(
+                session, app.id, env.id, target.release_id, deployment.id
+            )
+            audit.record(
+                session,
+                app.workspace_id,
+                request.requested_by,
+                f"{kind}.start",
+                f"{app.name} in {env.name}: "
+                f"{from_release.version if from_release else '-'} -> {to_release.version}",
+                environment=env.name,
+                app=app.name,
+                detail={
+                    "workflow_id": run.workflow_id,
+                    "reason": request.reason,
+                    "restores_deployment": target.id,
+                },
+            )
+            return await self._plan_of(session, deployment)
+
+    async def _plan_of(self, session: AsyncSession, deployment: Deployment) -> RollbackPlan:
+        release = await release_repo.release_by_id(session, deployment.release_id)
+        previous = (
+            await release_repo.release_by_id(session, deployment.previous_release_id)
+            if deployment.previous_release_id
+            else None
+        )
+        return RollbackPlan(
+            possible=True,
+            from_version=previous.version if previous else None,
+            to_version=release.version,
+            deployment_id=deployment.id,
+            steps=step_specs(pipeline_of(release), ("activate",)),
+        )
+
+    async def _rollback_target(
+        self,
+        session: AsyncSession,
+        app: App,
+        env: Environment,
+        history: list[Deployment],
+        current_deployment_id: int,
+        to_version: str | None,
+    ) -> Deployment:
+        by_id = {d.id: d for d in history}
+        current = by_id[current_deployment_id]
+        # Where the current state came from: a rollback points at what it restored, so a
+        # second rollback keeps going back instead of returning to where the first began.
+        origin = by_id.get(current.restores_deployment_id or 0, current)
+        good = [d for d in history if d.kind == "promotion" and d.status == "deployed"]
+        if to_version is not None:
+            release = await release_repo.find_release(session, app.id, to_version)
+            if release is None:
+                raise InvalidRequest(f"release {app.name}@{to_version} does not exist")
+            if release.id == current.release_id:
+                raise Refused(f"{app.name}@{to_version} is already current in {env.name}")
+            chosen = [d for d in good if d.release_id == release.id]
+            if not chosen:
+                raise Refused(
+                    f"{app.name}@{to_version} was never deployed successfully in {env.name}; "
+                    "a rollback only goes back to a release that ran there"
+                )
+            return chosen[-1]
+        earlier = [d for d in good if d.id < origin.id and d.release_id != current.release_id]
+        if not earlier:
+            raise Refused(
+                f"{app.name} has no earlier successful release in {env.name} to roll back to"
+            )
+        return earlier[-1]

@@ -1,0 +1,123 @@
+"""Promotion gates: small rules, each with a pass/fail and a reason, run as one ordered policy.
+
+A gate never raises for a business reason; it reports. The policy runs every gate, so a
+refusal names everything that is wrong at once, not one thing per attempt.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.errors import MissingConfiguration
+from models.pipeline import Pipeline
+from models.promotion import GateResult
+from store import releases as release_repo
+from store.tables import App, Deployment, Environment, Release
+
+
+@dataclass(frozen=True)
+class GateContext:
+    session: AsyncSession
+    app: App
+    target: Environment
+    release: Release
+    pipeline: Pipeline
+    # The environments this app points to, in chain order.
+    app_chain: list[Environment]
+    preflight: Callable[[], Awaitable[None]]
+
+
+Gate = Callable[[GateContext], Awaitable[GateResult]]
+
+
+async def app_points_to_target(ctx: GateContext) -> GateResult:
+    names = [e.name for e in ctx.app_chain]
+    if ctx.target.name in names:
+        return GateResult(
+            name="app-points-to-target",
+            passed=True,
+            reason=f"app {ctx.app.name} points to {ctx.target.name}",
+        )
+    return GateResult(
+        name="app-points-to-target",
+        passed=False,
+        reason=f"app {ctx.app.name} does not point to {ctx.target.name} "
+        f"(it points to {', '.join(names) or 'none'})",
+    )
+
+
+async def release_exists(ctx: GateContext) -> GateResult:
+    return GateResult(
+        name="release-exists",
+        passed=True,
+        reason=f"release {ctx.app.name}@{ctx.release.version} exists",
+    )
+
+
+def _verified_in(history: list[Deployment], release_id: int) -> Deployment | None:
+    """The latest verified deployment of the release, unless it was rolled out since."""
+    verified: Deployment | None = None
+    for deployment in history:
+        if (
+            deployment.release_id == release_id
+            and deployment.status == "deployed"
+            and deployment.verified_at is not None
+        ):
+            verified = deployment
+        elif (
+            verified is not None
+            and deployment.kind in ("rollback", "compensation")
+            and deployment.previous_release_id == release_id
+            and deployment.status in ("deployed", "running")
+        ):
+            verified = None
+    return verified
+
+
+async def no_skipped_stage(ctx: GateContext) -> GateResult:
+    chain = [e.id for e in ctx.app_chain]
+    if ctx.target.id not in chain or chain.index(ctx.target.id) == 0:
+        return GateResult(
+            name="stage-order",
+            passed=True,
+            reason=f"{ctx.target.name} is the first stage of {ctx.app.name}",
+        )
+    previous = ctx.app_chain[chain.index(ctx.target.id) - 1]
+    history = list(await release_repo.deployments_in(ctx.session, ctx.app.id, previous.id))
+    if _verified_in(history, ctx.release.id) is not None:
+        return GateResult(
+            name="stage-order",
+            passed=True,
+            reason=f"{ctx.release.version} was deployed and verified in {previous.name}",
+        )
+    ever = any(d.release_id == ctx.release.id and d.verified_at is not None for d in history)
+    why = "was rolled back out of" if ever else "has not been deployed and verified in"
+    return GateResult(
+        name="stage-order",
+        passed=False,
+        reason=f"{ctx.app.name}@{ctx.release.version} {why} {previous.name}, the stage before "
+        f"{ctx.target.name}; promote it to {previous.name} first",
+    )
+
+
+async def preflight(ctx: GateContext) -> GateResult:
+    try:
+        await ctx.preflight()
+    except MissingConfiguration as exc:
+        return GateResult(name="preflight", passed=False, reason=exc.message)
+    refs = sorted(map(str, ctx.pipeline.references()))
+    return GateResult(
+        name="preflight",
+        passed=True,
+        reason=f"{ctx.target.name} provides {', '.join(refs) or 'everything needed'}",
+    )
+
+
+POLICY: list[Gate] = [app_points_to_target, release_exists, no_skipped_stage, preflight]
+
+
+async def evaluate(ctx: GateContext) -> list[GateResult]:
+    return [await gate(ctx) for gate in POLICY]

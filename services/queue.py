@@ -1,0 +1,89 @@
+"""One deployment at a time per app and environment: a first-come, first-served queue.
+
+A promotion or rollback takes a ticket; the earliest ticket holds the environment until it
+leaves. A holder whose workflow no longer runs (terminated, timed out) is skipped, so a
+crash never blocks an environment for good.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from sqlalchemy import select
+
+from models.promotion import LockState, WorkflowRef
+from services.base import Service
+from store.tables import DeploymentTicket, utcnow
+
+IsRunning = Callable[[str, str], Awaitable[bool]]
+
+
+class QueueService(Service):
+    async def enter(
+        self, app: str, environment: str, run: WorkflowRef, kind: str, is_running: IsRunning
+    ) -> LockState:
+        async with self.db.write() as session:
+            app_row = await self.app(session, app)
+            env = await self.environment(session, environment)
+            tickets = list(
+                await session.scalars(
+                    select(DeploymentTicket)
+                    .where(
+                        DeploymentTicket.app_id == app_row.id,
+                        DeploymentTicket.environment_id == env.id,
+                        DeploymentTicket.state != "done",
+                    )
+                    .order_by(DeploymentTicket.id)
+                )
+            )
+            mine = next(
+                (t for t in tickets if (t.workflow_id, t.run_id) == (run.workflow_id, run.run_id)),
+                None,
+            )
+            if mine is None:
+                mine = DeploymentTicket(
+                    app_id=app_row.id,
+                    environment_id=env.id,
+                    workflow_id=run.workflow_id,
+                    run_id=run.run_id,
+                    kind=kind,
+                    state="waiting",
+                )
+                session.add(mine)
+                await session.flush()
+                tickets.append(mine)
+            for ticket in tickets:
+                if ticket is mine:
+                    break
+                if await is_running(ticket.workflow_id, ticket.run_id):
+                    return LockState(acquired=False, holder=ticket.workflow_id)
+                ticket.state, ticket.updated_at = "done", utcnow()
+            mine.state, mine.updated_at = "holding", utcnow()
+            return LockState(acquired=True)
+
+    async def leave(self, run: WorkflowRef) -> WorkflowRef | None:
+        """Give up the ticket; returns the next waiting run, to be woken up."""
+        async with self.db.write() as session:
+            mine = await session.scalar(
+                select(DeploymentTicket).where(
+                    DeploymentTicket.workflow_id == run.workflow_id,
+                    DeploymentTicket.run_id == run.run_id,
+                )
+            )
+            if mine is None:
+                return None
+            if mine.state != "done":
+                mine.state, mine.updated_at = "done", utcnow()
+            following = await session.scalar(
+                select(DeploymentTicket)
+                .where(
+                    DeploymentTicket.app_id == mine.app_id,
+                    DeploymentTicket.environment_id == mine.environment_id,
+                    DeploymentTicket.state != "done",
+                )
+                .order_by(DeploymentTicket.id)
+                .limit(1)
+            )
+            if following is None:
+                return None
+            return WorkflowRef(workflow_id=following.workflow_id, run_id=following.run_id)

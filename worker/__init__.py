@@ -1,0 +1,1 @@
+"""The worker: serves the workflows and activities on task queue `stageline`."""

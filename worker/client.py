@@ -1,0 +1,60 @@
+"""Connecting to Temporal, and making sure the contract's search attributes exist."""
+
+from __future__ import annotations
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+
+from models.errors import Unavailable
+from models.settings import Settings
+from workflows.search_attributes import ALL
+
+
+async def connect(settings: Settings) -> Client:
+    try:
+        return await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            data_converter=pydantic_data_converter,
+        )
+    except (RuntimeError, RPCError, OSError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise Unavailable(
+            f"cannot reach Temporal at {settings.temporal_address} ({reason}); check "
+            "TEMPORAL_ADDRESS, or start the embedded stack with 'stageline dev'"
+        ) from None
+
+
+async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
+    """Register the Stageline* search attributes that are missing; returns what was added."""
+    listed = await client.operator_service.list_search_attributes(
+        ListSearchAttributesRequest(namespace=namespace)
+    )
+    missing = [key.name for key in ALL if key.name not in listed.custom_attributes]
+    if not missing:
+        return []
+    try:
+        await client.operator_service.add_search_attributes(
+            AddSearchAttributesRequest(
+                namespace=namespace,
+                search_attributes={
+                    name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in missing
+                },
+            )
+        )
+    except RPCError as exc:
+        raise Unavailable(
+            f"the search attributes {', '.join(missing)} are not registered in namespace "
+            f"{namespace!r} and could not be added ({exc.message}); ask an operator to run: "
+            + "; ".join(
+                f"temporal operator search-attribute create --name {n} --type Keyword"
+                for n in missing
+            )
+        ) from None
+    return missing

@@ -1,0 +1,100 @@
+"""What PromotionWorkflow and RollbackWorkflow share: the status query, the deployment
+queue, and running one step while keeping its progress visible."""
+
+from __future__ import annotations
+
+from contextlib import suppress
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from models.promotion import (
+        LockRequest,
+        LockState,
+        Phase,
+        PromotionStatus,
+        StepOutcome,
+        StepProgress,
+        StepRequest,
+        StepSpec,
+        WorkflowRef,
+    )
+    from workflows import search_attributes as sa
+    from workflows.options import step, store
+
+# The deployment ahead signals when it leaves; polling covers a missed signal.
+QUEUE_POLL = timedelta(seconds=3)
+
+
+class Orchestration:
+    def __init__(self) -> None:
+        self._status = PromotionStatus(promotion_id=workflow.info().workflow_id)
+        self._queue_moved = False
+
+    @workflow.query(name="status")
+    def status(self) -> PromotionStatus:
+        return self._status
+
+    @workflow.signal(name="queue_moved")
+    def queue_moved(self) -> None:
+        """Sent by the deployment ahead of this one when it leaves the queue."""
+        self._queue_moved = True
+
+    def _set_phase(self, phase: Phase) -> None:
+        self._status.phase = phase
+        workflow.upsert_search_attributes([sa.STATUS.value_set(phase.value)])
+
+    async def _wait_for_turn(self, lock: LockRequest) -> None:
+        """One deployment per app and environment: wait, in order, until it is ours."""
+        while True:
+            state = await store("enter_queue", lock, LockState)
+            if state.acquired:
+                self._status.waiting_for = None
+                return
+            self._status.waiting_for = state.holder
+            self._set_phase(Phase.QUEUED)
+            self._queue_moved = False
+            with suppress(TimeoutError):
+                await workflow.wait_condition(lambda: self._queue_moved, timeout=QUEUE_POLL)
+
+    def _plan_steps(self, specs: list[StepSpec]) -> None:
+        self._status.steps = [
+            StepProgress(section=s.section, name=s.name, kind=s.kind) for s in specs
+        ]
+
+    async def _run_step(
+        self, position: int, spec: StepSpec, deployment_id: int, run: WorkflowRef
+    ) -> StepOutcome:
+        progress = self._status.steps[position]
+        progress.status = "running"
+        progress.started_at = workflow.now()
+        try:
+            outcome = await step(
+                StepRequest(
+                    deployment_id=deployment_id,
+                    step=spec,
+                    # Stable across retries, so deploy scripts can be idempotent.
+                    run_id=f"{run.workflow_id}/{run.run_id}",
+                )
+            )
+        except ActivityError:
+            progress.status = "failed"
+            progress.finished_at = workflow.now()
+            raise
+        progress.status = "succeeded" if outcome.succeeded else "failed"
+        progress.started_at, progress.finished_at = outcome.started_at, outcome.finished_at
+        progress.exit_code = outcome.exit_code
+        progress.detail = outcome.detail
+        return outcome
+
+    def _skip_pending(self) -> None:
+        for progress in self._status.steps:
+            if progress.status == "pending":
+                progress.status = "skipped"
+
+
+def failure_reason(exc: BaseException) -> str:
+    cause = exc.cause if isinstance(exc, ActivityError) and exc.cause else exc
+    return str(cause) or type(cause).__name__

@@ -1,0 +1,103 @@
+"""Activity names, timeouts and retry policies shared by the workflows."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from models.promotion import StepOutcome, StepRequest
+
+M = TypeVar("M", bound=BaseModel)
+
+# Errors that no retry can fix: the activity reports them once.
+BUSINESS_ERRORS = [
+    "InvalidInput",
+    "Refused",
+    "MissingConfiguration",
+    "DecryptionError",
+    "BadInput",
+    "NotFound",
+    "Conflict",
+    "ConfigurationError",
+]
+
+# Database work: retried through a brief outage (about five minutes), then given up.
+STORE_TIMEOUT = timedelta(seconds=60)
+STORE_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=12,
+    non_retryable_error_types=BUSINESS_ERRORS,
+)
+
+STEP_HEARTBEAT = timedelta(seconds=30)
+# Steps run at least once: a crashed worker's step is run again (see STAGELINE_RUN_ID).
+STEP_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+    maximum_attempts=5,
+    non_retryable_error_types=BUSINESS_ERRORS,
+)
+
+
+async def store(name: str, arg: BaseModel, result_type: type[M]) -> M:
+    """Run a database activity and return its typed result."""
+    result: M = await workflow.execute_activity(
+        name,
+        arg,
+        result_type=result_type,
+        start_to_close_timeout=STORE_TIMEOUT,
+        retry_policy=STORE_RETRY,
+    )
+    return result
+
+
+async def store_only(name: str, arg: BaseModel) -> None:
+    """Run a database activity that returns nothing."""
+    await workflow.execute_activity(
+        name, arg, start_to_close_timeout=STORE_TIMEOUT, retry_policy=STORE_RETRY
+    )
+
+
+async def step(request: StepRequest) -> StepOutcome:
+    result: StepOutcome = await workflow.execute_activity(
+        "run_step",
+        request,
+        result_type=StepOutcome,
+        start_to_close_timeout=timedelta(seconds=request.step.timeout_seconds + 60),
+        heartbeat_timeout=STEP_HEARTBEAT,
+        retry_policy=STEP_RETRY,
+    )
+    return result
+
+
+def validate_input(model: type[M], raw: Any) -> M:
+    """Validate a start input inside the workflow, so bad input fails the workflow itself
+    (with a message naming each field) instead of failing its task, which Temporal retries
+    forever while the workflow shows as running."""
+    if not isinstance(raw, dict):
+        raise ApplicationError(
+            f"invalid input: expected a JSON object with the fields "
+            f"{', '.join(model.model_fields)}, got {type(raw).__name__}",
+            type="InvalidInput",
+            non_retryable=True,
+        )
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: "
+            f"{e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        raise ApplicationError(
+            f"invalid input: {problems}", type="InvalidInput", non_retryable=True
+        ) from None

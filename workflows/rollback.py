@@ -1,0 +1,108 @@
+"""RollbackWorkflow: move one environment's pointer back, then re-run `activate:` steps.
+
+Used on its own (`stageline rollback`) and as PromotionWorkflow's compensation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from models.promotion import (
+        FinishDeployment,
+        LockRequest,
+        Phase,
+        PlanRollback,
+        RollbackInput,
+        RollbackPlan,
+        RollbackResult,
+        WorkflowRef,
+    )
+    from workflows import search_attributes as sa
+    from workflows.base import Orchestration, failure_reason
+    from workflows.options import store, store_only, validate_input
+
+
+@workflow.defn(name="RollbackWorkflow")
+class RollbackWorkflow(Orchestration):
+    @workflow.run
+    async def run(self, raw: Any = None) -> RollbackResult:
+        request = validate_input(RollbackInput, raw)
+        info = workflow.info()
+        run = WorkflowRef(workflow_id=info.workflow_id, run_id=info.run_id)
+        self._status.app, self._status.environment = request.app, request.environment
+        self._status.requested_by = request.requested_by
+        workflow.upsert_search_attributes(
+            [sa.APP.value_set(request.app), sa.ENVIRONMENT.value_set(request.environment)]
+        )
+        # A compensation runs inside its promotion's turn in the queue; a rollback waits
+        # for its own.
+        standalone = request.compensating_deployment_id is None
+        lock = LockRequest(app=request.app, environment=request.environment, run=run)
+        try:
+            if standalone:
+                await self._wait_for_turn(lock)
+            return await self._roll_back(request, run)
+        finally:
+            if standalone:
+                await asyncio.shield(store_only("leave_queue", lock))
+
+    async def _roll_back(self, request: RollbackInput, run: WorkflowRef) -> RollbackResult:
+        self._set_phase(Phase.DEPLOYING)
+        try:
+            plan = await store(
+                "plan_rollback", PlanRollback(request=request, run=run), RollbackPlan
+            )
+        except ActivityError as exc:
+            cause = exc.cause
+            if isinstance(cause, ApplicationError) and cause.type in ("Refused", "InvalidInput"):
+                status = "refused" if cause.type == "Refused" else "failed"
+                return self._result(request, status, cause.message, None)
+            raise
+        if not plan.possible:
+            return self._result(request, "failed", plan.reason, plan)
+        assert plan.deployment_id is not None and plan.to_version is not None
+        workflow.upsert_search_attributes([sa.VERSION.value_set(plan.to_version)])
+        self._status.version = plan.to_version
+        self._plan_steps(plan.steps)
+        reason = None
+        for position, spec in enumerate(plan.steps):
+            try:
+                outcome = await self._run_step(position, spec, plan.deployment_id, run)
+            except ActivityError as exc:
+                reason = f"activate step {spec.name!r} failed: {failure_reason(exc)}"
+                break
+            if not outcome.succeeded:
+                reason = f"activate step {spec.name!r} failed: {outcome.detail or 'no output'}"
+                break
+        self._skip_pending()
+        await store_only(
+            "finish_deployment",
+            FinishDeployment(
+                deployment_id=plan.deployment_id, succeeded=reason is None, reason=reason
+            ),
+        )
+        return self._result(request, "failed" if reason else "rolled_back", reason, plan)
+
+    def _result(
+        self, request: RollbackInput, status: str, reason: str | None, plan: RollbackPlan | None
+    ) -> RollbackResult:
+        self._status.reason = reason
+        phases = {"rolled_back": Phase.ROLLED_BACK, "refused": Phase.REJECTED}
+        self._set_phase(phases.get(status, Phase.FAILED))
+        return RollbackResult.model_validate(
+            {
+                "status": status,
+                "app": request.app,
+                "environment": request.environment,
+                "from_version": plan.from_version if plan else None,
+                "to_version": plan.to_version if plan else None,
+                "reason": reason,
+                "deployment_id": plan.deployment_id if plan else None,
+                "steps": self._status.steps,
+            }
+        )
