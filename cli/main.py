@@ -7,7 +7,7 @@ import sys
 import click
 from pydantic import ValidationError
 
-from cli import configuration
+from cli import configuration, promotion, runtime
 from cli.output import error
 from models.errors import ExitCode, StagelineError
 from models.names import InvalidName
@@ -19,7 +19,7 @@ def cli() -> None:
     """stageline: promote releases through environments, one Temporal workflow each."""
 
 
-for command in configuration.COMMANDS:
+for command in [*configuration.COMMANDS, *promotion.COMMANDS, *runtime.COMMANDS]:
     cli.add_command(command)
 
 

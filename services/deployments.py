@@ -97,6 +97,11 @@ class DeploymentService(Service):
                 )
         return app_row, env, release
 
+    async def check_request(self, app: str, environment: str, version: str | None) -> None:
+        """Fail fast, before any workflow starts, on an unknown app, environment or release."""
+        async with self.db.read() as session:
+            await self._lookup(session, app, environment, version)
+
     async def _app_chain(self, session: AsyncSession, app: App) -> list[Environment]:
         names = (await env_repo.app_environment_names(session, app.workspace_id)).get(app.id, [])
         chain = await env_repo.chain(session, app.workspace_id)

@@ -73,12 +73,19 @@ class Stack:
         )
         return Cli(env)
 
-    async def start_promotion(self, app: str, version: str, target: str,
-                              requested_by: str = "tester", **kw: Any) -> WorkflowHandle[Any, Any]:
+    async def start_promotion(
+        self, app: str, version: str, target: str, requested_by: str = "tester", **kw: Any
+    ) -> WorkflowHandle[Any, Any]:
         return await self.client.start_workflow(
             "PromotionWorkflow",
-            PromotionInput(app=app, version=version, target=target, requested_by=requested_by,
-                           source="api", **kw),
+            PromotionInput(
+                app=app,
+                version=version,
+                target=target,
+                requested_by=requested_by,
+                source="api",
+                **kw,
+            ),
             id=promotion_workflow_id(app, version, target),
             task_queue=self.settings.task_queue,
             result_type=PromotionResult,

@@ -68,11 +68,19 @@ async def test_dev_promotion_injects_only_dev_values_and_calls_only_dev_hook(
     probe = tmp_path / "probe.json"
     with recorder() as dev_hook, recorder() as prod_hook:
         await workspace.config.set_tool_profile(
-            "deploy-hook", "dev", url=f"{dev_hook.url}/dev", auth_secret="HOOK_TOKEN",
-            headers={"X-Env": "dev"}, params={"region": "sandbox"}, actor="t",
+            "deploy-hook",
+            "dev",
+            url=f"{dev_hook.url}/dev",
+            auth_secret="HOOK_TOKEN",
+            headers={"X-Env": "dev"},
+            params={"region": "sandbox"},
+            actor="t",
         )
         await workspace.config.set_tool_profile(
-            "deploy-hook", "production", url=f"{prod_hook.url}/prod", auth_secret="HOOK_TOKEN",
+            "deploy-hook",
+            "production",
+            url=f"{prod_hook.url}/prod",
+            auth_secret="HOOK_TOKEN",
             actor="t",
         )
         await workspace.releases.create_release("web", "1.0.0", pipeline(probe), actor="t")

@@ -1,0 +1,286 @@
+"""Commands that move releases: promote, rollback; and those that look: status, history."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import click
+
+from cli.context import actor, run
+from cli.output import done, emit_json, table
+from cli.temporal import Progress, follow, query_status, start
+from models.errors import ExitCode
+from models.promotion import (
+    PromotionInput,
+    PromotionResult,
+    RollbackInput,
+    RollbackResult,
+    Source,
+    promotion_workflow_id,
+    rollback_workflow_id,
+)
+from models.settings import Settings
+from services.deployments import DeploymentService
+from services.views import ViewService
+from store.database import Database
+from worker.client import connect
+
+PROMOTION_EXIT = {
+    "deployed": ExitCode.OK,
+    "failed": ExitCode.FAILED,
+    "rolled_back": ExitCode.FAILED,
+    "rejected": ExitCode.REFUSED,
+    "superseded": ExitCode.REFUSED,
+}
+ROLLBACK_EXIT = {"rolled_back": ExitCode.OK, "failed": ExitCode.FAILED, "refused": ExitCode.REFUSED}
+
+
+def _source() -> Source:
+    return "ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "cli"
+
+
+@click.command()
+@click.argument("app_name", metavar="APP")
+@click.argument("version")
+@click.option("--to", "target", required=True, metavar="ENV", help="The environment to deploy to.")
+@click.option("--requested-by", metavar="WHO", help="Who asks (default: STAGELINE_USER or login).")
+@click.option("--wait", is_flag=True, help="Wait for the outcome; the exit code tells it.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    metavar="SECONDS",
+    help="With --wait: give up waiting after this long (exit 4).",
+)
+@click.option("--force", is_flag=True, help="Redeploy even if already current and verified.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+def promote(
+    app_name: str,
+    version: str,
+    target: str,
+    requested_by: str | None,
+    wait: bool,
+    timeout: float | None,
+    force: bool,
+    as_json: bool,
+) -> int:
+    """Promote release APP VERSION into ENV through a PromotionWorkflow."""
+    request = PromotionInput(
+        app=app_name,
+        version=version,
+        target=target,
+        requested_by=requested_by or actor(),
+        source=_source(),
+        force=force,
+    )
+
+    async def work(settings: Settings, db: Database) -> int:
+        await DeploymentService(db, settings).check_request(app_name, target, version)
+        client = await connect(settings)
+        handle, attached = await start(
+            client,
+            settings,
+            "PromotionWorkflow",
+            request,
+            promotion_workflow_id(app_name, version, target),
+            PromotionResult,
+            app=app_name,
+            environment=target,
+            version=version,
+        )
+        if attached and not as_json:
+            done(f"attached to {handle.id}, already running")
+        if not wait:
+            status = await query_status(handle)
+            phase = (
+                "awaiting_approval" if status and status.phase == "awaiting_approval" else "running"
+            )
+            if as_json:
+                emit_json({"promotion_id": handle.id, "status": phase, "attached": attached})
+            else:
+                done(
+                    f"started {handle.id} ({phase}); follow it with 'stageline status "
+                    f"--env {target}' or in the Temporal UI"
+                )
+            return ExitCode.OK
+        result = await follow(handle, timeout, Progress() if not as_json else _quiet())
+        if as_json:
+            emit_json(result)
+        else:
+            _print_promotion(result)
+        return PROMOTION_EXIT[result.status]
+
+    return run(work)
+
+
+def _quiet() -> Progress:
+    progress = Progress()
+    progress.enabled = False
+    return progress
+
+
+def _print_promotion(result: PromotionResult) -> None:
+    subject = f"{result.app}@{result.version} -> {result.environment}"
+    if result.status == "deployed":
+        done(
+            f"{'nothing to do' if result.noop else 'deployed'}: {subject}"
+            + (f" ({result.reason})" if result.noop and result.reason else "")
+        )
+        return
+    done(f"{result.status}: {subject}: {result.reason}")
+    for gate in result.gates:
+        if not gate.passed:
+            done(f"  gate {gate.name}: {gate.reason}")
+    for step in result.steps:
+        if step.status == "failed" and step.detail:
+            done(f"  step {step.section}/{step.name} output:")
+            for line in step.detail.splitlines()[-20:]:
+                done(f"    {line}")
+
+
+@click.command()
+@click.argument("app_name", metavar="APP")
+@click.option("--env", "environment", required=True, metavar="ENV")
+@click.option("--to", "to_version", metavar="VERSION", help="A release that ran there before.")
+@click.option("--requested-by", metavar="WHO")
+@click.option("--reason", metavar="TEXT", help="Why, for the record.")
+@click.option("--wait", is_flag=True)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS")
+@click.option("--json", "as_json", is_flag=True)
+def rollback(
+    app_name: str,
+    environment: str,
+    to_version: str | None,
+    requested_by: str | None,
+    reason: str | None,
+    wait: bool,
+    timeout: float | None,
+    as_json: bool,
+) -> int:
+    """Put APP in ENV back on its previous release (or --to VERSION), without rebuilding."""
+    request = RollbackInput(
+        app=app_name,
+        environment=environment,
+        to_version=to_version,
+        requested_by=requested_by or actor(),
+        source=_source(),
+        reason=reason,
+    )
+
+    async def work(settings: Settings, db: Database) -> int:
+        await DeploymentService(db, settings).check_request(app_name, environment, to_version)
+        client = await connect(settings)
+        handle, _ = await start(
+            client,
+            settings,
+            "RollbackWorkflow",
+            request,
+            rollback_workflow_id(app_name, environment, to_version or "previous"),
+            RollbackResult,
+            app=app_name,
+            environment=environment,
+            version=to_version,
+        )
+        if not wait:
+            if as_json:
+                emit_json({"rollback_id": handle.id, "status": "running"})
+            else:
+                done(f"started {handle.id}")
+            return ExitCode.OK
+        result = await follow(handle, timeout, _quiet() if as_json else Progress())
+        if as_json:
+            emit_json(result)
+        elif result.status == "rolled_back":
+            done(
+                f"rolled back {app_name} in {environment}: {result.from_version} -> "
+                f"{result.to_version}"
+            )
+        else:
+            done(f"{result.status}: {result.reason}")
+        return ROLLBACK_EXIT[result.status]
+
+    return run(work)
+
+
+@click.command()
+@click.option("--env", "environment", metavar="ENV", help="One environment, in detail.")
+@click.option("--app", "app_name", metavar="APP")
+@click.option("--json", "as_json", is_flag=True)
+def status(environment: str | None, app_name: str | None, as_json: bool) -> None:
+    """What runs where: the release of each app in each environment, and what is under way."""
+
+    async def work(settings: Settings, db: Database) -> None:
+        view = await ViewService(db, settings).status(environment=environment, app=app_name)
+        if as_json:
+            emit_json(view)
+            return
+        table(
+            ["APP", "ENVIRONMENT", "RELEASE", "SINCE", "BY", "VIA"],
+            [
+                (
+                    c.app,
+                    c.environment,
+                    c.version or "-",
+                    f"{c.since:%Y-%m-%d %H:%M}" if c.since else "",
+                    c.deployed_by or "",
+                    c.kind or "",
+                )
+                for c in view.cells
+            ],
+            empty="no apps yet",
+        )
+        if view.in_progress:
+            done("\nin progress:")
+            table(
+                ["PROMOTION", "TO", "REQUESTED BY", "SINCE"],
+                [
+                    (p.promotion_id, p.environment, p.requested_by, f"{p.since:%H:%M:%S}")
+                    for p in view.in_progress
+                ],
+            )
+
+    run(work)
+
+
+@click.command()
+@click.argument("app_name", metavar="APP")
+@click.option("--env", "environment", required=True, metavar="ENV")
+@click.option("--json", "as_json", is_flag=True)
+def history(app_name: str, environment: str, as_json: bool) -> None:
+    """Every deployment of APP in ENV, oldest first, with the configuration it ran with."""
+
+    async def work(settings: Settings, db: Database) -> None:
+        entries = await ViewService(db, settings).history(app_name, environment)
+        if as_json:
+            emit_json(entries)
+            return
+        table(
+            ["#", "WHEN", "KIND", "RELEASE", "STATUS", "BY", "CONFIG", "REASON"],
+            [
+                (
+                    e.id,
+                    f"{e.started_at:%Y-%m-%d %H:%M:%S}",
+                    e.kind,
+                    e.version,
+                    e.status,
+                    e.requested_by,
+                    _config_text(e.config),
+                    (e.reason or "")[:80],
+                )
+                for e in entries
+            ],
+            empty=f"no deployments of {app_name} in {environment} yet",
+        )
+
+    run(work)
+
+
+def _config_text(config: dict[str, Any]) -> str:
+    parts = []
+    for section in ("vars", "secrets", "tools"):
+        for key, ref in sorted((config.get(section) or {}).items()):
+            parts.append(f"{key}@v{ref['version']}")
+    return " ".join(parts)
+
+
+COMMANDS = [promote, rollback, status, history]

@@ -1,0 +1,158 @@
+"""Commands that run things: the worker, and the embedded dev stack."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+import click
+
+from models.promotion import PromotionInput, promotion_workflow_id
+from models.settings import Settings
+from store.database import Database
+from vault.keys import KeyProvider, load_master_key, write_key_file
+from worker import demo
+from worker.client import ensure_search_attributes
+from worker.dev_stack import dev_server
+from worker.main import build_worker, run_worker
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("temporalio", "alembic", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _serve(main: Callable[[], Awaitable[None]]) -> None:
+    """Run `main` until it ends or Ctrl-C / SIGTERM arrives; then clean up and exit 0."""
+
+    async def runner() -> None:
+        task = asyncio.ensure_future(main())
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(runner())
+
+
+@click.command()
+def worker() -> None:
+    """Run a worker against TEMPORAL_ADDRESS and STAGELINE_DATABASE_URL until stopped."""
+    _logging()
+    settings = Settings.from_env()
+    load_master_key(settings)  # refuse to start without a key, before connecting anywhere
+    _serve(lambda: run_worker(settings))
+
+
+def _dev_key(settings: Settings) -> KeyProvider:
+    if settings.master_key or settings.master_key_file or settings.dev_key_file.exists():
+        return load_master_key(settings)
+    key = write_key_file(settings.dev_key_file)
+    click.echo(f"created a dev master key at {settings.dev_key_file} (mode 0600)", err=True)
+    return key
+
+
+@click.command()
+@click.option("--port", type=click.IntRange(1, 65535), default=7233, show_default=True)
+@click.option("--ui-port", type=click.IntRange(1, 65535), default=8233, show_default=True)
+@click.option(
+    "--demo/--no-demo",
+    "with_demo",
+    default=False,
+    show_default=True,
+    help="Set up a demo workspace and start a promotion into dev.",
+)
+@click.option(
+    "--demo-port",
+    type=click.IntRange(1, 65535),
+    default=8299,
+    show_default=True,
+    help="Where the demo's deploy target listens.",
+)
+def dev(port: int, ui_port: int, with_demo: bool, demo_port: int) -> None:
+    """Run the embedded stack: Temporal dev server + UI, worker, SQLite store."""
+    _logging()
+    base = Settings.from_env()
+    settings = base.model_copy(update={"temporal_address": f"127.0.0.1:{port}"})
+    key = _dev_key(settings)
+
+    async def main() -> None:
+        db = Database(settings.database_url)
+        await db.migrate()
+        try:
+            async with dev_server(settings, port, ui_port) as client:
+                await ensure_search_attributes(client, settings.temporal_namespace)
+                async with build_worker(client, settings, db, key):
+                    ui = f"http://127.0.0.1:{ui_port}"
+                    click.echo(
+                        f"\nTemporal UI:  {ui}\nTemporal:     127.0.0.1:{port}\n"
+                        f"State:        {settings.home}\n",
+                        err=True,
+                    )
+                    if with_demo:
+                        with demo.receiver(demo_port) as url:
+                            await _start_demo(client, settings, db, key, url, ui)
+                            await asyncio.Event().wait()
+                    else:
+                        click.echo(
+                            "Try: export TEMPORAL_ADDRESS=127.0.0.1:"
+                            f"{port} STAGELINE_HOME={settings.home}; stageline env list\n"
+                            "Stop with Ctrl-C.",
+                            err=True,
+                        )
+                        await asyncio.Event().wait()
+        finally:
+            await db.close()
+            click.echo("stopped: worker, Temporal dev server", err=True)
+
+    _serve(main)
+
+
+async def _start_demo(
+    client: object, settings: Settings, db: Database, key: KeyProvider, url: str, ui: str
+) -> None:
+    from temporalio.client import Client
+
+    from cli.temporal import start
+    from models.promotion import PromotionResult
+
+    assert isinstance(client, Client)
+    await demo.ensure_workspace(db, settings, key, url)
+    request = PromotionInput(
+        app=demo.APP, version=demo.VERSION, target="dev", requested_by=demo.DEMO_USER, source="cli"
+    )
+    handle, _ = await start(
+        client,
+        settings,
+        "PromotionWorkflow",
+        request,
+        promotion_workflow_id(demo.APP, demo.VERSION, "dev"),
+        PromotionResult,
+        app=demo.APP,
+        environment="dev",
+        version=demo.VERSION,
+    )
+    click.echo(
+        f"Demo: promoting {demo.APP}@{demo.VERSION} to dev as {handle.id}; watch it at\n"
+        f"  {ui}/namespaces/{settings.temporal_namespace}/workflows\n"
+        "Then, in another terminal (same directory):\n"
+        f"  export TEMPORAL_ADDRESS={settings.temporal_address}\n"
+        f"  stageline promote {demo.APP} {demo.VERSION} --to staging --wait\n"
+        f"  stageline promote {demo.APP} {demo.VERSION} --to production   # waits for "
+        f'{demo.REVIEWER}: send the \'approve\' signal with {{"reviewer": "{demo.REVIEWER}"}}\n'
+        "  stageline status\nStop with Ctrl-C.",
+        err=True,
+    )
+
+
+COMMANDS = [worker, dev]

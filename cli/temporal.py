@@ -1,0 +1,154 @@
+"""Starting workflows and following them from the command line."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import click
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from models.errors import BadInput, ExitCode, StagelineError, Unavailable
+from models.promotion import PromotionStatus
+from models.settings import Settings
+from workflows.search_attributes import initial
+
+R = TypeVar("R")
+
+
+class TimedOut(StagelineError):
+    exit_code = ExitCode.TIMED_OUT
+
+
+async def start(
+    client: Client,
+    settings: Settings,
+    workflow: str,
+    arg: Any,
+    workflow_id: str,
+    result_type: type[R],
+    *,
+    app: str,
+    environment: str,
+    version: str | None,
+) -> tuple[WorkflowHandle[Any, R], bool]:
+    """Start a workflow, or attach to the one already running under the same id.
+
+    Returns the handle and whether it attached to an existing run (a retried CI job).
+    """
+    existing: WorkflowHandle[Any, R] = client.get_workflow_handle(
+        workflow_id, result_type=result_type
+    )
+    try:
+        described = await existing.describe()
+        if described.status == WorkflowExecutionStatus.RUNNING:
+            return existing, True
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise Unavailable(f"cannot reach Temporal ({exc.message})") from None
+    try:
+        # USE_EXISTING covers the race where another job started it a moment ago.
+        handle: WorkflowHandle[Any, R] = await client.start_workflow(
+            workflow,
+            arg,
+            id=workflow_id,
+            task_queue=settings.task_queue,
+            result_type=result_type,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            search_attributes=initial(app, environment, version, "validating"),
+        )
+    except RPCError as exc:
+        raise Unavailable(f"cannot start {workflow} on Temporal ({exc.message})") from None
+    return handle, False
+
+
+async def query_status(
+    handle: WorkflowHandle[Any, Any], timeout: float = 3.0
+) -> PromotionStatus | None:
+    try:
+        status: PromotionStatus = await asyncio.wait_for(
+            handle.query("status", result_type=PromotionStatus), timeout
+        )
+    except (TimeoutError, RPCError):
+        return None
+    return status
+
+
+class Progress:
+    """Prints what changed since the last look: gates, phase, steps. Terminal only."""
+
+    def __init__(self) -> None:
+        self.seen: set[str] = set()
+        self.enabled = sys.stdout.isatty()
+
+    def show(self, status: PromotionStatus) -> None:
+        if not self.enabled:
+            return
+        lines = [f"phase: {status.phase.value}"]
+        lines += [
+            f"  {click.style('pass', fg='green') if g.passed else click.style('FAIL', fg='red')}"
+            f" {g.name}: {g.reason}"
+            for g in status.gates
+        ]
+        if status.waiting_for:
+            lines.append(f"  waiting for {status.waiting_for} to finish")
+        if status.approvals_required:
+            lines.append(
+                f"  approvals {len(status.approvals)}/{status.approvals_required}"
+                + (f" ({', '.join(status.approvals)})" if status.approvals else "")
+            )
+        lines += [f"  refused: {r}" for r in status.refusals]
+        lines += [
+            f"  step {s.section}/{s.name}: {s.status}"
+            for s in status.steps
+            if s.status != "pending"
+        ]
+        for line in lines:
+            if line not in self.seen:
+                self.seen.add(line)
+                click.echo(line)
+
+
+async def follow(
+    handle: WorkflowHandle[Any, R],
+    timeout: float | None,
+    progress: Progress,
+) -> R:
+    """Wait for the result, showing progress; TimedOut when `timeout` runs out."""
+
+    async def watch() -> None:
+        while True:
+            status = await query_status(handle)
+            if status is not None:
+                progress.show(status)
+            await asyncio.sleep(0.5)
+
+    watcher = asyncio.create_task(watch()) if progress.enabled else None
+    try:
+        return await asyncio.wait_for(handle.result(), timeout)
+    except TimeoutError:
+        raise TimedOut(
+            f"{handle.id} is still running after {timeout:g}s; it goes on without you: "
+            f"follow it with 'stageline status' or in the Temporal UI"
+        ) from None
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type == "InvalidInput":
+            raise BadInput(cause.message) from None
+        raise StagelineError(f"{handle.id} failed: {cause or exc}") from None
+    finally:
+        if watcher is not None:
+            watcher.cancel()
+
+
+async def with_client(settings: Settings, work: Callable[[Client], Awaitable[R]]) -> R:
+    from worker.client import connect
+
+    client = await connect(settings)
+    return await work(client)

@@ -1,0 +1,49 @@
+"""What `stageline status` and `stageline history` show."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+
+class StatusCell(BaseModel):
+    app: str
+    environment: str
+    version: str | None = None
+    since: datetime | None = None
+    deployed_by: str | None = None
+    kind: str | None = None  # how the release got there: promotion, rollback, compensation
+    deployment_id: int | None = None
+
+
+class InProgress(BaseModel):
+    promotion_id: str
+    app: str
+    version: str
+    environment: str
+    requested_by: str
+    since: datetime
+
+
+class StatusView(BaseModel):
+    environments: list[str]
+    cells: list[StatusCell] = Field(default_factory=list)
+    in_progress: list[InProgress] = Field(default_factory=list)
+
+
+class HistoryEntry(BaseModel):
+    id: int
+    kind: str
+    version: str
+    previous_version: str | None
+    status: str
+    requested_by: str
+    source: str
+    workflow_id: str
+    started_at: datetime
+    finished_at: datetime | None
+    verified_at: datetime | None
+    reason: str | None
+    config: dict[str, Any]

@@ -1,0 +1,103 @@
+"""Read-only views across the workspace: the status matrix and deployment history."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from models.views import HistoryEntry, InProgress, StatusCell, StatusView
+from services.base import Service
+from store import environments as env_repo
+from store import releases as release_repo
+from store.tables import App, CurrentRelease, Deployment, Environment, Promotion, Release
+
+
+class ViewService(Service):
+    async def status(self, environment: str | None = None, app: str | None = None) -> StatusView:
+        async with self.db.read() as session:
+            ws = await self.workspace_id(session)
+            chain = list(await env_repo.chain(session, ws))
+            if environment is not None:
+                chain = [await self.environment(session, environment)]
+            apps = list(await env_repo.apps(session, ws))
+            if app is not None:
+                apps = [await self.app(session, app)]
+            pointing = await env_repo.app_environment_names(session, ws)
+            rows = await session.execute(
+                select(CurrentRelease, Release.version, Deployment.requested_by, Deployment.kind)
+                .join(Release, Release.id == CurrentRelease.release_id)
+                .join(Deployment, Deployment.id == CurrentRelease.deployment_id)
+                .join(App, App.id == CurrentRelease.app_id)
+                .where(App.workspace_id == ws)
+            )
+            current = {(p.app_id, p.environment_id): (p, v, by, kind) for p, v, by, kind in rows}
+            cells = []
+            for a in apps:
+                for env in chain:
+                    if env.name not in pointing.get(a.id, []):
+                        continue
+                    found = current.get((a.id, env.id))
+                    cells.append(
+                        StatusCell(app=a.name, environment=env.name)
+                        if found is None
+                        else StatusCell(
+                            app=a.name,
+                            environment=env.name,
+                            version=found[1],
+                            since=found[0].since,
+                            deployed_by=found[2],
+                            kind=found[3],
+                            deployment_id=found[0].deployment_id,
+                        )
+                    )
+            running = await session.execute(
+                select(Promotion, App.name, Release.version, Environment.name)
+                .join(App, App.id == Promotion.app_id)
+                .join(Release, Release.id == Promotion.release_id)
+                .join(Environment, Environment.id == Promotion.environment_id)
+                .where(
+                    App.workspace_id == ws,
+                    Promotion.finished_at.is_(None),
+                    App.id.in_([a.id for a in apps]),
+                    Environment.id.in_([e.id for e in chain]),
+                )
+                .order_by(Promotion.id)
+            )
+            return StatusView(
+                environments=[e.name for e in chain],
+                cells=cells,
+                in_progress=[
+                    InProgress(
+                        promotion_id=p.workflow_id,
+                        app=a,
+                        version=v,
+                        environment=e,
+                        requested_by=p.requested_by,
+                        since=p.created_at,
+                    )
+                    for p, a, v, e in running
+                ],
+            )
+
+    async def history(self, app: str, environment: str) -> list[HistoryEntry]:
+        async with self.db.read() as session:
+            app_row = await self.app(session, app)
+            env = await self.environment(session, environment)
+            versions = {r.id: r.version for r in await release_repo.releases(session, app_row.id)}
+            return [
+                HistoryEntry(
+                    id=d.id,
+                    kind=d.kind,
+                    version=versions[d.release_id],
+                    previous_version=versions.get(d.previous_release_id or 0),
+                    status=d.status,
+                    requested_by=d.requested_by,
+                    source=d.source,
+                    workflow_id=d.workflow_id,
+                    started_at=d.started_at,
+                    finished_at=d.finished_at,
+                    verified_at=d.verified_at,
+                    reason=d.reason,
+                    config=d.config,
+                )
+                for d in await release_repo.deployments_in(session, app_row.id, env.id)
+            ]
