@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -12,6 +13,7 @@ from cli.output import done, emit_json, table
 from cli.temporal import Progress, follow, query_status, start
 from models.errors import ExitCode
 from models.promotion import (
+    Phase,
     PromotionInput,
     PromotionResult,
     RollbackInput,
@@ -91,10 +93,7 @@ def promote(
         if attached and not as_json:
             done(f"attached to {handle.id}, already running")
         if not wait:
-            status = await query_status(handle)
-            phase = (
-                "awaiting_approval" if status and status.phase == "awaiting_approval" else "running"
-            )
+            phase = await _settled_phase(handle)
             if as_json:
                 emit_json({"promotion_id": handle.id, "status": phase, "attached": attached})
             else:
@@ -111,6 +110,16 @@ def promote(
         return PROMOTION_EXIT[result.status]
 
     return run(work)
+
+
+async def _settled_phase(handle: Any) -> str:
+    """`running` or `awaiting_approval`: looks for a few seconds, until the gates are done."""
+    for _ in range(10):
+        status = await query_status(handle)
+        if status is not None and status.phase not in (Phase.VALIDATING, Phase.GATES):
+            return "awaiting_approval" if status.phase == Phase.AWAITING_APPROVAL else "running"
+        await asyncio.sleep(0.5)
+    return "running"
 
 
 def _quiet() -> Progress:
