@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import os
 import subprocess
@@ -92,6 +93,10 @@ class Cli:
             cwd=self.env["STAGELINE_HOME"],
         )
         return Result(done.returncode, done.stdout, done.stderr)
+
+    async def run(self, *args: str, input: str | None = None) -> Result:
+        """The same, from async tests: the event loop (and an in-process worker) keeps going."""
+        return await asyncio.to_thread(self, *args, input=input)
 
     def ok(self, *args: str, input: str | None = None) -> Result:
         result = self(*args, input=input)

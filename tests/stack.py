@@ -21,6 +21,7 @@ from models.settings import Settings
 from services.configuration import ConfigurationService
 from services.environments import EnvironmentService
 from services.releases import ReleaseService
+from services.views import ViewService
 from store.database import Database
 from tests.conftest import KEY_TEXT, Cli
 from vault.keys import MasterKey
@@ -56,6 +57,10 @@ class Stack:
     @property
     def config(self) -> ConfigurationService:
         return ConfigurationService(self.db, self.settings, self.key)
+
+    @property
+    def views(self) -> ViewService:
+        return ViewService(self.db, self.settings, self.key)
 
     @property
     def releases(self) -> ReleaseService:

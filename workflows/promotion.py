@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -103,9 +103,18 @@ class PromotionWorkflow(Orchestration):
             ]
         )
         self._set_phase(Phase.GATES)
-        prepared = await store(
-            "prepare_promotion", PrepareInput(promotion=request, run=run), PreparedPromotion
-        )
+        try:
+            prepared = await store(
+                "prepare_promotion", PrepareInput(promotion=request, run=run), PreparedPromotion
+            )
+        except ActivityError as exc:
+            # An unknown app, environment or release is the input's fault: fail the workflow
+            # itself with that message, as for a malformed input.
+            if isinstance(exc.cause, ApplicationError) and exc.cause.type == "InvalidInput":
+                raise ApplicationError(
+                    exc.cause.message, type="InvalidInput", non_retryable=True
+                ) from None
+            raise
         self._prepared = prepared
         self._status.gates = prepared.gates
         self._status.approvals_required = prepared.protection.required_approvals

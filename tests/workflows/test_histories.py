@@ -1,0 +1,88 @@
+"""Workflow histories: no secret value in any of them, and the code replays them all.
+
+The committed histories under histories/ were recorded from this scenario; replaying them
+makes a change that breaks determinism fail the suite. Re-record after an intended,
+versioned change with: STAGELINE_RECORD_HISTORIES=1 pytest tests/workflows/test_histories.py
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from tests.http_recorder import Recorder, recorder
+from tests.stack import Stack, stack
+from tests.workflows import scenario
+from worker.main import WORKFLOWS
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+@pytest.fixture
+async def ws(temporal: Any, tmp_path: Path) -> AsyncIterator[tuple[Stack, Recorder]]:
+    with recorder() as hooks:
+        async with stack(temporal, tmp_path / "home") as s:
+            await scenario.build(s, hooks.url)
+            yield s, hooks
+
+
+async def test_full_scenario_leaves_no_secret_in_any_history_and_replays(
+    ws: tuple[Stack, Recorder],
+) -> None:
+    s, hooks = ws
+    await s.releases.create_release("web", "1.0.0", scenario.pipeline(), actor="t")
+    await s.releases.create_release(
+        "web", "1.1.0", scenario.pipeline(verify=f"{hooks.url}/never-healthy"), actor="t"
+    )
+    await s.releases.create_release("web", "1.2.0", scenario.pipeline(), actor="t")
+    for env in ("dev", "staging", "production"):
+        assert (await s.promote("web", "1.0.0", env)).status == "deployed"
+    hooks.status = 503  # every hook and health check fails now: 1.1.0 is compensated
+    assert (await s.promote("web", "1.1.0", "dev")).status == "failed"
+    hooks.status = 200
+    assert (await s.promote("web", "1.2.0", "dev")).status == "deployed"
+    rollback = await s.cli().run("rollback", "web", "--env", "dev", "--wait", "--json")
+    assert rollback.code == 0, rollback.err
+
+    histories: list[WorkflowHistory] = []
+    async for execution in s.client.list_workflows(f'TaskQueue = "{s.settings.task_queue}"'):
+        handle = s.client.get_workflow_handle(execution.id, run_id=execution.run_id)
+        histories.append(await handle.fetch_history())
+    kinds = {h.workflow_id.split("-")[0] for h in histories}
+    assert kinds == {"promote", "rollback"} and len(histories) >= 7
+    for history in histories:
+        text = history.to_json()
+        for value in scenario.SECRETS.values():
+            assert value not in text, f"{value} found in the history of {history.workflow_id}"
+
+    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter)
+    for history in histories:
+        await replayer.replay_workflow(history)
+
+    if os.environ.get("STAGELINE_RECORD_HISTORIES"):
+        HISTORIES.mkdir(exist_ok=True)
+        for history in histories:
+            name = history.workflow_id.replace("/", "_")
+            (HISTORIES / f"{name}.json").write_text(history.to_json())
+
+
+def recorded() -> list[Path]:
+    return sorted(HISTORIES.glob("*.json"))
+
+
+@pytest.mark.parametrize("path", recorded(), ids=lambda p: p.stem)
+async def test_recorded_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter)
+    await replayer.replay_workflow(history)
+
+
+def test_recorded_histories_are_present() -> None:
+    assert len(recorded()) >= 5, "run with STAGELINE_RECORD_HISTORIES=1 to record them"
