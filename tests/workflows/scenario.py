@@ -54,7 +54,8 @@ def pipeline(
         "import os, sys, time; v, e = os.environ['STAGELINE_VERSION'], "
         "os.environ['STAGELINE_ENVIRONMENT']; "
         f"m = {str(marker)!r}; "
-        "log = lambda what: m != 'None' and open(m, 'a').write(f'{v} {e} {what} {time.time()}\\n'); "
+        "log = lambda what: m != 'None' and "
+        "open(m, 'a').write(f'{v} {e} {what} {time.time()}\\n'); "
         f"log('start'); time.sleep({sleep}); print('db', os.environ['DATABASE_URL']); "
         f"log('end'); sys.exit({1 if fail_step else 0})"
     )

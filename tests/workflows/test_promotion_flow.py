@@ -118,7 +118,7 @@ async def test_start_from_the_temporal_cli_behaves_like_stageline(ws: Stack) -> 
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    out, err = await proc.communicate()
+    _, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     handle = ws.client.get_workflow_handle("promote-web-1.0.0-dev", result_type=PromotionResult)
     result = await handle.result()
