@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from typing import NoReturn
 
 import click
 from pydantic import ValidationError
@@ -31,33 +33,46 @@ def _validation_message(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def main(argv: list[str] | None = None) -> None:
+def _exit(code: int) -> NoReturn:
+    # Exit without interpreter finalisation: the Temporal client's native threads can crash
+    # a finalising interpreter (sdk-python#300), which would turn a success into SIGABRT.
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def main(argv: list[str] | None = None) -> NoReturn:
+    _exit(run_cli(argv))
+
+
+def run_cli(argv: list[str] | None = None) -> int:
+    """Run one command; every failure becomes one line on stderr and an exit code."""
     try:
         result = cli.main(args=argv, prog_name="stageline", standalone_mode=False)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except click.exceptions.Abort:
         error("aborted")
-        sys.exit(130)
+        return 130
     except click.UsageError as exc:
         hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
         error(f"{exc.format_message()}{hint}")
-        sys.exit(ExitCode.BAD_INPUT)
+        return ExitCode.BAD_INPUT
     except click.ClickException as exc:
         error(exc.format_message())
-        sys.exit(ExitCode.BAD_INPUT)
+        return ExitCode.BAD_INPUT
     except StagelineError as exc:
         error(exc.message)
-        sys.exit(exc.exit_code)
+        return exc.exit_code
     except InvalidName as exc:
         error(str(exc))
-        sys.exit(ExitCode.BAD_INPUT)
+        return ExitCode.BAD_INPUT
     except ValidationError as exc:
         error(_validation_message(exc))
-        sys.exit(ExitCode.BAD_INPUT)
+        return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
-        sys.exit(130)
-    sys.exit(result if isinstance(result, int) else 0)
+        return 130
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":

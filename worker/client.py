@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
@@ -9,14 +11,44 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 from temporalio.service import RPCError
 
 from models.errors import Unavailable
 from models.settings import Settings
 from workflows.search_attributes import ALL
 
+_runtime_ready = False
+
+
+def _quiet_runtime() -> None:
+    """Send the SDK core's own log lines to Python logging (stderr), never to stdout, where
+    they would corrupt `--json` output."""
+    global _runtime_ready
+    if _runtime_ready:
+        return
+    Runtime.set_default(
+        Runtime(
+            telemetry=TelemetryConfig(
+                logging=LoggingConfig(
+                    filter=TelemetryFilter(core_level="WARN", other_level="ERROR"),
+                    forwarding=LogForwardingConfig(logger=logging.getLogger("temporalio.core")),
+                )
+            )
+        ),
+        error_if_already_set=False,
+    )
+    _runtime_ready = True
+
 
 async def connect(settings: Settings) -> Client:
+    _quiet_runtime()
     try:
         return await Client.connect(
             settings.temporal_address,
