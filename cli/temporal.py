@@ -90,12 +90,12 @@ class Progress:
     def show(self, status: PromotionStatus) -> None:
         if not self.enabled:
             return
-        lines = [f"phase: {status.phase.value}"]
-        lines += [
+        lines = [
             f"  {click.style('pass', fg='green') if g.passed else click.style('FAIL', fg='red')}"
             f" {g.name}: {g.reason}"
             for g in status.gates
         ]
+        lines.append(f"phase: {status.phase.value}")
         if status.waiting_for:
             lines.append(f"  waiting for {status.waiting_for} to finish")
         if status.approvals_required:

@@ -261,3 +261,29 @@ async def test_search_attributes_follow_the_promotion(ws: Stack) -> None:
             break
         await asyncio.sleep(0.25)
     assert found == ["promote-web-1.0.0-dev"]
+
+
+async def test_preflight_names_every_missing_key_before_anything_runs(
+    ws: Stack, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ran"
+    text = scenario.pipeline(marker=marker).replace(
+        'FEATURE: "${{ vars.FEATURE }}"',
+        'FEATURE: "${{ vars.FEATURE }}", A: "${{ vars.MISSING_A }}", B: "${{ secrets.MISSING_B }}"',
+    )
+    await ws.releases.create_release("web", "1.0.0", text, actor="t")
+    result = await ws.cli().run("promote", "web", "1.0.0", "--to", "dev", "--wait")
+    assert result.code == 2
+    assert "environment 'dev' is missing secrets.MISSING_B, vars.MISSING_A" in result.out
+    assert not marker.exists()
+    assert await ws.views.history("web", "dev") == []
+
+
+async def test_wait_timeout_exits_4_and_the_promotion_goes_on(ws: Stack) -> None:
+    await ws.releases.create_release("web", "1.0.0", scenario.pipeline(sleep=4), actor="t")
+    result = await ws.cli().run(
+        "promote", "web", "1.0.0", "--to", "dev", "--wait", "--timeout", "1"
+    )
+    assert result.code == 4 and "still running after 1s" in result.err
+    handle = ws.client.get_workflow_handle("promote-web-1.0.0-dev", result_type=PromotionResult)
+    assert (await handle.result()).status == "deployed"
