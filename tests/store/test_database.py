@@ -93,3 +93,17 @@ def test_unsupported_database_url_is_a_configuration_error() -> None:
         Database("not a url")
     with pytest.raises(ConfigurationError, match="not supported"):
         Database("mysql://x@y/z")
+
+
+async def test_migrations_build_exactly_the_schema_of_the_tables(db: Database) -> None:
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from store.tables import Base
+
+    await db.migrate()
+    async with db.engine.connect() as conn:
+        diff = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), Base.metadata)
+        )
+    assert diff == []
