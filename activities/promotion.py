@@ -28,6 +28,7 @@ from models.promotion import (
     StepOutcome,
     StepRequest,
 )
+from models.review import DecisionRecord, FreezeQuery, FreezeState
 from models.settings import Settings
 from services.deployments import DeploymentService, InvalidRequest
 from services.queue import QueueService
@@ -82,6 +83,16 @@ class PromotionActivities:
     async def prepare_promotion(self, request: PrepareInput) -> PreparedPromotion:
         with business_errors():
             return await self.deployments.prepare_promotion(request.promotion, request.run)
+
+    @activity.defn(name="record_decision")
+    async def record_decision(self, decision: DecisionRecord) -> None:
+        with business_errors():
+            await self.deployments.record_decision(decision)
+
+    @activity.defn(name="freeze_state")
+    async def freeze_state(self, query: FreezeQuery) -> FreezeState:
+        with business_errors():
+            return await self.deployments.environments.freeze_state(query.environment, query.at)
 
     @activity.defn(name="record_promotion_outcome")
     async def record_promotion_outcome(self, outcome: PromotionOutcome) -> None:
@@ -189,6 +200,8 @@ class PromotionActivities:
     def all(self) -> list[object]:
         return [
             self.prepare_promotion,
+            self.record_decision,
+            self.freeze_state,
             self.record_promotion_outcome,
             self.enter_queue,
             self.leave_queue,

@@ -21,8 +21,10 @@ Source = Literal["cli", "ci", "ui", "api", "train", "compensation"]
 class Phase(StrEnum):
     VALIDATING = "validating"
     GATES = "gates"
-    QUEUED = "queued"  # waiting for another deployment of the same app and environment
     AWAITING_APPROVAL = "awaiting_approval"
+    WAITING = "waiting"  # the wait timer: soak time after the previous stage
+    FROZEN = "frozen"  # a deploy freeze holds it, until it ends or an override is approved
+    QUEUED = "queued"  # waiting for another deployment of the same app and environment
     DEPLOYING = "deploying"
     VERIFYING = "verifying"
     COMPENSATING = "compensating"
@@ -121,7 +123,12 @@ class PromotionStatus(BaseModel):
     gates: list[GateResult] = Field(default_factory=list)
     approvals_required: int = 0
     approvals: list[str] = Field(default_factory=list)
+    # Who may still approve: eligible reviewers who have not, less the requester if barred.
+    may_approve: list[str] = Field(default_factory=list)
     refusals: list[str] = Field(default_factory=list)
+    override: str | None = None
+    not_before: datetime | None = None
+    frozen_until: datetime | None = None
     waiting_for: str | None = None
     steps: list[StepProgress] = Field(default_factory=list)
     reason: str | None = None
@@ -189,6 +196,10 @@ class PreparedPromotion(BaseModel):
     reason: str | None = None
     previous_version: str | None = None
     protection: Protection = Field(default_factory=Protection)
+    # The people who may decide: the reviewer list with groups expanded, at request time.
+    eligible_reviewers: list[str] = Field(default_factory=list)
+    # The wait timer: not before this moment (verified in the previous stage + wait minutes).
+    not_before: datetime | None = None
     steps: list[StepSpec] = Field(default_factory=list)
 
 

@@ -22,6 +22,7 @@ class Protection(BaseModel):
     reviewers: list[str] = Field(default_factory=list)
     allow_self_review: bool = False
     wait_minutes: int = Field(default=0, ge=0)
+    approval_timeout_minutes: int = Field(default=7 * 24 * 60, ge=0)  # 0: wait forever
 
     @property
     def protected(self) -> bool:
@@ -91,3 +92,19 @@ class ReleaseView(BaseModel):
     references: list[str]
     created_by: str
     created_at: datetime
+
+
+class ReviewerGroupView(BaseModel):
+    name: str
+    members: list[str]
+
+
+class FreezeWindowView(BaseModel):
+    id: int
+    environment: str
+    starts_at: datetime
+    ends_at: datetime | None
+    reason: str
+    created_by: str
+    lifted_at: datetime | None = None
+    lifted_by: str | None = None

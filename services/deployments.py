@@ -7,6 +7,7 @@ earlier attempt wrote and returns it instead of writing a second one.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -24,10 +25,11 @@ from models.promotion import (
     WorkflowRef,
 )
 from models.resolution import ResolvedConfiguration
-from models.workspace import Protection
+from models.review import DecisionRecord
 from services import gates
 from services.base import Service
 from services.configuration import ConfigurationService
+from services.environments import EnvironmentService, protection_of
 from store import audit
 from store import environments as env_repo
 from store import releases as release_repo
@@ -77,6 +79,10 @@ class DeploymentService(Service):
     def configuration(self) -> ConfigurationService:
         return ConfigurationService(self.db, self.settings, self._key)
 
+    @property
+    def environments(self) -> EnvironmentService:
+        return EnvironmentService(self.db, self.settings, self._key)
+
     async def _lookup(
         self, session: AsyncSession, app: str, environment: str, version: str | None
     ) -> tuple[App, Environment, Release | None]:
@@ -125,16 +131,21 @@ class DeploymentService(Service):
                     session, env.name, app.name, pipeline.references()
                 )
 
-            results = await gates.evaluate(
-                gates.GateContext(
-                    session=session,
-                    app=app,
-                    target=env,
-                    release=release,
-                    pipeline=pipeline,
-                    app_chain=await self._app_chain(session, app),
-                    preflight=preflight,
-                )
+            context = gates.GateContext(
+                session=session,
+                app=app,
+                target=env,
+                release=release,
+                pipeline=pipeline,
+                app_chain=await self._app_chain(session, app),
+                preflight=preflight,
+            )
+            results = await gates.evaluate(context)
+            verified = await gates.verified_in_previous_stage(context)
+            not_before = (
+                verified.verified_at + timedelta(minutes=env.wait_minutes)
+                if verified is not None and verified.verified_at and env.wait_minutes
+                else None
             )
             passed = all(g.passed for g in results)
             pointer = await release_repo.current_release(session, app.id, env.id)
@@ -194,12 +205,9 @@ class DeploymentService(Service):
                 noop=noop,
                 reason=reason,
                 previous_version=previous.version if previous else None,
-                protection=Protection(
-                    required_approvals=env.required_approvals,
-                    reviewers=list(env.reviewers),
-                    allow_self_review=env.allow_self_review,
-                    wait_minutes=env.wait_minutes,
-                ),
+                protection=protection_of(env),
+                eligible_reviewers=await self.environments.eligible_reviewers(session, env),
+                not_before=not_before,
                 steps=step_specs(pipeline, ("steps", "verify")),
             )
 
@@ -228,6 +236,32 @@ class DeploymentService(Service):
                 environment=env.name,
                 app=app.name,
                 detail={"workflow_id": record.workflow_id, "reason": reason},
+            )
+
+    async def record_decision(self, decision: DecisionRecord) -> None:
+        """Audit a reviewer's decision, counted or refused, with who, when and the comment."""
+        async with self.db.write() as session:
+            record = await session.get(Promotion, decision.promotion_record_id)
+            assert record is not None
+            app = await session.get(App, record.app_id)
+            env = await session.get(Environment, record.environment_id)
+            release = await release_repo.release_by_id(session, record.release_id)
+            assert app is not None and env is not None
+            action = f"promotion.{decision.kind}" if decision.accepted else "promotion.refused"
+            audit.record(
+                session,
+                app.workspace_id,
+                decision.reviewer,
+                action,
+                f"{app.name}@{release.version} -> {env.name}",
+                environment=env.name,
+                app=app.name,
+                detail={
+                    "workflow_id": decision.workflow_id,
+                    "decision": decision.kind,
+                    "reason": decision.reason,
+                    "comment": decision.comment,
+                },
             )
 
     async def begin_deployment(self, record_id: int, run: WorkflowRef) -> DeploymentStarted:

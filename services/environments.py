@@ -3,18 +3,33 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.errors import BadInput, Conflict, NotFound, Refused
 from models.names import check_resource_name
-from models.workspace import AppView, EnvironmentView, Protection
+from models.review import FreezeState
+from models.workspace import (
+    AppView,
+    EnvironmentView,
+    FreezeWindowView,
+    Protection,
+    ReviewerGroupView,
+)
 from services.base import Service
 from store import audit
 from store import environments as env_repo
 from store import releases as release_repo
-from store.tables import App, AppEnvironment, Environment
+from store.tables import (
+    App,
+    AppEnvironment,
+    Environment,
+    FreezeWindow,
+    ReviewerGroup,
+    utcnow,
+)
 from vault.envelope import data_key_aad, new_data_key, wrap_data_key
 
 _PERSON = re.compile(r"^@?[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")
@@ -29,16 +44,21 @@ def check_reviewer(name: str) -> str:
     return name
 
 
+def protection_of(env: Environment) -> Protection:
+    return Protection(
+        required_approvals=env.required_approvals,
+        reviewers=list(env.reviewers),
+        allow_self_review=env.allow_self_review,
+        wait_minutes=env.wait_minutes,
+        approval_timeout_minutes=env.approval_timeout_minutes,
+    )
+
+
 def _view(env: Environment, apps: list[str]) -> EnvironmentView:
     return EnvironmentView(
         name=env.name,
         position=env.position,
-        protection=Protection(
-            required_approvals=env.required_approvals,
-            reviewers=list(env.reviewers),
-            allow_self_review=env.allow_self_review,
-            wait_minutes=env.wait_minutes,
-        ),
+        protection=protection_of(env),
         apps=apps,
         created_at=env.created_at,
     )
@@ -55,20 +75,6 @@ class EnvironmentService(Service):
     ) -> EnvironmentView:
         check_resource_name(name, "environment name")
         protection = protection or Protection()
-        for reviewer in protection.reviewers:
-            check_reviewer(reviewer)
-        if protection.required_approvals > 0 and not protection.reviewers:
-            raise BadInput(
-                f"environment {name!r} requires {protection.required_approvals} approval(s) but "
-                "names no reviewer; add --reviewer WHO (once per reviewer)"
-            )
-        if protection.required_approvals > len(protection.reviewers) and not any(
-            r.startswith("@") for r in protection.reviewers
-        ):
-            raise BadInput(
-                f"environment {name!r} requires {protection.required_approvals} approvals but "
-                f"names only {len(protection.reviewers)} reviewer(s); name at least as many"
-            )
         key = self.key
         async with self.db.write() as session:
             ws = await self.workspace_id(session)
@@ -89,6 +95,7 @@ class EnvironmentService(Service):
                 reviewers=protection.reviewers,
                 allow_self_review=protection.allow_self_review,
                 wait_minutes=protection.wait_minutes,
+                approval_timeout_minutes=protection.approval_timeout_minutes,
                 wrapped_data_key=b"",
                 master_key_id=key.key_id,
             )
@@ -229,3 +236,220 @@ class EnvironmentService(Service):
                 f"app {app.name!r} does not point to environment {env.name!r} "
                 f"(it points to {', '.join(names) or 'none'})"
             )
+
+    # -- protection ------------------------------------------------------------------------
+
+    async def _check_protection(
+        self, session: AsyncSession, ws: int, name: str, protection: Protection
+    ) -> None:
+        for reviewer in protection.reviewers:
+            check_reviewer(reviewer)
+            if (
+                reviewer.startswith("@")
+                and await env_repo.find_group(session, ws, reviewer[1:]) is None
+            ):
+                raise NotFound(
+                    f"reviewer group {reviewer!r} does not exist; create it with "
+                    f"'stageline group create {reviewer[1:]} --member WHO'"
+                )
+        if protection.required_approvals > 0 and not protection.reviewers:
+            raise BadInput(
+                f"environment {name!r} requires {protection.required_approvals} approval(s) but "
+                "names no reviewer; add --reviewer WHO (once per reviewer or @group)"
+            )
+        people = await self._expand(session, ws, protection.reviewers)
+        if protection.required_approvals > len(people):
+            raise BadInput(
+                f"environment {name!r} requires {protection.required_approvals} approvals but its "
+                f"reviewers are only {len(people)} people; name at least as many"
+            )
+
+    async def _expand(self, session: AsyncSession, ws: int, reviewers: list[str]) -> list[str]:
+        people: dict[str, None] = {}
+        for reviewer in reviewers:
+            if reviewer.startswith("@"):
+                group = await env_repo.find_group(session, ws, reviewer[1:])
+                for member in group.members if group else []:
+                    people[str(member)] = None
+            else:
+                people[reviewer] = None
+        return list(people)
+
+    async def eligible_reviewers(self, session: AsyncSession, env: Environment) -> list[str]:
+        """The people who may decide on promotions into `env`, groups expanded."""
+        return await self._expand(session, env.workspace_id, list(env.reviewers))
+
+    async def protect_environment(
+        self,
+        name: str,
+        *,
+        actor: str,
+        required_approvals: int | None = None,
+        reviewers: list[str] | None = None,
+        allow_self_review: bool | None = None,
+        wait_minutes: int | None = None,
+        approval_timeout_minutes: int | None = None,
+    ) -> EnvironmentView:
+        """Change protection rules; promotions already waiting keep the rules they started with."""
+        async with self.db.write() as session:
+            ws = await self.workspace_id(session)
+            env = await self.environment(session, name)
+            current = protection_of(env)
+            updates = {
+                "required_approvals": required_approvals,
+                "reviewers": list(dict.fromkeys(reviewers)) if reviewers is not None else None,
+                "allow_self_review": allow_self_review,
+                "wait_minutes": wait_minutes,
+                "approval_timeout_minutes": approval_timeout_minutes,
+            }
+            changed = Protection.model_validate(
+                {**current.model_dump(), **{k: v for k, v in updates.items() if v is not None}}
+            )
+            await self._check_protection(session, ws, name, changed)
+            for field, value in changed.model_dump().items():
+                setattr(env, field, value)
+            audit.record(
+                session,
+                ws,
+                actor,
+                "environment.protect",
+                f"environment {name}",
+                environment=name,
+                detail={"before": current.model_dump(), "after": changed.model_dump()},
+            )
+            return _view(env, await env_repo.apps_pointing_to(session, env.id))
+
+    # -- reviewer groups -------------------------------------------------------------------
+
+    async def create_group(self, name: str, members: list[str], *, actor: str) -> ReviewerGroupView:
+        check_resource_name(name, "group name")
+        if not members:
+            raise BadInput(f"group {name!r} needs at least one member: add --member WHO")
+        for member in members:
+            if member.startswith("@"):
+                raise BadInput(f"group member {member!r}: groups hold people, not other groups")
+            check_reviewer(member)
+        async with self.db.write() as session:
+            ws = await self.workspace_id(session)
+            if await env_repo.find_group(session, ws, name) is not None:
+                raise Conflict(f"reviewer group {name!r} already exists")
+            people = list(dict.fromkeys(members))
+            session.add(ReviewerGroup(workspace_id=ws, name=name, members=people))
+            audit.record(
+                session, ws, actor, "group.create", f"group @{name}", detail={"members": people}
+            )
+            return ReviewerGroupView(name=name, members=people)
+
+    async def list_groups(self) -> list[ReviewerGroupView]:
+        async with self.db.read() as session:
+            ws = await self.workspace_id(session)
+            return [
+                ReviewerGroupView(name=g.name, members=[str(m) for m in g.members])
+                for g in await env_repo.groups(session, ws)
+            ]
+
+    # -- freeze windows --------------------------------------------------------------------
+
+    async def freeze(
+        self,
+        name: str,
+        *,
+        actor: str,
+        reason: str,
+        starts_at: datetime | None = None,
+        ends_at: datetime | None = None,
+    ) -> FreezeWindowView:
+        if not reason.strip():
+            raise BadInput("a freeze needs a reason: add --reason TEXT")
+        start = starts_at or utcnow()
+        if ends_at is not None and ends_at <= start:
+            raise BadInput(
+                f"the freeze would end ({ends_at:%Y-%m-%d %H:%M} UTC) before it starts "
+                f"({start:%Y-%m-%d %H:%M} UTC)"
+            )
+        async with self.db.write() as session:
+            env = await self.environment(session, name)
+            window = FreezeWindow(
+                environment_id=env.id,
+                starts_at=start,
+                ends_at=ends_at,
+                reason=reason,
+                created_by=actor,
+            )
+            session.add(window)
+            await session.flush()
+            audit.record(
+                session,
+                env.workspace_id,
+                actor,
+                "environment.freeze",
+                f"environment {name}",
+                environment=name,
+                detail={
+                    "window": window.id,
+                    "from": start.isoformat(),
+                    "until": ends_at.isoformat() if ends_at else None,
+                    "reason": reason,
+                },
+            )
+            return _freeze_view(window, name)
+
+    async def unfreeze(self, name: str, *, actor: str) -> list[FreezeWindowView]:
+        """Lift every freeze in force now or later; returns what was lifted."""
+        async with self.db.write() as session:
+            env = await self.environment(session, name)
+            now = utcnow()
+            lifted = []
+            for window in await env_repo.freeze_windows(session, env.id):
+                if window.lifted_at is None and (window.ends_at is None or window.ends_at > now):
+                    window.lifted_at, window.lifted_by = now, actor
+                    lifted.append(_freeze_view(window, name))
+            if lifted:
+                audit.record(
+                    session,
+                    env.workspace_id,
+                    actor,
+                    "environment.unfreeze",
+                    f"environment {name}",
+                    environment=name,
+                    detail={"windows": [w.id for w in lifted]},
+                )
+            return lifted
+
+    async def freezes(self, name: str) -> list[FreezeWindowView]:
+        async with self.db.read() as session:
+            env = await self.environment(session, name)
+            return [_freeze_view(w, name) for w in await env_repo.freeze_windows(session, env.id)]
+
+    async def freeze_state(self, name: str, at: datetime | None = None) -> FreezeState:
+        """Whether a freeze holds `name` now: the window in force that ends last."""
+        now = at or utcnow()
+        async with self.db.read() as session:
+            env = await self.environment(session, name)
+            active = [
+                w
+                for w in await env_repo.freeze_windows(session, env.id)
+                if w.lifted_at is None
+                and w.starts_at <= now
+                and (w.ends_at is None or w.ends_at > now)
+            ]
+        if not active:
+            return FreezeState(frozen=False)
+        forever = [w for w in active if w.ends_at is None]
+        window = forever[0] if forever else max(active, key=lambda w: w.ends_at or now)
+        return FreezeState(
+            frozen=True, window_id=window.id, until=window.ends_at, reason=window.reason
+        )
+
+
+def _freeze_view(window: FreezeWindow, environment: str) -> FreezeWindowView:
+    return FreezeWindowView(
+        id=window.id,
+        environment=environment,
+        starts_at=window.starts_at,
+        ends_at=window.ends_at,
+        reason=window.reason,
+        created_by=window.created_by,
+        lifted_at=window.lifted_at,
+        lifted_by=window.lifted_by,
+    )

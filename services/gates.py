@@ -77,22 +77,37 @@ def _verified_in(history: list[Deployment], release_id: int) -> Deployment | Non
     return verified
 
 
-async def no_skipped_stage(ctx: GateContext) -> GateResult:
+def previous_stage(ctx: GateContext) -> Environment | None:
     chain = [e.id for e in ctx.app_chain]
     if ctx.target.id not in chain or chain.index(ctx.target.id) == 0:
+        return None
+    return ctx.app_chain[chain.index(ctx.target.id) - 1]
+
+
+async def verified_in_previous_stage(ctx: GateContext) -> Deployment | None:
+    """The deployment that verified this release in the stage before the target, if any."""
+    previous = previous_stage(ctx)
+    if previous is None:
+        return None
+    history = list(await release_repo.deployments_in(ctx.session, ctx.app.id, previous.id))
+    return _verified_in(history, ctx.release.id)
+
+
+async def no_skipped_stage(ctx: GateContext) -> GateResult:
+    previous = previous_stage(ctx)
+    if previous is None:
         return GateResult(
             name="stage-order",
             passed=True,
             reason=f"{ctx.target.name} is the first stage of {ctx.app.name}",
         )
-    previous = ctx.app_chain[chain.index(ctx.target.id) - 1]
-    history = list(await release_repo.deployments_in(ctx.session, ctx.app.id, previous.id))
-    if _verified_in(history, ctx.release.id) is not None:
+    if await verified_in_previous_stage(ctx) is not None:
         return GateResult(
             name="stage-order",
             passed=True,
             reason=f"{ctx.release.version} was deployed and verified in {previous.name}",
         )
+    history = await release_repo.deployments_in(ctx.session, ctx.app.id, previous.id)
     ever = any(d.release_id == ctx.release.id and d.verified_at is not None for d in history)
     why = "was rolled back out of" if ever else "has not been deployed and verified in"
     return GateResult(

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.tables import App, AppEnvironment, Environment, Workspace
+from store.tables import App, AppEnvironment, Environment, FreezeWindow, ReviewerGroup, Workspace
 
 
 async def get_or_create_workspace(session: AsyncSession, name: str) -> Workspace:
@@ -95,3 +95,29 @@ async def apps_pointing_to(session: AsyncSession, environment_id: int) -> list[s
         .order_by(App.name)
     )
     return list(rows)
+
+
+async def find_group(session: AsyncSession, workspace_id: int, name: str) -> ReviewerGroup | None:
+    return await session.scalar(
+        select(ReviewerGroup).where(
+            ReviewerGroup.workspace_id == workspace_id, ReviewerGroup.name == name
+        )
+    )
+
+
+async def groups(session: AsyncSession, workspace_id: int) -> Sequence[ReviewerGroup]:
+    result = await session.scalars(
+        select(ReviewerGroup)
+        .where(ReviewerGroup.workspace_id == workspace_id)
+        .order_by(ReviewerGroup.name)
+    )
+    return result.all()
+
+
+async def freeze_windows(session: AsyncSession, environment_id: int) -> Sequence[FreezeWindow]:
+    result = await session.scalars(
+        select(FreezeWindow)
+        .where(FreezeWindow.environment_id == environment_id)
+        .order_by(FreezeWindow.starts_at)
+    )
+    return result.all()

@@ -82,6 +82,8 @@ class Environment(Base):
     reviewers: Mapped[list[Any]] = mapped_column(default=list)
     allow_self_review: Mapped[bool] = mapped_column(Boolean, default=False)
     wait_minutes: Mapped[int] = mapped_column(default=0)
+    # 0: wait for approvals forever.
+    approval_timeout_minutes: Mapped[int] = mapped_column(default=7 * 24 * 60)
     wrapped_data_key: Mapped[bytes] = mapped_column(LargeBinary)
     master_key_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -312,3 +314,32 @@ class DeploymentTicket(Base):
     state: Mapped[str] = mapped_column(String(20))  # waiting | holding | done
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ReviewerGroup(Base):
+    """A named group of people, written `@name` in an environment's reviewer list."""
+
+    __tablename__ = "reviewer_group"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id", ondelete="RESTRICT"))
+    name: Mapped[str] = mapped_column(String(63))
+    members: Mapped[list[Any]] = mapped_column(default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class FreezeWindow(Base):
+    """A time during which promotions into an environment wait, unless overridden."""
+
+    __tablename__ = "freeze_window"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environment.id", ondelete="CASCADE"))
+    starts_at: Mapped[datetime] = mapped_column()
+    ends_at: Mapped[datetime | None] = mapped_column()  # None: until lifted
+    reason: Mapped[str] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    lifted_at: Mapped[datetime | None] = mapped_column()
+    lifted_by: Mapped[str | None] = mapped_column(String(200))

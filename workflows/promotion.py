@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from contextlib import suppress
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -26,10 +28,23 @@ with workflow.unsafe.imports_passed_through():
         RollbackResult,
         WorkflowRef,
     )
-    from models.review import Decision
+    from models.review import (
+        Decision,
+        DecisionKind,
+        DecisionOutcome,
+        DecisionRecord,
+        DecisionRequest,
+        FreezeQuery,
+        FreezeState,
+    )
     from workflows import search_attributes as sa
     from workflows.base import Orchestration, failure_reason
     from workflows.options import store, store_only, validate_input
+    from workflows.review import Review
+
+# A freeze with no end (or a long one) is looked at again this often; `stageline env
+# unfreeze` wakes held promotions at once.
+FREEZE_POLL = timedelta(minutes=5)
 
 
 @workflow.defn(name="PromotionWorkflow")
@@ -38,52 +53,78 @@ class PromotionWorkflow(Orchestration):
         super().__init__()
         self._request: PromotionInput | None = None
         self._prepared: PreparedPromotion | None = None
-        self._approved_by: list[str] = []
-        self._rejection: str | None = None
+        self._review: Review | None = None
+        self._freeze_changed = False
 
-    # -- reviewer signals ------------------------------------------------------------------
+    # -- reviewers: plain signals (UI, temporal CLI) and an update (stageline approve) -------
 
     @workflow.signal(name="approve")
-    def approve(self, decision: Any) -> None:
-        self._decide(decision, approve=True)
+    async def approve(self, decision: Any) -> None:
+        await self._decide("approve", decision)
 
     @workflow.signal(name="reject")
-    def reject(self, decision: Any) -> None:
-        self._decide(decision, approve=False)
+    async def reject(self, decision: Any) -> None:
+        await self._decide("reject", decision)
 
-    def _decide(self, raw: Any, approve: bool) -> None:
-        # A signal handler must never raise (that fails the workflow task, which retries
-        # forever); a decision that cannot count is recorded as refused instead.
+    @workflow.signal(name="override")
+    async def override(self, decision: Any) -> None:
+        """Break-glass: let this promotion through a deploy freeze (a reviewer, not the
+        requester, with a comment saying why)."""
+        await self._decide("override", decision)
+
+    @workflow.update(name="decide")
+    async def decide(self, raw: Any) -> DecisionOutcome:
+        """Like the signals, but the caller learns at once whether the decision counted."""
+        request = DecisionRequest.model_validate(raw)
+        return await self._decide(request.kind, request.model_dump(exclude={"kind"}))
+
+    @decide.validator
+    def _validate_decide(self, raw: Any) -> None:
+        DecisionRequest.model_validate(raw)  # malformed: rejected before it reaches history
+
+    @workflow.signal(name="freeze_changed")
+    def freeze_changed(self) -> None:
+        """Sent by `stageline env freeze|unfreeze`, so a held promotion looks again now."""
+        self._freeze_changed = True
+
+    async def _decide(self, kind: DecisionKind, raw: Any) -> DecisionOutcome:
+        # A signal handler must never raise (that fails the workflow task, which Temporal
+        # retries forever): a decision that cannot count is recorded as refused instead.
         try:
             decision = Decision.model_validate(raw)
         except ValidationError as exc:
-            self._status.refusals.append(f"malformed decision ignored: {exc.errors()[0]['msg']}")
-            return
-        refusal = self._refusal(decision.reviewer)
-        verb = "approval" if approve else "rejection"
-        if refusal is not None:
-            self._status.refusals.append(f"{verb} by {decision.reviewer} refused: {refusal}")
-            return
-        if approve:
-            self._approved_by.append(decision.reviewer)
-            self._status.approvals = list(self._approved_by)
-        else:
-            comment = f": {decision.comment}" if decision.comment else ""
-            self._rejection = f"rejected by {decision.reviewer}{comment}"
+            reason = f"malformed {kind} ignored: {exc.errors()[0]['msg']}"
+            self._status.refusals.append(reason)
+            return DecisionOutcome(accepted=False, reason=reason)
+        if self._review is None or self._prepared is None:
+            reason = "the promotion is not ready for decisions yet; try again in a moment"
+            self._status.refusals.append(f"{kind} by {decision.reviewer} refused: {reason}")
+            return DecisionOutcome(accepted=False, reason=reason)
+        outcome = self._review.decide(kind, decision, self._status.phase)
+        self._sync_review()
+        await store_only(
+            "record_decision",
+            DecisionRecord(
+                promotion_record_id=self._prepared.promotion_record_id,
+                workflow_id=workflow.info().workflow_id,
+                kind=kind,
+                reviewer=decision.reviewer,
+                accepted=outcome.accepted,
+                reason=outcome.reason,
+                comment=decision.comment,
+            ),
+        )
+        return outcome
 
-    def _refusal(self, reviewer: str) -> str | None:
-        if self._prepared is None or self._request is None:
-            return "the promotion is not waiting for approval yet"
-        if self._status.phase != Phase.AWAITING_APPROVAL:
-            return f"the promotion is {self._status.phase.value}, not awaiting approval"
-        protection = self._prepared.protection
-        if reviewer not in protection.reviewers:
-            return f"{reviewer} is not a reviewer of {self._request.target}"
-        if reviewer == self._request.requested_by and not protection.allow_self_review:
-            return f"{reviewer} requested this promotion and may not approve it"
-        if reviewer in self._approved_by:
-            return f"{reviewer} already approved"
-        return None
+    def _sync_review(self) -> None:
+        assert self._review is not None
+        self._status.approvals = list(self._review.approvals)
+        self._status.may_approve = self._review.may_approve()
+        self._status.refusals = [
+            *[r for r in self._status.refusals if r.startswith("malformed")],
+            *self._review.refusals,
+        ]
+        self._status.override = self._review.override
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -124,23 +165,105 @@ class PromotionWorkflow(Orchestration):
         if prepared.noop:
             return await self._end(prepared, Phase.DEPLOYED, prepared.reason, noop=True)
 
-        if prepared.protection.protected:
-            self._set_phase(Phase.AWAITING_APPROVAL)
-            await workflow.wait_condition(
-                lambda: (
-                    self._rejection is not None
-                    or len(self._approved_by) >= prepared.protection.required_approvals
-                )
-            )
-            if self._rejection is not None:
-                return await self._end(prepared, Phase.REJECTED, self._rejection)
+        self._review = Review(
+            requester=request.requested_by,
+            environment=request.target,
+            eligible=prepared.eligible_reviewers,
+            required=prepared.protection.required_approvals,
+            allow_self_review=prepared.protection.allow_self_review,
+        )
+        self._sync_review()
+        refusal = await self._protection(prepared)
+        if refusal is not None:
+            return await self._end(prepared, Phase.REJECTED, refusal)
 
         lock = LockRequest(app=request.app, environment=request.target, run=run)
         try:
-            await self._wait_for_turn(lock)
+            while True:
+                await self._wait_for_turn(lock)
+                # A freeze may have begun while this waited in the queue.
+                if self._review.override is not None or not (await self._freeze()).frozen:
+                    break
+                await store_only("leave_queue", lock)
+                refusal = await self._hold_while_frozen(request.target)
+                if refusal is not None:
+                    return await self._end(prepared, Phase.REJECTED, refusal)
             return await self._deploy(request, prepared, run)
         finally:
             await asyncio.shield(store_only("leave_queue", lock))
+
+    async def _protection(self, prepared: PreparedPromotion) -> str | None:
+        """Approvals, then the wait timer, then freezes: the reason to stop, or None."""
+        review = self._review
+        assert review is not None and self._request is not None
+        protection = prepared.protection
+        if protection.protected:
+            self._set_phase(Phase.AWAITING_APPROVAL)
+            self._sync_review()
+            timeout = (
+                timedelta(minutes=protection.approval_timeout_minutes)
+                if protection.approval_timeout_minutes
+                else None
+            )
+            try:
+                await workflow.wait_condition(
+                    lambda: review.rejection is not None or review.approved, timeout=timeout
+                )
+            except TimeoutError:
+                return (
+                    f"timed out: {len(review.approvals)} of {review.required} approval(s) "
+                    f"within {protection.approval_timeout_minutes} minutes"
+                )
+            if review.rejection is not None:
+                return review.rejection
+        if prepared.not_before is not None and workflow.now() < prepared.not_before:
+            self._status.not_before = prepared.not_before
+            self._set_phase(Phase.WAITING)
+            with suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: review.rejection is not None,
+                    timeout=prepared.not_before - workflow.now(),
+                )
+            if review.rejection is not None:
+                return review.rejection
+        return await self._hold_while_frozen(self._request.target)
+
+    async def _freeze(self) -> FreezeState:
+        assert self._request is not None
+        return await store(
+            "freeze_state",
+            FreezeQuery(environment=self._request.target, at=workflow.now()),
+            FreezeState,
+        )
+
+    async def _hold_while_frozen(self, environment: str) -> str | None:
+        """Wait while a deploy freeze holds the environment, unless overridden."""
+        review = self._review
+        assert review is not None
+        while True:
+            state = await self._freeze()
+            if not state.frozen or review.override is not None:
+                self._status.frozen_until = None
+                return None
+            self._status.frozen_until = state.until
+            self._status.reason = f"{environment} is frozen: {state.reason}"
+            self._set_phase(Phase.FROZEN)
+            self._freeze_changed = False
+            timeout = FREEZE_POLL
+            if state.until is not None:
+                timeout = min(timeout, max(state.until - workflow.now(), timedelta(seconds=1)))
+            with suppress(TimeoutError):
+                await workflow.wait_condition(
+                    lambda: (
+                        self._freeze_changed
+                        or review.override is not None
+                        or review.rejection is not None
+                    ),
+                    timeout=timeout,
+                )
+            self._status.reason = None
+            if review.rejection is not None:
+                return review.rejection
 
     async def _deploy(
         self, request: PromotionInput, prepared: PreparedPromotion, run: WorkflowRef

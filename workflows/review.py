@@ -1,0 +1,91 @@
+"""The reviewer policy of one promotion: who may decide, and what each decision does.
+
+Pure and deterministic (no I/O), so the workflow can run it inside signal and update
+handlers, and tests can run it alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from models.promotion import Phase
+    from models.review import Decision, DecisionKind, DecisionOutcome
+
+# Phases in which reviewers can still stop or unblock the promotion.
+BEFORE_DEPLOY = {Phase.AWAITING_APPROVAL, Phase.WAITING, Phase.FROZEN, Phase.QUEUED}
+
+
+@dataclass
+class Review:
+    requester: str
+    environment: str
+    eligible: list[str]
+    required: int
+    allow_self_review: bool
+    approvals: list[str] = field(default_factory=list)
+    rejection: str | None = None
+    override: str | None = None
+    refusals: list[str] = field(default_factory=list)
+
+    @property
+    def approved(self) -> bool:
+        return len(self.approvals) >= self.required
+
+    def may_approve(self) -> list[str]:
+        return [
+            person
+            for person in self.eligible
+            if person not in self.approvals and (self.allow_self_review or person != self.requester)
+        ]
+
+    def decide(self, kind: DecisionKind, decision: Decision, phase: Phase) -> DecisionOutcome:
+        refusal = self._refusal(kind, decision, phase)
+        if refusal is not None:
+            self.refusals.append(f"{kind} by {decision.reviewer} refused: {refusal}")
+            return self._outcome(False, refusal)
+        comment = f": {decision.comment}" if decision.comment else ""
+        if kind == "approve":
+            self.approvals.append(decision.reviewer)
+            return self._outcome(
+                True, f"approved by {decision.reviewer} ({len(self.approvals)}/{self.required})"
+            )
+        if kind == "reject":
+            self.rejection = f"rejected by {decision.reviewer}{comment}"
+            return self._outcome(True, self.rejection)
+        self.override = f"freeze overridden by {decision.reviewer}{comment}"
+        return self._outcome(True, self.override)
+
+    def _refusal(self, kind: DecisionKind, decision: Decision, phase: Phase) -> str | None:
+        reviewer = decision.reviewer
+        if kind == "approve" and phase != Phase.AWAITING_APPROVAL:
+            return f"the promotion is {phase.value}, not awaiting approval"
+        if kind != "approve" and phase not in BEFORE_DEPLOY:
+            return f"the promotion is {phase.value}; it can no longer be {kind}ed"
+        if reviewer not in self.eligible:
+            return f"{reviewer} is not a reviewer of {self.environment}"
+        if reviewer == self.requester:
+            if kind == "override":
+                return (
+                    f"{reviewer} requested this promotion; a break-glass override needs "
+                    "someone else"
+                )
+            if kind == "approve" and not self.allow_self_review:
+                return f"{reviewer} requested this promotion and may not approve it"
+        if kind == "approve" and reviewer in self.approvals:
+            return f"{reviewer} already approved"
+        if kind == "override" and not (decision.comment or "").strip():
+            return "a break-glass override needs a comment saying why"
+        if kind == "override" and self.override is not None:
+            return "the freeze is already overridden"
+        return None
+
+    def _outcome(self, accepted: bool, reason: str) -> DecisionOutcome:
+        return DecisionOutcome(
+            accepted=accepted,
+            reason=reason,
+            approvals=list(self.approvals),
+            approvals_required=self.required,
+        )
