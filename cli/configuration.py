@@ -50,6 +50,13 @@ def env() -> None:
 @click.option("--reviewer", "reviewers", multiple=True, metavar="WHO", help="Repeatable.")
 @click.option("--allow-self-review", is_flag=True, help="Let the requester approve their own.")
 @click.option("--wait-minutes", type=click.IntRange(0), default=0, show_default=True)
+@click.option(
+    "--approval-timeout-minutes",
+    type=click.IntRange(0),
+    default=7 * 24 * 60,
+    show_default=True,
+    help="0: wait for approvals forever.",
+)
 @json_option
 def env_create(
     name: str,
@@ -58,6 +65,7 @@ def env_create(
     reviewers: tuple[str, ...],
     allow_self_review: bool,
     wait_minutes: int,
+    approval_timeout_minutes: int,
     as_json: bool,
 ) -> None:
     """Create environment NAME in the promotion chain."""
@@ -66,6 +74,7 @@ def env_create(
         reviewers=list(dict.fromkeys(reviewers)),
         allow_self_review=allow_self_review,
         wait_minutes=wait_minutes,
+        approval_timeout_minutes=approval_timeout_minutes,
     )
 
     async def work(settings: Settings, db: Database) -> None:

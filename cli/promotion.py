@@ -11,7 +11,7 @@ import click
 from cli.context import actor, run
 from cli.output import done, emit_json, table
 from cli.temporal import Progress, follow, query_status, start
-from models.errors import ExitCode
+from models.errors import ExitCode, Unavailable
 from models.promotion import (
     Phase,
     PromotionInput,
@@ -23,6 +23,7 @@ from models.promotion import (
     rollback_workflow_id,
 )
 from models.settings import Settings
+from models.views import StatusView
 from services.deployments import DeploymentService
 from services.views import ViewService
 from store.database import Database
@@ -211,6 +212,23 @@ def rollback(
     return run(work)
 
 
+async def _live(settings: Settings, view: StatusView) -> None:
+    """Fill in each promotion under way from its workflow, when Temporal answers."""
+    if not view.in_progress:
+        return
+    try:
+        client = await connect(settings)
+    except Unavailable:
+        return
+    for promotion in view.in_progress[:50]:
+        status = await query_status(client.get_workflow_handle(promotion.promotion_id), 2.0)
+        if status is not None:
+            promotion.phase = status.phase.value
+            promotion.approvals = status.approvals
+            promotion.approvals_required = status.approvals_required
+            promotion.may_approve = status.may_approve
+
+
 @click.command()
 @click.option("--env", "environment", metavar="ENV", help="One environment, in detail.")
 @click.option("--app", "app_name", metavar="APP")
@@ -220,6 +238,7 @@ def status(environment: str | None, app_name: str | None, as_json: bool) -> None
 
     async def work(settings: Settings, db: Database) -> None:
         view = await ViewService(db, settings).status(environment=environment, app=app_name)
+        await _live(settings, view)
         if as_json:
             emit_json(view)
             return
@@ -241,9 +260,18 @@ def status(environment: str | None, app_name: str | None, as_json: bool) -> None
         if view.in_progress:
             done("\nin progress:")
             table(
-                ["PROMOTION", "TO", "REQUESTED BY", "SINCE"],
+                ["PROMOTION", "TO", "PHASE", "APPROVALS", "MAY STILL APPROVE", "REQUESTED BY"],
                 [
-                    (p.promotion_id, p.environment, p.requested_by, f"{p.since:%H:%M:%S}")
+                    (
+                        p.promotion_id,
+                        p.environment,
+                        p.phase or "?",
+                        f"{len(p.approvals)}/{p.approvals_required}"
+                        if p.approvals_required
+                        else "",
+                        ", ".join(p.may_approve) if p.phase == "awaiting_approval" else "",
+                        p.requested_by,
+                    )
                     for p in view.in_progress
                 ],
             )
@@ -256,12 +284,13 @@ def status(environment: str | None, app_name: str | None, as_json: bool) -> None
 @click.option("--env", "environment", required=True, metavar="ENV")
 @click.option("--json", "as_json", is_flag=True)
 def history(app_name: str, environment: str, as_json: bool) -> None:
-    """Every deployment of APP in ENV, oldest first, with the configuration it ran with."""
+    """Deployments of APP in ENV, oldest first, with the configuration each ran with; then
+    every request and decision (approvals, refusals, rejections, overrides, timeouts)."""
 
     async def work(settings: Settings, db: Database) -> None:
-        entries = await ViewService(db, settings).history(app_name, environment)
+        view = await ViewService(db, settings).history_view(app_name, environment)
         if as_json:
-            emit_json(entries)
+            emit_json(view)
             return
         table(
             ["#", "WHEN", "KIND", "RELEASE", "STATUS", "BY", "CONFIG", "REASON"],
@@ -276,10 +305,25 @@ def history(app_name: str, environment: str, as_json: bool) -> None:
                     _config_text(e.config),
                     (e.reason or "")[:80],
                 )
-                for e in entries
+                for e in view.deployments
             ],
             empty=f"no deployments of {app_name} in {environment} yet",
         )
+        if view.events:
+            done("\nrequests and decisions:")
+            table(
+                ["WHEN", "WHO", "WHAT", "SUBJECT", "COMMENT / REASON"],
+                [
+                    (
+                        f"{e.at:%Y-%m-%d %H:%M:%S}",
+                        e.actor,
+                        e.action,
+                        e.subject,
+                        (e.detail.get("comment") or e.detail.get("reason") or "")[:80],
+                    )
+                    for e in view.events
+                ],
+            )
 
     run(work)
 

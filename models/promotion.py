@@ -198,8 +198,9 @@ class PreparedPromotion(BaseModel):
     protection: Protection = Field(default_factory=Protection)
     # The people who may decide: the reviewer list with groups expanded, at request time.
     eligible_reviewers: list[str] = Field(default_factory=list)
-    # The wait timer: not before this moment (verified in the previous stage + wait minutes).
-    not_before: datetime | None = None
+    # The wait timer: how long the release must still soak, measured when the gates ran
+    # (verified in the previous stage at T, wait minutes W: T + W - now).
+    wait_seconds: float = 0
     steps: list[StepSpec] = Field(default_factory=list)
 
 

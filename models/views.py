@@ -25,6 +25,11 @@ class InProgress(BaseModel):
     environment: str
     requested_by: str
     since: datetime
+    # From the workflow itself, when Temporal answers.
+    phase: str | None = None
+    approvals: list[str] = Field(default_factory=list)
+    approvals_required: int = 0
+    may_approve: list[str] = Field(default_factory=list)
 
 
 class StatusView(BaseModel):
@@ -47,3 +52,18 @@ class HistoryEntry(BaseModel):
     verified_at: datetime | None
     reason: str | None
     config: dict[str, Any]
+
+
+class HistoryEvent(BaseModel):
+    at: datetime
+    actor: str
+    action: str
+    subject: str
+    detail: dict[str, Any]
+
+
+class HistoryView(BaseModel):
+    app: str
+    environment: str
+    deployments: list[HistoryEntry]
+    events: list[HistoryEvent]

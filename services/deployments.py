@@ -142,11 +142,10 @@ class DeploymentService(Service):
             )
             results = await gates.evaluate(context)
             verified = await gates.verified_in_previous_stage(context)
-            not_before = (
-                verified.verified_at + timedelta(minutes=env.wait_minutes)
-                if verified is not None and verified.verified_at and env.wait_minutes
-                else None
-            )
+            wait_seconds = 0.0
+            if verified is not None and verified.verified_at and env.wait_minutes:
+                soaked = verified.verified_at + timedelta(minutes=env.wait_minutes)
+                wait_seconds = max(0.0, (soaked - utcnow()).total_seconds())
             passed = all(g.passed for g in results)
             pointer = await release_repo.current_release(session, app.id, env.id)
             previous = (
@@ -207,7 +206,7 @@ class DeploymentService(Service):
                 previous_version=previous.version if previous else None,
                 protection=protection_of(env),
                 eligible_reviewers=await self.environments.eligible_reviewers(session, env),
-                not_before=not_before,
+                wait_seconds=wait_seconds,
                 steps=step_specs(pipeline, ("steps", "verify")),
             )
 
@@ -231,7 +230,9 @@ class DeploymentService(Service):
                 session,
                 app.workspace_id,
                 record.requested_by,
-                f"promotion.{status}",
+                "promotion.timed_out"
+                if status == "rejected" and (reason or "").startswith("timed out")
+                else f"promotion.{status}",
                 f"{app.name}@{release.version} -> {env.name}",
                 environment=env.name,
                 app=app.name,

@@ -82,6 +82,7 @@ class EnvironmentService(Service):
                 raise Conflict(
                     f"environment {name!r} already exists; see 'stageline env show {name}'"
                 )
+            await self._check_protection(session, ws, name, protection)
             if after is not None:
                 position = (await self.environment(session, after)).position + 1
                 await env_repo.shift_positions(session, ws, position, 1)

