@@ -27,6 +27,8 @@ from models.promotion import (
     RollbackPlan,
     StepOutcome,
     StepRequest,
+    TrainInput,
+    TrainPlan,
 )
 from models.review import DecisionRecord, FreezeQuery, FreezeState
 from models.settings import Settings
@@ -83,6 +85,14 @@ class PromotionActivities:
     async def prepare_promotion(self, request: PrepareInput) -> PreparedPromotion:
         with business_errors():
             return await self.deployments.prepare_promotion(request.promotion, request.run)
+
+    @activity.defn(name="plan_train")
+    async def plan_train(self, request: TrainInput) -> TrainPlan:
+        with business_errors():
+            stages = await self.deployments.plan_train(
+                request.app, request.version, request.through
+            )
+        return TrainPlan(stages=stages)
 
     @activity.defn(name="record_decision")
     async def record_decision(self, decision: DecisionRecord) -> None:
@@ -200,6 +210,7 @@ class PromotionActivities:
     def all(self) -> list[object]:
         return [
             self.prepare_promotion,
+            self.plan_train,
             self.record_decision,
             self.freeze_state,
             self.record_promotion_outcome,

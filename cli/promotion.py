@@ -19,8 +19,11 @@ from models.promotion import (
     RollbackInput,
     RollbackResult,
     Source,
+    TrainInput,
+    TrainResult,
     promotion_workflow_id,
     rollback_workflow_id,
+    train_workflow_id,
 )
 from models.settings import Settings
 from models.views import StatusView
@@ -121,6 +124,63 @@ async def _settled_phase(handle: Any) -> str:
             return "awaiting_approval" if status.phase == Phase.AWAITING_APPROVAL else "running"
         await asyncio.sleep(0.5)
     return "running"
+
+
+@click.command()
+@click.argument("app_name", metavar="APP")
+@click.argument("version")
+@click.option("--through", required=True, metavar="ENV", help="The last stage to reach.")
+@click.option("--requested-by", metavar="WHO")
+@click.option("--wait", is_flag=True)
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS")
+@click.option("--json", "as_json", is_flag=True)
+def train(
+    app_name: str,
+    version: str,
+    through: str,
+    requested_by: str | None,
+    wait: bool,
+    timeout: float | None,
+    as_json: bool,
+) -> int:
+    """Promote APP VERSION stage by stage up to ENV in one ReleaseTrainWorkflow."""
+    request = TrainInput(
+        app=app_name,
+        version=version,
+        through=through,
+        requested_by=requested_by or actor(),
+        source=_source(),
+    )
+
+    async def work(settings: Settings, db: Database) -> int:
+        await DeploymentService(db, settings).check_request(app_name, through, version)
+        client = await connect(settings)
+        handle, attached = await start(
+            client,
+            settings,
+            "ReleaseTrainWorkflow",
+            request,
+            train_workflow_id(app_name, version, through),
+            TrainResult,
+            app=app_name,
+            environment=through,
+            version=version,
+        )
+        if not wait:
+            if as_json:
+                emit_json({"train_id": handle.id, "status": "running", "attached": attached})
+            else:
+                done(f"started {handle.id}; approvals sent to it reach the stage that waits")
+            return ExitCode.OK
+        result = await follow(handle, timeout, _quiet())
+        if as_json:
+            emit_json(result)
+        else:
+            for stage in result.stages:
+                _print_promotion(stage)
+        return PROMOTION_EXIT[result.status]
+
+    return run(work)
 
 
 def _quiet() -> Progress:
@@ -336,4 +396,4 @@ def _config_text(config: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-COMMANDS = [promote, rollback, status, history]
+COMMANDS = [promote, train, rollback, status, history]

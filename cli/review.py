@@ -12,6 +12,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from cli.context import actor, run
 from cli.output import done, emit_json, table
 from models.errors import BadInput, ExitCode, NotFound, Refused, Unavailable
+from models.promotion import TrainStatus
 from models.review import DecisionKind, DecisionOutcome, DecisionRequest
 from models.settings import Settings
 from services.environments import EnvironmentService
@@ -22,7 +23,22 @@ from worker.client import connect
 async def send_decision(
     client: Client, promotion_id: str, request: DecisionRequest
 ) -> DecisionOutcome:
-    """The `decide` update: the answer says at once whether the decision counted."""
+    """The `decide` update: the answer says at once whether the decision counted.
+
+    Given a release train's id, the decision goes to the stage that is running.
+    """
+    if promotion_id.startswith("train-"):
+        try:
+            train = await client.get_workflow_handle(promotion_id).query(
+                "status", result_type=TrainStatus
+            )
+        except RPCError as exc:
+            raise NotFound(
+                f"release train {promotion_id!r} cannot be reached ({exc.message})"
+            ) from None
+        if train.active is None:
+            raise Refused(f"no stage of {promotion_id} is running; nothing to decide")
+        promotion_id = train.active
     handle = client.get_workflow_handle(promotion_id)
     try:
         outcome: DecisionOutcome = await handle.execute_update(

@@ -264,3 +264,52 @@ class RollbackPlan(BaseModel):
 class PlanRollback(BaseModel):
     request: RollbackInput
     run: WorkflowRef
+
+
+# -- release train --------------------------------------------------------------------------
+
+
+class TrainInput(BaseModel):
+    """Input of ReleaseTrainWorkflow, e.g. {"app": "web", "version": "1.4.0",
+    "through": "production", "requested_by": "ci@acme"}."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    app: ResourceName
+    version: VersionName
+    through: ResourceName
+    requested_by: str = Field(min_length=1, max_length=200)
+    source: Source = "ui"
+
+
+def train_workflow_id(app: str, version: str, through: str) -> str:
+    return f"train-{app}-{version}-{through}"
+
+
+class TrainPlan(BaseModel):
+    stages: list[str]
+
+
+class TrainStage(BaseModel):
+    environment: str
+    promotion_id: str
+    status: str = "pending"
+
+
+class TrainStatus(BaseModel):
+    train_id: str
+    app: str | None = None
+    version: str | None = None
+    through: str | None = None
+    stages: list[TrainStage] = Field(default_factory=list)
+    active: str | None = None  # the promotion now running, to which decisions are forwarded
+    refusals: list[str] = Field(default_factory=list)
+
+
+class TrainResult(BaseModel):
+    status: Literal["deployed", "failed", "rejected", "rolled_back", "superseded"]
+    app: str
+    version: str
+    through: str
+    reason: str | None = None
+    stages: list[PromotionResult] = Field(default_factory=list)

@@ -108,6 +108,17 @@ class DeploymentService(Service):
         async with self.db.read() as session:
             await self._lookup(session, app, environment, version)
 
+    async def plan_train(self, app: str, version: str, through: str) -> list[str]:
+        """The app's environments from its first up to `through`, in chain order."""
+        async with self.db.read() as session:
+            app_row, env, _ = await self._lookup(session, app, through, version)
+            chain = [e.name for e in await self._app_chain(session, app_row)]
+        if env.name not in chain:
+            raise InvalidRequest(
+                f"app {app!r} does not point to {through!r} (it points to {', '.join(chain)})"
+            )
+        return chain[: chain.index(env.name) + 1]
+
     async def _app_chain(self, session: AsyncSession, app: App) -> list[Environment]:
         names = (await env_repo.app_environment_names(session, app.workspace_id)).get(app.id, [])
         chain = await env_repo.chain(session, app.workspace_id)

@@ -17,8 +17,9 @@ from vault.keys import KeyProvider, load_master_key
 from worker.client import connect, ensure_search_attributes
 from workflows.promotion import PromotionWorkflow
 from workflows.rollback import RollbackWorkflow
+from workflows.train import ReleaseTrainWorkflow
 
-WORKFLOWS: Sequence[type] = (PromotionWorkflow, RollbackWorkflow)
+WORKFLOWS: Sequence[type] = (PromotionWorkflow, RollbackWorkflow, ReleaseTrainWorkflow)
 
 log = logging.getLogger("stageline.worker")
 

@@ -7,6 +7,7 @@ versioned change with: STAGELINE_RECORD_HISTORIES=1 pytest tests/workflows/test_
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -29,7 +30,7 @@ HISTORIES = Path(__file__).parent / "histories"
 async def ws(temporal: Any, tmp_path: Path) -> AsyncIterator[tuple[Stack, Recorder]]:
     with recorder() as hooks:
         async with stack(temporal, tmp_path / "home") as s:
-            await scenario.build(s, hooks.url)
+            await scenario.build(s, hooks.url, production_approvals=1)
             yield s, hooks
 
 
@@ -42,21 +43,33 @@ async def test_full_scenario_leaves_no_secret_in_any_history_and_replays(
         "web", "1.1.0", scenario.pipeline(verify=f"{hooks.url}/never-healthy"), actor="t"
     )
     await s.releases.create_release("web", "1.2.0", scenario.pipeline(), actor="t")
-    for env in ("dev", "staging", "production"):
+    for env in ("dev", "staging"):
         assert (await s.promote("web", "1.0.0", env)).status == "deployed"
+    # Production is protected: a refused signal, then an approval through the update.
+    handle = await s.start_promotion("web", "1.0.0", "production", requested_by="alice")
+    for _ in range(100):
+        if (await handle.query("status"))["phase"] == "awaiting_approval":
+            break
+        await asyncio.sleep(0.1)
+    await handle.signal("approve", {"reviewer": "alice"})
+    assert (await s.cli().run("approve", handle.id, "--reviewer", "bob")).code == 0
+    assert (await handle.result()).status == "deployed"
     hooks.status = 503  # every hook and health check fails now: 1.1.0 is compensated
     assert (await s.promote("web", "1.1.0", "dev")).status == "failed"
     hooks.status = 200
     assert (await s.promote("web", "1.2.0", "dev")).status == "deployed"
     rollback = await s.cli().run("rollback", "web", "--env", "dev", "--wait", "--json")
     assert rollback.code == 0, rollback.err
+    await s.releases.create_release("web", "1.3.0", scenario.pipeline(), actor="t")
+    train = await s.cli().run("train", "web", "1.3.0", "--through", "staging", "--wait")
+    assert train.code == 0, train.err
 
     histories: list[WorkflowHistory] = []
     async for execution in s.client.list_workflows(f'TaskQueue = "{s.settings.task_queue}"'):
         handle = s.client.get_workflow_handle(execution.id, run_id=execution.run_id)
         histories.append(await handle.fetch_history())
     kinds = {h.workflow_id.split("-")[0] for h in histories}
-    assert kinds == {"promote", "rollback"} and len(histories) >= 7
+    assert kinds == {"promote", "rollback", "train"} and len(histories) >= 10
     for history in histories:
         text = history.to_json()
         for value in scenario.SECRETS.values():
@@ -85,4 +98,4 @@ async def test_recorded_history_replays(path: Path) -> None:
 
 
 def test_recorded_histories_are_present() -> None:
-    assert len(recorded()) >= 5, "run with STAGELINE_RECORD_HISTORIES=1 to record them"
+    assert len(recorded()) >= 10, "run with STAGELINE_RECORD_HISTORIES=1 to record them"

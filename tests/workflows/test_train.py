@@ -1,0 +1,100 @@
+"""ReleaseTrainWorkflow: the chain in one workflow; approvals reach the waiting stage."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from models.promotion import TrainResult
+from tests.http_recorder import Recorder, recorder
+from tests.stack import Stack, stack
+from tests.workflows import scenario
+
+
+@pytest.fixture
+async def ws(temporal: Any, tmp_path: Path) -> AsyncIterator[tuple[Stack, Recorder]]:
+    with recorder() as hooks:
+        async with stack(temporal, tmp_path / "home") as s:
+            await scenario.build(s, hooks.url, production_approvals=2)
+            await s.releases.create_release("web", "1.0.0", scenario.pipeline(), actor="t")
+            yield s, hooks
+
+
+async def test_train_to_production_completes_after_approvals_sent_to_the_train(
+    ws: tuple[Stack, Recorder],
+) -> None:
+    s, _ = ws
+    cli = s.cli()
+    running = asyncio.ensure_future(
+        cli.run(
+            "train",
+            "web",
+            "1.0.0",
+            "--through",
+            "production",
+            "--wait",
+            "--json",
+            "--requested-by",
+            "alice",
+        )
+    )
+    train = s.client.get_workflow_handle("train-web-1.0.0-production")
+    for _ in range(200):
+        await asyncio.sleep(0.1)
+        try:
+            status = await train.query("status")
+        except Exception:
+            continue
+        if status["active"] == "promote-web-1.0.0-production":
+            stage = await s.client.get_workflow_handle(status["active"]).query("status")
+            if stage["phase"] == "awaiting_approval":
+                break
+    else:
+        raise AssertionError("the production stage never waited for approval")
+    # A raw signal to the train is forwarded; the CLI given the train id finds the stage.
+    await train.signal("approve", {"reviewer": "bob"})
+    refused = await cli.run("approve", train.id, "--reviewer", "alice")
+    assert refused.code == 2 and "may not approve it" in refused.err
+    assert (await cli.run("approve", train.id, "--reviewer", "carol")).code == 0
+
+    outcome = await running
+    assert outcome.code == 0, outcome.err
+    result = TrainResult.model_validate(json.loads(outcome.out))
+    assert result.status == "deployed"
+    assert [(r.environment, r.status) for r in result.stages] == [
+        ("dev", "deployed"),
+        ("staging", "deployed"),
+        ("production", "deployed"),
+    ]
+    view = await s.views.status()
+    assert [(c.environment, c.version) for c in view.cells] == [
+        ("dev", "1.0.0"),
+        ("staging", "1.0.0"),
+        ("production", "1.0.0"),
+    ]
+
+
+async def test_train_stops_at_staging_when_its_verification_fails(
+    ws: tuple[Stack, Recorder],
+) -> None:
+    s, hooks = ws
+    await s.config.set_variable("staging", "HEALTH_URL", "http://127.0.0.1:9/down", actor="t")
+    outcome = await s.cli().run(
+        "train", "web", "1.0.0", "--through", "production", "--wait", "--json"
+    )
+    assert outcome.code == 1, outcome.err
+    result = TrainResult.model_validate(json.loads(outcome.out))
+    assert result.status == "failed"
+    assert [(r.environment, r.status) for r in result.stages] == [
+        ("dev", "deployed"),
+        ("staging", "failed"),
+    ]
+    assert result.reason is not None
+    assert result.reason.startswith("stopped at staging: verification 'health' failed")
+    assert not [c for c in hooks.calls if c.path.endswith("/production")]
+    assert (await s.views.status(environment="production")).cells[0].version is None

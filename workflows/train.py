@@ -1,0 +1,149 @@
+"""ReleaseTrainWorkflow: one release through the chain, each stage a child PromotionWorkflow.
+
+It stops at the first stage that is not deployed and reports every stage's result.
+Reviewer signals sent to the train reach the stage that is running.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from models.promotion import (
+        PromotionInput,
+        PromotionResult,
+        TrainInput,
+        TrainPlan,
+        TrainResult,
+        TrainStage,
+        TrainStatus,
+        promotion_workflow_id,
+    )
+    from workflows import search_attributes as sa
+    from workflows.options import store, validate_input
+
+
+@workflow.defn(name="ReleaseTrainWorkflow")
+class ReleaseTrainWorkflow:
+    def __init__(self) -> None:
+        self._status = TrainStatus(train_id=workflow.info().workflow_id)
+
+    @workflow.query(name="status")
+    def status(self) -> TrainStatus:
+        return self._status
+
+    @workflow.signal(name="approve")
+    async def approve(self, decision: Any) -> None:
+        await self._forward("approve", decision)
+
+    @workflow.signal(name="reject")
+    async def reject(self, decision: Any) -> None:
+        await self._forward("reject", decision)
+
+    @workflow.signal(name="override")
+    async def override(self, decision: Any) -> None:
+        await self._forward("override", decision)
+
+    async def _forward(self, signal: str, decision: Any) -> None:
+        """Pass a decision on to the stage now running; it judges and records it."""
+        if self._status.active is None:
+            self._status.refusals.append(f"{signal} ignored: no stage is running")
+            return
+        await workflow.get_external_workflow_handle(self._status.active).signal(signal, decision)
+
+    @workflow.run
+    async def run(self, raw: Any = None) -> TrainResult:
+        request = validate_input(TrainInput, raw)
+        self._status.app, self._status.version = request.app, request.version
+        self._status.through = request.through
+        workflow.upsert_search_attributes(
+            [
+                sa.APP.value_set(request.app),
+                sa.VERSION.value_set(request.version),
+                sa.ENVIRONMENT.value_set(request.through),
+                sa.STATUS.value_set("running"),
+            ]
+        )
+        try:
+            plan = await store("plan_train", request, TrainPlan)
+        except ActivityError as exc:
+            if isinstance(exc.cause, ApplicationError) and exc.cause.type == "InvalidInput":
+                raise ApplicationError(
+                    exc.cause.message, type="InvalidInput", non_retryable=True
+                ) from None
+            raise
+        self._status.stages = [
+            TrainStage(
+                environment=env,
+                promotion_id=promotion_workflow_id(request.app, request.version, env),
+            )
+            for env in plan.stages
+        ]
+        results: list[PromotionResult] = []
+        for stage in self._status.stages:
+            stage.status = "running"
+            self._status.active = stage.promotion_id
+            result = await self._promote(request, stage)
+            self._status.active = None
+            stage.status = result.status
+            results.append(result)
+            if result.status != "deployed":
+                break
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        last = results[-1]
+        workflow.upsert_search_attributes([sa.STATUS.value_set(last.status)])
+        return TrainResult.model_validate(
+            {
+                "status": last.status,
+                "app": request.app,
+                "version": request.version,
+                "through": request.through,
+                "reason": None
+                if last.status == "deployed"
+                else f"stopped at {last.environment}: {last.reason}",
+                "stages": results,
+            }
+        )
+
+    async def _promote(self, request: TrainInput, stage: TrainStage) -> PromotionResult:
+        try:
+            result: PromotionResult = await workflow.execute_child_workflow(
+                "PromotionWorkflow",
+                PromotionInput(
+                    app=request.app,
+                    version=request.version,
+                    target=stage.environment,
+                    requested_by=request.requested_by,
+                    source="train",
+                ),
+                id=stage.promotion_id,
+                result_type=PromotionResult,
+            )
+        except ChildWorkflowError as exc:
+            return PromotionResult(
+                status="failed",
+                app=request.app,
+                environment=stage.environment,
+                version=request.version,
+                promotion_id=stage.promotion_id,
+                reason=str(exc.cause or exc),
+            )
+        except WorkflowAlreadyStartedError:
+            return PromotionResult(
+                status="rejected",
+                app=request.app,
+                environment=stage.environment,
+                version=request.version,
+                promotion_id=stage.promotion_id,
+                reason=f"{stage.promotion_id} is already running on its own; let it finish "
+                "and start the train again",
+            )
+        return result
