@@ -89,7 +89,7 @@ class Cli:
             capture_output=True,
             text=True,
             env=self.env,
-            timeout=60,
+            timeout=180,
             cwd=self.env["STAGELINE_HOME"],
         )
         return Result(done.returncode, done.stdout, done.stderr)

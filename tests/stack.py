@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import sys
 import uuid
@@ -12,8 +13,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from google.protobuf.duration_pb2 import Duration
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
+from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from models.promotion import PromotionInput, PromotionResult, promotion_workflow_id
@@ -75,6 +81,7 @@ class Stack:
             STAGELINE_USER="tester",
             STAGELINE_TASK_QUEUE=self.settings.task_queue,
             TEMPORAL_ADDRESS=self.settings.temporal_address,
+            TEMPORAL_NAMESPACE=self.settings.temporal_namespace,
         )
         return Cli(env)
 
@@ -102,20 +109,64 @@ class Stack:
         return result
 
 
+async def fresh_namespace(env: WorkflowEnvironment) -> Client:
+    """A namespace of its own for one test, so deterministic workflow ids never collide with
+    another test's on the shared server; with the contract's search attributes."""
+    name = f"test-{uuid.uuid4().hex[:10]}"
+    await env.client.workflow_service.register_namespace(
+        RegisterNamespaceRequest(
+            namespace=name, workflow_execution_retention_period=Duration(seconds=86_400)
+        )
+    )
+    await env.client.operator_service.add_search_attributes(
+        AddSearchAttributesRequest(
+            namespace=name,
+            search_attributes={k.name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for k in ALL},
+        )
+    )
+    return await Client.connect(
+        env.client.service_client.config.target_host,
+        namespace=name,
+        data_converter=pydantic_data_converter,
+    )
+
+
 @asynccontextmanager
-async def stack(env: WorkflowEnvironment, home: Path) -> AsyncIterator[Stack]:
+async def stack(
+    env: WorkflowEnvironment, home: Path, own_namespace: bool = True
+) -> AsyncIterator[Stack]:
+    """A worker on the contract's task queue, in a namespace of the test's own (the
+    time-skipping server has one namespace only, so its tests share `default`)."""
     home.mkdir(parents=True, exist_ok=True)
+    client = await fresh_namespace(env) if own_namespace else env.client
     settings = Settings(
         home=home,
         database_url=f"sqlite+aiosqlite:///{home / 'stageline.db'}",
         temporal_address=env.client.service_client.config.target_host,
-        task_queue=f"stageline-{uuid.uuid4().hex[:8]}",
+        temporal_namespace=client.namespace,
+        task_queue="stageline" if own_namespace else f"stageline-{uuid.uuid4().hex[:8]}",
         master_key=KEY_TEXT,
     )
     key = MasterKey.from_text(KEY_TEXT, "test")
     db = Database(settings.database_url)
-    worker = build_worker(env.client, settings, db, key)
-    async with worker:
-        yield Stack(client=env.client, settings=settings, db=db, key=key, home=home)
-    await db.close()
-    await asyncio.sleep(0)
+    worker = build_worker(client, settings, db, key)
+    try:
+        async with worker:
+            yield Stack(client=client, settings=settings, db=db, key=key, home=home)
+    finally:
+        await db.close()
+
+
+async def until_phase(
+    handle: WorkflowHandle[Any, Any], phase: str, timeout: float = 60.0
+) -> dict[str, Any]:
+    """Poll a workflow's `status` query until it reaches `phase` (generous: CI is slow)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    status: dict[str, Any] = {}
+    while asyncio.get_running_loop().time() < deadline:
+        with contextlib.suppress(RPCError):
+            status = await handle.query("status")
+            if status.get("phase") == phase:
+                return status
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{handle.id} never reached {phase}: {status}")

@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import WorkflowHandle
 
 from models.promotion import PromotionResult
 from tests.http_recorder import recorder
-from tests.stack import Stack, stack
+from tests.stack import Stack, stack, until_phase
 from tests.workflows import scenario
 
 
@@ -27,15 +26,6 @@ async def ws(temporal: Any, tmp_path: Path) -> AsyncIterator[Stack]:
             for env in ("dev", "staging"):
                 assert (await s.promote("web", "1.0.0", env)).status == "deployed"
             yield s
-
-
-async def until_phase(handle: WorkflowHandle[Any, Any], phase: str) -> dict[str, Any]:
-    for _ in range(100):
-        status: dict[str, Any] = await handle.query("status")
-        if status["phase"] == phase:
-            return status
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"never reached {phase}: {status}")
 
 
 async def current(s: Stack, env: str) -> str | None:
@@ -101,12 +91,7 @@ async def test_a_rejection_ends_the_promotion_and_changes_nothing(ws: Stack) -> 
     handle = ws.client.get_workflow_handle(
         "promote-web-1.0.0-production", result_type=PromotionResult
     )
-    for _ in range(100):
-        try:
-            await until_phase(handle, "awaiting_approval")
-            break
-        except Exception:
-            await asyncio.sleep(0.1)
+    await until_phase(handle, "awaiting_approval")
     await cli.run("approve", handle.id, "--reviewer", "bob")
     rejected = await cli.run("reject", handle.id, "--reviewer", "carol", "--comment", "not today")
     assert rejected.code == 0

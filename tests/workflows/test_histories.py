@@ -7,7 +7,6 @@ versioned change with: STAGELINE_RECORD_HISTORIES=1 pytest tests/workflows/test_
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,7 +18,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tests.http_recorder import Recorder, recorder
-from tests.stack import Stack, stack
+from tests.stack import Stack, stack, until_phase
 from tests.workflows import scenario
 from worker.main import WORKFLOWS
 
@@ -47,10 +46,7 @@ async def test_full_scenario_leaves_no_secret_in_any_history_and_replays(
         assert (await s.promote("web", "1.0.0", env)).status == "deployed"
     # Production is protected: a refused signal, then an approval through the update.
     handle = await s.start_promotion("web", "1.0.0", "production", requested_by="alice")
-    for _ in range(100):
-        if (await handle.query("status"))["phase"] == "awaiting_approval":
-            break
-        await asyncio.sleep(0.1)
+    await until_phase(handle, "awaiting_approval")
     await handle.signal("approve", {"reviewer": "alice"})
     assert (await s.cli().run("approve", handle.id, "--reviewer", "bob")).code == 0
     assert (await handle.result()).status == "deployed"

@@ -107,6 +107,8 @@ async def test_start_from_the_temporal_cli_behaves_like_stageline(ws: Stack) -> 
         "start",
         "--address",
         ws.settings.temporal_address,
+        "--namespace",
+        ws.settings.temporal_namespace,
         "--type",
         "PromotionWorkflow",
         "--task-queue",

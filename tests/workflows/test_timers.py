@@ -19,7 +19,7 @@ from tests.workflows import scenario
 @pytest.fixture
 async def ws(time_skipping: Any, tmp_path: Path) -> AsyncIterator[tuple[Stack, Any]]:
     with recorder() as hooks:
-        async with stack(time_skipping, tmp_path / "home") as s:
+        async with stack(time_skipping, tmp_path / "home", own_namespace=False) as s:
             await scenario.build(s, hooks.url, production_approvals=1)
             await s.releases.create_release("web", "1.0.0", scenario.pipeline(), actor="t")
             yield s, time_skipping

@@ -12,7 +12,7 @@ import pytest
 
 from models.promotion import TrainResult
 from tests.http_recorder import Recorder, recorder
-from tests.stack import Stack, stack
+from tests.stack import Stack, stack, until_phase
 from tests.workflows import scenario
 
 
@@ -44,18 +44,8 @@ async def test_train_to_production_completes_after_approvals_sent_to_the_train(
         )
     )
     train = s.client.get_workflow_handle("train-web-1.0.0-production")
-    for _ in range(200):
-        await asyncio.sleep(0.1)
-        try:
-            status = await train.query("status")
-        except Exception:
-            continue
-        if status["active"] == "promote-web-1.0.0-production":
-            stage = await s.client.get_workflow_handle(status["active"]).query("status")
-            if stage["phase"] == "awaiting_approval":
-                break
-    else:
-        raise AssertionError("the production stage never waited for approval")
+    production = s.client.get_workflow_handle("promote-web-1.0.0-production")
+    await until_phase(production, "awaiting_approval", timeout=90)
     # A raw signal to the train is forwarded; the CLI given the train id finds the stage.
     await train.signal("approve", {"reviewer": "bob"})
     refused = await cli.run("approve", train.id, "--reviewer", "alice")
