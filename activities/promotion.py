@@ -18,6 +18,7 @@ from models.promotion import (
     BeginDeployment,
     DeploymentStarted,
     FinishDeployment,
+    Interruption,
     LockRequest,
     LockState,
     PlanRollback,
@@ -29,6 +30,7 @@ from models.promotion import (
     StepRequest,
     TrainInput,
     TrainPlan,
+    WorkflowRef,
 )
 from models.review import DecisionRecord, FreezeQuery, FreezeState
 from models.settings import Settings
@@ -38,7 +40,7 @@ from store.database import Database
 from store.tables import utcnow
 from vault.keys import KeyProvider
 
-HEARTBEAT_EVERY = 5.0
+HEARTBEAT_EVERY = 1.0  # the worker sends at most one every 2 s (see worker.main)
 
 
 @contextmanager
@@ -84,7 +86,18 @@ class PromotionActivities:
     @activity.defn(name="prepare_promotion")
     async def prepare_promotion(self, request: PrepareInput) -> PreparedPromotion:
         with business_errors():
-            return await self.deployments.prepare_promotion(request.promotion, request.run)
+            prepared = await self.deployments.prepare_promotion(request.promotion, request.run)
+        for older in prepared.supersedes:
+            await self._signal(older, "supersede", Interruption(by=request.run.workflow_id))
+        return prepared
+
+    async def _signal(self, target: WorkflowRef, name: str, arg: Interruption) -> None:
+        if self.client is None:
+            return
+        with suppress(RPCError):  # it finished meanwhile: nothing to stop
+            await self.client.get_workflow_handle(target.workflow_id, run_id=target.run_id).signal(
+                name, arg
+            )
 
     @activity.defn(name="plan_train")
     async def plan_train(self, request: TrainInput) -> TrainPlan:
@@ -126,9 +139,12 @@ class PromotionActivities:
     async def enter_queue(self, request: LockRequest) -> LockState:
         kind = "rollback" if request.run.workflow_id.startswith("rollback-") else "promotion"
         with business_errors():
-            return await self.queue.enter(
+            state = await self.queue.enter(
                 request.app, request.environment, request.run, kind, self._is_running
             )
+        if state.preempt is not None:
+            await self._signal(state.preempt, "preempt", Interruption(by=request.run.workflow_id))
+        return state
 
     @activity.defn(name="leave_queue")
     async def leave_queue(self, request: LockRequest) -> None:
@@ -150,7 +166,7 @@ class PromotionActivities:
     async def finish_deployment(self, request: FinishDeployment) -> None:
         with business_errors():
             await self.deployments.finish_deployment(
-                request.deployment_id, request.succeeded, request.reason
+                request.deployment_id, request.succeeded, request.reason, request.interrupted
             )
 
     @activity.defn(name="plan_rollback")
@@ -180,6 +196,19 @@ class PromotionActivities:
                     checked = await step_http.check_http(ctx, activity.heartbeat)
                     ok, exit_code, output = checked.ok, checked.status, checked.output
         except asyncio.CancelledError:
+            # Interrupted (a rollback took over): its process is gone; keep it on the timeline.
+            await asyncio.shield(
+                self.deployments.record_step(
+                    request.deployment_id,
+                    request.step,
+                    activity.info().attempt,
+                    "cancelled",
+                    None,
+                    "cancelled: interrupted",
+                    started,
+                    utcnow(),
+                )
+            )
             raise
         except Exception as exc:
             # Whatever went wrong, its message leaves this activity masked.

@@ -127,6 +127,8 @@ class PromotionStatus(BaseModel):
     may_approve: list[str] = Field(default_factory=list)
     refusals: list[str] = Field(default_factory=list)
     override: str | None = None
+    superseded_by: str | None = None
+    interrupted_by: str | None = None
     not_before: datetime | None = None
     frozen_until: datetime | None = None
     waiting_for: str | None = None
@@ -198,6 +200,8 @@ class PreparedPromotion(BaseModel):
     protection: Protection = Field(default_factory=Protection)
     # The people who may decide: the reviewer list with groups expanded, at request time.
     eligible_reviewers: list[str] = Field(default_factory=list)
+    # Older promotions of the same app and environment still waiting: this one supersedes them.
+    supersedes: list[WorkflowRef] = Field(default_factory=list)
     # The wait timer: how long the release must still soak, measured when the gates ran
     # (verified in the previous stage at T, wait minutes W: T + W - now).
     wait_seconds: float = 0
@@ -213,6 +217,8 @@ class LockRequest(BaseModel):
 class LockState(BaseModel):
     acquired: bool
     holder: str | None = None
+    # A rollback waiting behind a promotion interrupts it: the promotion to interrupt.
+    preempt: WorkflowRef | None = None
 
 
 class BeginDeployment(BaseModel):
@@ -243,6 +249,7 @@ class FinishDeployment(BaseModel):
     deployment_id: int
     succeeded: bool
     reason: str | None = None
+    interrupted: bool = False  # stopped by a rollback: recorded as such, not as a failure
 
 
 class PromotionOutcome(BaseModel):
@@ -313,3 +320,9 @@ class TrainResult(BaseModel):
     through: str
     reason: str | None = None
     stages: list[PromotionResult] = Field(default_factory=list)
+
+
+class Interruption(BaseModel):
+    """The `supersede` and `preempt` signals: which workflow stops this one."""
+
+    by: str = Field(min_length=1, max_length=255)

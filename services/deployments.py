@@ -208,7 +208,17 @@ class DeploymentService(Service):
                 )
             else:
                 record.gates = [g.model_dump() for g in results]
+            supersedes = (
+                [
+                    WorkflowRef(workflow_id=p.workflow_id, run_id=p.run_id)
+                    for p in await release_repo.promotions_in_progress(session, app.id, env.id)
+                    if p.id < record.id
+                ]
+                if passed and not noop
+                else []
+            )
             return PreparedPromotion(
+                supersedes=supersedes,
                 promotion_record_id=record.id,
                 gates=results,
                 passed=passed,
@@ -315,7 +325,7 @@ class DeploymentService(Service):
             return DeploymentStarted(deployment_id=deployment.id, config=resolved.versions())
 
     async def finish_deployment(
-        self, deployment_id: int, succeeded: bool, reason: str | None
+        self, deployment_id: int, succeeded: bool, reason: str | None, interrupted: bool = False
     ) -> None:
         """Close a deployment; on success the environment's pointer moves to its release."""
         async with self.db.write() as session:
@@ -337,7 +347,7 @@ class DeploymentService(Service):
                     deployment.id,
                 )
             else:
-                deployment.status = "failed"
+                deployment.status = "interrupted" if interrupted else "failed"
 
     # -- steps -----------------------------------------------------------------------------
 

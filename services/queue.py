@@ -52,12 +52,25 @@ class QueueService(Service):
                 session.add(mine)
                 await session.flush()
                 tickets.append(mine)
-            for ticket in tickets:
+            # The holder first; then rollbacks, which go ahead of waiting promotions (an
+            # environment in trouble is put right before anything new lands); then by arrival.
+            ordered = sorted(
+                tickets, key=lambda t: (t.state != "holding", t.kind != "rollback", t.id)
+            )
+            for ticket in ordered:
                 if ticket is mine:
                     break
-                if await is_running(ticket.workflow_id, ticket.run_id):
-                    return LockState(acquired=False, holder=ticket.workflow_id)
-                ticket.state, ticket.updated_at = "done", utcnow()
+                if not await is_running(ticket.workflow_id, ticket.run_id):
+                    ticket.state, ticket.updated_at = "done", utcnow()  # gone: skip it
+                    continue
+                preempt = (
+                    WorkflowRef(workflow_id=ticket.workflow_id, run_id=ticket.run_id)
+                    if kind == "rollback"
+                    and ticket.kind == "promotion"
+                    and ticket.state == "holding"
+                    else None
+                )
+                return LockState(acquired=False, holder=ticket.workflow_id, preempt=preempt)
             mine.state, mine.updated_at = "holding", utcnow()
             return LockState(acquired=True)
 
@@ -74,16 +87,16 @@ class QueueService(Service):
                 return None
             if mine.state != "done":
                 mine.state, mine.updated_at = "done", utcnow()
-            following = await session.scalar(
-                select(DeploymentTicket)
-                .where(
-                    DeploymentTicket.app_id == mine.app_id,
-                    DeploymentTicket.environment_id == mine.environment_id,
-                    DeploymentTicket.state != "done",
+            waiting = list(
+                await session.scalars(
+                    select(DeploymentTicket).where(
+                        DeploymentTicket.app_id == mine.app_id,
+                        DeploymentTicket.environment_id == mine.environment_id,
+                        DeploymentTicket.state != "done",
+                    )
                 )
-                .order_by(DeploymentTicket.id)
-                .limit(1)
             )
-            if following is None:
+            if not waiting:
                 return None
+            following = min(waiting, key=lambda t: (t.kind != "rollback", t.id))
             return WorkflowRef(workflow_id=following.workflow_id, run_id=following.run_id)

@@ -118,3 +118,18 @@ async def release_by_id(session: AsyncSession, release_id: int) -> Release:
     release = await session.get(Release, release_id)
     assert release is not None, f"release {release_id} vanished; releases are never deleted"
     return release
+
+
+async def promotions_in_progress(
+    session: AsyncSession, app_id: int, environment_id: int
+) -> Sequence[Promotion]:
+    result = await session.scalars(
+        select(Promotion)
+        .where(
+            Promotion.app_id == app_id,
+            Promotion.environment_id == environment_id,
+            Promotion.finished_at.is_(None),
+        )
+        .order_by(Promotion.id)
+    )
+    return result.all()

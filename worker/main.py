@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio.client import Client
@@ -38,6 +39,9 @@ def build_worker(
         task_queue=task_queue or settings.task_queue,
         workflows=list(WORKFLOWS),
         activities=activities.all(),  # type: ignore[arg-type]
+        # Heartbeats reach the server within 2 s, and with them a cancellation: a rollback
+        # stops a running step that fast.
+        max_heartbeat_throttle_interval=timedelta(seconds=2),
         **options,
     )
 

@@ -46,18 +46,30 @@ class Orchestration:
         self._status.phase = phase
         workflow.upsert_search_attributes([sa.STATUS.value_set(phase.value)])
 
-    async def _wait_for_turn(self, lock: LockRequest) -> None:
-        """One deployment per app and environment: wait, in order, until it is ours."""
+    def _interruption(self) -> str | None:
+        """Why this workflow must stop waiting (e.g. superseded), or None to go on."""
+        return None
+
+    async def _wait_for_turn(self, lock: LockRequest) -> bool:
+        """One deployment per app and environment: wait, in order, until it is ours.
+
+        False when interrupted while waiting (the caller then leaves the queue).
+        """
         while True:
+            if self._interruption() is not None:
+                return False
             state = await store("enter_queue", lock, LockState)
             if state.acquired:
                 self._status.waiting_for = None
-                return
+                return True
             self._status.waiting_for = state.holder
             self._set_phase(Phase.QUEUED)
             self._queue_moved = False
             with suppress(TimeoutError):
-                await workflow.wait_condition(lambda: self._queue_moved, timeout=QUEUE_POLL)
+                await workflow.wait_condition(
+                    lambda: self._queue_moved or self._interruption() is not None,
+                    timeout=QUEUE_POLL,
+                )
 
     def _plan_steps(self, specs: list[StepSpec]) -> None:
         self._status.steps = [

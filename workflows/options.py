@@ -9,6 +9,7 @@ from pydantic import BaseModel, ValidationError
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from models.promotion import StepOutcome, StepRequest
@@ -75,6 +76,8 @@ async def step(request: StepRequest) -> StepOutcome:
         start_to_close_timeout=timedelta(seconds=request.step.timeout_seconds + 60),
         heartbeat_timeout=STEP_HEARTBEAT,
         retry_policy=STEP_RETRY,
+        # On interruption, wait until the step's process is really gone before going on.
+        cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
     )
     return result
 

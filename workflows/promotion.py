@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
         BeginDeployment,
         DeploymentStarted,
         FinishDeployment,
+        Interruption,
         LockRequest,
         Phase,
         PreparedPromotion,
@@ -55,6 +56,8 @@ class PromotionWorkflow(Orchestration):
         self._prepared: PreparedPromotion | None = None
         self._review: Review | None = None
         self._freeze_changed = False
+        self._superseded_by: str | None = None
+        self._preempted_by: str | None = None
 
     # -- reviewers: plain signals (UI, temporal CLI) and an update (stageline approve) -------
 
@@ -81,6 +84,21 @@ class PromotionWorkflow(Orchestration):
     @decide.validator
     def _validate_decide(self, raw: Any) -> None:
         DecisionRequest.model_validate(raw)  # malformed: rejected before it reaches history
+
+    @workflow.signal(name="supersede")
+    def supersede(self, raw: Any) -> None:
+        """Sent when a newer promotion into the same app and environment passes its gates:
+        if this one has not started deploying, it ends `superseded`."""
+        with suppress(ValidationError):
+            self._superseded_by = Interruption.model_validate(raw).by
+            self._status.superseded_by = self._superseded_by
+
+    @workflow.signal(name="preempt")
+    def preempt(self, raw: Any) -> None:
+        """Sent by a rollback of the same app and environment: stop deploying, at once."""
+        with suppress(ValidationError):
+            self._preempted_by = Interruption.model_validate(raw).by
+            self._status.interrupted_by = self._preempted_by
 
     @workflow.signal(name="freeze_changed")
     def freeze_changed(self) -> None:
@@ -173,27 +191,45 @@ class PromotionWorkflow(Orchestration):
             allow_self_review=prepared.protection.allow_self_review,
         )
         self._sync_review()
-        refusal = await self._protection(prepared)
-        if refusal is not None:
-            return await self._end(prepared, Phase.REJECTED, refusal)
+        stop = await self._protection(prepared)
+        if stop is not None:
+            return await self._end(prepared, *stop)
 
         lock = LockRequest(app=request.app, environment=request.target, run=run)
         try:
             while True:
-                await self._wait_for_turn(lock)
+                if not await self._wait_for_turn(lock):
+                    stopped = self._stopped()
+                    assert stopped is not None
+                    return await self._end(prepared, *stopped)
                 # A freeze may have begun while this waited in the queue.
                 if self._review.override is not None or not (await self._freeze()).frozen:
                     break
                 await store_only("leave_queue", lock)
-                refusal = await self._hold_while_frozen(request.target)
-                if refusal is not None:
-                    return await self._end(prepared, Phase.REJECTED, refusal)
+                stop = await self._hold_while_frozen(request.target)
+                if stop is not None:
+                    return await self._end(prepared, *stop)
             return await self._deploy(request, prepared, run)
         finally:
             await asyncio.shield(store_only("leave_queue", lock))
 
-    async def _protection(self, prepared: PreparedPromotion) -> str | None:
-        """Approvals, then the wait timer, then freezes: the reason to stop, or None."""
+    def _interruption(self) -> str | None:
+        stopped = self._stopped()
+        return None if stopped is None else stopped[1]
+
+    def _stopped(self) -> tuple[Phase, str] | None:
+        """Why this promotion must end before deploying: a rejection or a newer promotion."""
+        if self._review is not None and self._review.rejection is not None:
+            return Phase.REJECTED, self._review.rejection
+        if self._superseded_by is not None:
+            return Phase.SUPERSEDED, (
+                f"superseded by {self._superseded_by}, a newer promotion into the same "
+                "environment; a stale release never deploys after a newer one"
+            )
+        return None
+
+    async def _protection(self, prepared: PreparedPromotion) -> tuple[Phase, str] | None:
+        """Approvals, then the wait timer, then freezes: why to stop, or None to go on."""
         review = self._review
         assert review is not None and self._request is not None
         protection = prepared.protection
@@ -207,24 +243,24 @@ class PromotionWorkflow(Orchestration):
             )
             try:
                 await workflow.wait_condition(
-                    lambda: review.rejection is not None or review.approved, timeout=timeout
+                    lambda: self._stopped() is not None or review.approved, timeout=timeout
                 )
             except TimeoutError:
-                return (
+                return Phase.REJECTED, (
                     f"timed out: {len(review.approvals)} of {review.required} approval(s) "
                     f"within {protection.approval_timeout_minutes} minutes"
                 )
-            if review.rejection is not None:
-                return review.rejection
+            if (stopped := self._stopped()) is not None:
+                return stopped
         if prepared.wait_seconds > 0:
             # A durable timer: it survives restarts and is measured in workflow time.
             wait = timedelta(seconds=prepared.wait_seconds)
             self._status.not_before = workflow.now() + wait
             self._set_phase(Phase.WAITING)
             with suppress(TimeoutError):
-                await workflow.wait_condition(lambda: review.rejection is not None, timeout=wait)
-            if review.rejection is not None:
-                return review.rejection
+                await workflow.wait_condition(lambda: self._stopped() is not None, timeout=wait)
+            if (stopped := self._stopped()) is not None:
+                return stopped
         return await self._hold_while_frozen(self._request.target)
 
     async def _freeze(self) -> FreezeState:
@@ -235,11 +271,13 @@ class PromotionWorkflow(Orchestration):
             FreezeState,
         )
 
-    async def _hold_while_frozen(self, environment: str) -> str | None:
+    async def _hold_while_frozen(self, environment: str) -> tuple[Phase, str] | None:
         """Wait while a deploy freeze holds the environment, unless overridden."""
         review = self._review
         assert review is not None
         while True:
+            if (stopped := self._stopped()) is not None:
+                return stopped
             state = await self._freeze()
             if not state.frozen or review.override is not None:
                 self._status.frozen_until = None
@@ -259,17 +297,17 @@ class PromotionWorkflow(Orchestration):
                     lambda: (
                         self._freeze_changed
                         or review.override is not None
-                        or review.rejection is not None
+                        or self._stopped() is not None
                     ),
                     timeout=timeout,
                 )
             self._status.reason = None
-            if review.rejection is not None:
-                return review.rejection
 
     async def _deploy(
         self, request: PromotionInput, prepared: PreparedPromotion, run: WorkflowRef
     ) -> PromotionResult:
+        if self._preempted_by is not None:
+            return await self._interrupted(prepared, None)
         self._set_phase(Phase.DEPLOYING)
         started = await store(
             "begin_deployment",
@@ -280,11 +318,25 @@ class PromotionWorkflow(Orchestration):
             for position, spec in enumerate(prepared.steps):
                 if spec.section == "verify":
                     self._set_phase(Phase.VERIFYING)
-                outcome = await self._run_step(position, spec, started.deployment_id, run)
+                step = asyncio.ensure_future(
+                    self._run_step(position, spec, started.deployment_id, run)
+                )
+                await workflow.wait_condition(
+                    lambda: step.done() or self._preempted_by is not None  # noqa: B023
+                )
+                if not step.done():
+                    # A rollback takes over: stop the step (its process is killed) and go.
+                    step.cancel()
+                    with suppress(asyncio.CancelledError, ActivityError):
+                        await step
+                    return await self._interrupted(prepared, started)
+                outcome = step.result()
                 if not outcome.succeeded:
                     what = "verification" if spec.section == "verify" else "step"
                     reason = f"{what} {spec.name!r} failed: {outcome.detail or 'no output'}"
                     return await self._compensate(request, prepared, started, reason)
+                if self._preempted_by is not None:
+                    return await self._interrupted(prepared, started)
         except asyncio.CancelledError:
             await asyncio.shield(self._compensate(request, prepared, started, "cancelled"))
             raise
@@ -295,6 +347,34 @@ class PromotionWorkflow(Orchestration):
             FinishDeployment(deployment_id=started.deployment_id, succeeded=True),
         )
         return await self._end(prepared, Phase.DEPLOYED, None, deployment_id=started.deployment_id)
+
+    async def _interrupted(
+        self, prepared: PreparedPromotion, started: DeploymentStarted | None
+    ) -> PromotionResult:
+        """A rollback of this environment took precedence. No compensation: the rollback
+        decides where the environment goes, and two rollbacks must not fight."""
+        assert self._request is not None
+        reason = (
+            f"interrupted by {self._preempted_by}, a rollback of {self._request.target}, which "
+            "takes precedence; no compensation runs"
+        )
+        self._skip_pending()
+        if started is not None:
+            await store_only(
+                "finish_deployment",
+                FinishDeployment(
+                    deployment_id=started.deployment_id,
+                    succeeded=False,
+                    reason=reason,
+                    interrupted=True,
+                ),
+            )
+        return await self._end(
+            prepared,
+            Phase.ROLLED_BACK,
+            reason,
+            deployment_id=started.deployment_id if started else None,
+        )
 
     async def _compensate(
         self,

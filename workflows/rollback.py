@@ -45,7 +45,7 @@ class RollbackWorkflow(Orchestration):
         lock = LockRequest(app=request.app, environment=request.environment, run=run)
         try:
             if standalone:
-                await self._wait_for_turn(lock)
+                await self._wait_for_turn(lock)  # a rollback is never interrupted
             return await self._roll_back(request, run)
         finally:
             if standalone:

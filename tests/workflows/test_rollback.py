@@ -1,0 +1,249 @@
+"""Rollback: per environment, instant, restoring configuration; precedence over promotions;
+supersession; and one deployment at a time under concurrency."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from models.promotion import PromotionResult, RollbackInput, RollbackResult
+from store.tables import CurrentRelease, Deployment, StepRun
+from tests.http_recorder import recorder
+from tests.stack import Stack, stack, until_phase
+from tests.workflows import scenario
+from vault.secret_value import SecretValue
+
+
+@pytest.fixture
+async def ws(temporal: Any, tmp_path: Path) -> AsyncIterator[Stack]:
+    with recorder() as hooks:
+        async with stack(temporal, tmp_path / "home") as s:
+            await scenario.build(s, hooks.url)
+            yield s
+
+
+async def versions(s: Stack) -> dict[str, str | None]:
+    return {c.environment: c.version for c in (await s.views.status()).cells}
+
+
+async def release_everywhere(s: Stack, version: str, text: str | None = None) -> None:
+    await s.releases.create_release("web", version, text or scenario.pipeline(), actor="t")
+    for env in ("dev", "staging", "production"):
+        result = await s.promote("web", version, env)
+        assert result.status == "deployed", result.reason
+
+
+async def test_rollback_of_production_changes_production_only(ws: Stack) -> None:
+    await release_everywhere(ws, "1.0.0")
+    await release_everywhere(ws, "1.1.0")
+    outcome = await ws.cli().run("rollback", "web", "--env", "production", "--wait", "--json")
+    assert outcome.code == 0, outcome.err
+    result = json.loads(outcome.out)
+    assert (result["status"], result["from_version"], result["to_version"]) == (
+        "rolled_back",
+        "1.1.0",
+        "1.0.0",
+    )
+    assert await versions(ws) == {"dev": "1.1.0", "staging": "1.1.0", "production": "1.0.0"}
+    kinds = [(e.kind, e.version) for e in await ws.views.history("web", "production")]
+    assert kinds[-1] == ("rollback", "1.0.0")
+
+
+ACTIVATE = (
+    "import os, sys; open(sys.argv[1], 'a').write("
+    "os.environ['STAGELINE_VERSION'] + ' ' + os.environ['FEATURE'] + ' ' + os.environ['TOKEN'] + "
+    "chr(10))"
+)
+
+
+def recording_pipeline(marker: Path) -> str:
+    return f"""\
+steps:
+  - name: deploy
+    run: [{sys.executable!r}, "-c", {ACTIVATE!r}, "{marker}"]
+    env: {{FEATURE: "${{{{ vars.FEATURE }}}}", TOKEN: "${{{{ secrets.DATABASE_URL }}}}"}}
+activate:
+  - name: activate
+    run: [{sys.executable!r}, "-c", {ACTIVATE!r}, "{marker}"]
+    env: {{FEATURE: "${{{{ vars.FEATURE }}}}", TOKEN: "${{{{ secrets.DATABASE_URL }}}}"}}
+"""
+
+
+async def test_rollback_restores_the_configuration_the_release_ran_with(
+    ws: Stack, tmp_path: Path
+) -> None:
+    marker = tmp_path / "activations"
+    await ws.config.set_variable("dev", "FEATURE", "old-feature", actor="t")
+    await ws.config.set_secret("dev", "DATABASE_URL", SecretValue("old-password"), actor="t")
+    await ws.releases.create_release("web", "1.0.0", recording_pipeline(marker), actor="t")
+    assert (await ws.promote("web", "1.0.0", "dev")).status == "deployed"
+    await ws.config.set_variable("dev", "FEATURE", "new-feature", actor="t")
+    await ws.config.set_secret("dev", "DATABASE_URL", SecretValue("new-password"), actor="t")
+    await ws.releases.create_release("web", "1.1.0", recording_pipeline(marker), actor="t")
+    assert (await ws.promote("web", "1.1.0", "dev")).status == "deployed"
+
+    result = await ws.client.execute_workflow(
+        "RollbackWorkflow",
+        RollbackInput(app="web", environment="dev", requested_by="oncall"),
+        id="rollback-web-dev-1",
+        task_queue=ws.settings.task_queue,
+        result_type=RollbackResult,
+    )
+    assert result.status == "rolled_back" and result.to_version == "1.0.0"
+    assert marker.read_text().splitlines() == [
+        "1.0.0 old-feature old-password",
+        "1.1.0 new-feature new-password",
+        "1.0.0 old-feature old-password",  # the activate step of the rollback
+    ]
+    history = await ws.views.history("web", "dev")
+    first, second, rollback = history
+    assert rollback.kind == "rollback" and rollback.config == first.config != second.config
+    assert (
+        second.config["vars"]["FEATURE"]["version"]
+        == first.config["vars"]["FEATURE"]["version"] + 1
+    )
+
+
+async def test_rolling_back_twice_goes_further_back_and_back_again_needs_to(ws: Stack) -> None:
+    for version in ("1.0.0", "1.1.0", "1.2.0"):
+        await ws.releases.create_release("web", version, scenario.pipeline(), actor="t")
+        assert (await ws.promote("web", version, "dev")).status == "deployed"
+    cli = ws.cli()
+
+    async def rollback(*extra: str) -> tuple[int, dict[str, Any] | str]:
+        out = await cli.run("rollback", "web", "--env", "dev", "--wait", "--json", *extra)
+        return out.code, (json.loads(out.out) if out.out.strip() else out.err)
+
+    code, first = await rollback()
+    assert code == 0 and isinstance(first, dict) and first["to_version"] == "1.1.0"
+    code, second = await rollback()
+    assert code == 0 and isinstance(second, dict) and second["to_version"] == "1.0.0"
+    code, third = await rollback()
+    assert (
+        code == 2 and isinstance(third, dict) and "no earlier successful release" in third["reason"]
+    )
+    code, explicit = await rollback("--to", "1.2.0")
+    assert code == 0 and isinstance(explicit, dict) and explicit["to_version"] == "1.2.0"
+    assert (await versions(ws))["dev"] == "1.2.0"
+
+    never = await cli.run("rollback", "web", "--env", "staging", "--to", "1.1.0", "--wait")
+    assert never.code == 2 and "staging" in never.out
+    unknown = await cli.run("rollback", "web", "--env", "dev", "--to", "9.9.9", "--wait")
+    assert unknown.code == 3 and "release web@9.9.9 does not exist" in unknown.err
+
+
+async def test_rollback_takes_precedence_over_a_running_promotion(
+    ws: Stack, tmp_path: Path
+) -> None:
+    marker = tmp_path / "steps"
+    for version in ("1.0.0", "1.1.0"):
+        await ws.releases.create_release(
+            "web", version, scenario.pipeline(marker=marker), actor="t"
+        )
+        assert (await ws.promote("web", version, "dev")).status == "deployed"
+    await ws.releases.create_release(
+        "web", "1.2.0", scenario.pipeline(marker=marker, sleep=60), actor="t"
+    )
+    promotion = await ws.start_promotion("web", "1.2.0", "dev")
+    await until_phase(promotion, "deploying")
+    for _ in range(100):  # until its step really runs
+        if "1.2.0 dev start" in marker.read_text():
+            break
+        await asyncio.sleep(0.1)
+    started = asyncio.get_running_loop().time()
+    outcome = await ws.cli().run("rollback", "web", "--env", "dev", "--wait", "--json")
+    took = asyncio.get_running_loop().time() - started
+    assert outcome.code == 0, outcome.err
+    rolled = json.loads(outcome.out)
+    assert (rolled["from_version"], rolled["to_version"]) == ("1.1.0", "1.0.0")
+    interrupted = await promotion.result()
+    assert isinstance(interrupted, PromotionResult)
+    assert interrupted.status == "rolled_back"
+    assert "interrupted by rollback-web-dev-previous" in (interrupted.reason or "")
+    assert interrupted.compensation is None
+    assert took < 30, f"the rollback waited {took:.0f}s for the 60 s step"
+    assert "1.2.0 dev end" not in marker.read_text()  # its process was killed
+    history = [(e.kind, e.version, e.status) for e in await ws.views.history("web", "dev")]
+    assert history[-2:] == [
+        ("promotion", "1.2.0", "interrupted"),
+        ("rollback", "1.0.0", "deployed"),
+    ]
+    assert (await versions(ws))["dev"] == "1.0.0"
+
+
+async def test_newer_promotion_supersedes_one_still_waiting_for_approval(ws: Stack) -> None:
+    await ws.envs.protect_environment(
+        "production", actor="t", required_approvals=1, reviewers=["bob"]
+    )
+    for version in ("1.0.0", "1.1.0"):
+        await ws.releases.create_release("web", version, scenario.pipeline(), actor="t")
+        for env in ("dev", "staging"):
+            assert (await ws.promote("web", version, env)).status == "deployed"
+    older = await ws.start_promotion("web", "1.0.0", "production")
+    await until_phase(older, "awaiting_approval")
+    newer = await ws.start_promotion("web", "1.1.0", "production")
+    await until_phase(newer, "awaiting_approval")
+    stale = await older.result()
+    assert stale.status == "superseded"
+    assert "superseded by promote-web-1.1.0-production" in (stale.reason or "")
+    refused = await ws.cli().run("approve", older.id, "--reviewer", "bob")
+    assert refused.code != 0
+    assert (await ws.cli().run("approve", newer.id, "--reviewer", "bob")).code == 0
+    assert (await newer.result()).status == "deployed"
+    assert (await versions(ws))["production"] == "1.1.0"
+    view = await ws.views.history_view("web", "production")
+    assert "promotion.superseded" in [e.action for e in view.events]
+    assert [(d.version, d.status) for d in view.deployments] == [("1.1.0", "deployed")]
+
+
+async def test_concurrent_promotions_and_rollbacks_never_interleave(
+    ws: Stack, tmp_path: Path
+) -> None:
+    versions_ = [f"1.{n}.0" for n in range(5)]
+    for version in versions_:
+        await ws.releases.create_release("web", version, scenario.pipeline(sleep=0.3), actor="t")
+    for version in versions_[:2]:
+        assert (await ws.promote("web", version, "dev")).status == "deployed"
+
+    async def promote(version: str) -> str:
+        return (await ws.promote("web", version, "dev")).status
+
+    async def rollback(n: int) -> str:
+        result = await ws.client.execute_workflow(
+            "RollbackWorkflow",
+            RollbackInput(app="web", environment="dev", requested_by="oncall"),
+            id=f"rollback-web-dev-{n}",
+            task_queue=ws.settings.task_queue,
+            result_type=RollbackResult,
+        )
+        return str(result.status)
+
+    outcomes = await asyncio.gather(
+        promote("1.2.0"), rollback(1), promote("1.3.0"), rollback(2), promote("1.4.0")
+    )
+    assert set(outcomes) <= {"deployed", "superseded", "rolled_back", "refused", "failed"}
+
+    async with ws.db.read() as session:
+        runs = (await session.scalars(select(StepRun))).all()
+        deployments = {d.id: d for d in (await session.scalars(select(Deployment))).all()}
+        pointer = (await session.scalars(select(CurrentRelease))).all()
+    spans: dict[int, tuple[Any, Any]] = {}
+    for run in runs:
+        low, high = spans.get(run.deployment_id, (run.started_at, run.finished_at))
+        spans[run.deployment_id] = (min(low, run.started_at), max(high, run.finished_at))
+    ordered = sorted(spans.items(), key=lambda item: item[1][0])
+    for (_, (_, end)), (later, (start, _)) in itertools.pairwise(ordered):
+        assert end <= start, f"deployment {later} started before the one before it ended"
+    finished = [d for d in deployments.values() if d.status == "deployed"]
+    last = max(finished, key=lambda d: d.finished_at)
+    [dev_pointer] = [p for p in pointer if p.environment_id == last.environment_id]
+    assert dev_pointer.deployment_id == last.id and dev_pointer.release_id == last.release_id
+    assert all(d.finished_at is not None for d in deployments.values())
