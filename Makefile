@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test dev clean
+.PHONY: install lint test dev clean bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,3 +27,6 @@ dev: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .stageline .mypy_cache .pytest_cache .ruff_cache
+
+bench: $(STAMP)
+	$(BIN)/python -m bench.run

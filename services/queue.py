@@ -36,10 +36,18 @@ class QueueService(Service):
                     .order_by(DeploymentTicket.id)
                 )
             )
-            mine = next(
-                (t for t in tickets if (t.workflow_id, t.run_id) == (run.workflow_id, run.run_id)),
-                None,
+            mine = await session.scalar(
+                select(DeploymentTicket).where(
+                    DeploymentTicket.workflow_id == run.workflow_id,
+                    DeploymentTicket.run_id == run.run_id,
+                )
             )
+            if mine is not None and mine.state == "done":
+                # Asked again after leaving: the workflow task that left was retried and is
+                # running again (local activities re-run then). Take the same place again.
+                mine.state = "waiting"
+                tickets.append(mine)
+                tickets.sort(key=lambda t: t.id)
             if mine is None:
                 mine = DeploymentTicket(
                     app_id=app_row.id,

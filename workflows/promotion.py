@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
@@ -162,18 +162,10 @@ class PromotionWorkflow(Orchestration):
             ]
         )
         self._set_phase(Phase.GATES)
-        try:
-            prepared = await store(
-                "prepare_promotion", PrepareInput(promotion=request, run=run), PreparedPromotion
-            )
-        except ActivityError as exc:
-            # An unknown app, environment or release is the input's fault: fail the workflow
-            # itself with that message, as for a malformed input.
-            if isinstance(exc.cause, ApplicationError) and exc.cause.type == "InvalidInput":
-                raise ApplicationError(
-                    exc.cause.message, type="InvalidInput", non_retryable=True
-                ) from None
-            raise
+        # An unknown app, environment or release fails the workflow itself (InvalidInput).
+        prepared = await store(
+            "prepare_promotion", PrepareInput(promotion=request, run=run), PreparedPromotion
+        )
         self._prepared = prepared
         self._status.gates = prepared.gates
         self._status.approvals_required = prepared.protection.required_approvals

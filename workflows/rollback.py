@@ -57,11 +57,10 @@ class RollbackWorkflow(Orchestration):
             plan = await store(
                 "plan_rollback", PlanRollback(request=request, run=run), RollbackPlan
             )
-        except ActivityError as exc:
-            cause = exc.cause
-            if isinstance(cause, ApplicationError) and cause.type in ("Refused", "InvalidInput"):
-                status = "refused" if cause.type == "Refused" else "failed"
-                return self._result(request, status, cause.message, None)
+        except ApplicationError as exc:
+            if exc.type in ("Refused", "InvalidInput"):
+                status = "refused" if exc.type == "Refused" else "failed"
+                return self._result(request, status, exc.message, None)
             raise
         if not plan.possible:
             return self._result(request, "failed", plan.reason, plan)

