@@ -67,21 +67,19 @@ async def history_facts(
     handle: WorkflowHandle[Any, Any], pointer_activity: str | None = None
 ) -> dict[str, Any]:
     """Server-side duration (start to close), activity and workflow-task counts; and for a
-    rollback, start to the completion of the activity that moves the pointer."""
+    rollback, start to the moment the activity that moves the pointer was recorded."""
     history = await handle.fetch_history()
     events = history.events
     start = events[0].event_time.ToDatetime()
     end = events[-1].event_time.ToDatetime()
-    scheduled: dict[int, str] = {}
     pointer_at = None
+    local = 0
     for event in events:
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-            scheduled[event.event_id] = (
-                event.activity_task_scheduled_event_attributes.activity_type.name
-            )
-        if event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED:
-            name = scheduled.get(event.activity_task_completed_event_attributes.scheduled_event_id)
-            if name == pointer_activity and pointer_at is None:
+        if event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED:
+            local += 1
+            data = event.marker_recorded_event_attributes.details.get("data")
+            text = b"".join(p.data for p in data.payloads) if data else b""
+            if pointer_activity and pointer_activity.encode() in text and pointer_at is None:
                 pointer_at = event.event_time.ToDatetime()
     return {
         "server_s": (end - start).total_seconds(),
@@ -89,6 +87,7 @@ async def history_facts(
         "activities": sum(
             e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED for e in events
         ),
+        "local_activities": local,
         "workflow_tasks": sum(
             e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED for e in events
         ),
@@ -166,6 +165,7 @@ class Bench:
             "ratio_server": ratio(server["median_ms"], base_server["median_ms"]),
             "ratio_client": ratio(client["median_ms"], base_client["median_ms"]),
             "activities": ours[-1]["activities"],
+            "local_activities": ours[-1]["local_activities"],
             "workflow_tasks": ours[-1]["workflow_tasks"],
             "baseline_activities": theirs[-1]["activities"],
             "baseline_workflow_tasks": theirs[-1]["workflow_tasks"],
@@ -214,7 +214,8 @@ class Bench:
         results = await asyncio.gather(*(h.result() for h in handles))
         ours_s = time.perf_counter() - began
         assert all(r.status == "deployed" for r in results), {r.status for r in results}
-        activities = (await history_facts(handles[0]))["activities"]
+        facts = await history_facts(handles[0])
+        activities = facts["activities"] + facts["local_activities"]
         began = time.perf_counter()
         bare = await asyncio.gather(
             *(
@@ -370,6 +371,23 @@ async def main() -> dict[str, Any]:
     bench = Bench(env.client, settings, db, key)
     try:
         await wait_for_worker(env.client, "stageline")
+        if os.environ.get("BENCH_PROFILE"):  # py-spy on the worker, for finding hot spots
+            subprocess.Popen(
+                [
+                    "py-spy",
+                    "record",
+                    "--pid",
+                    str(worker.pid),
+                    "--format",
+                    "raw",
+                    "-o",
+                    os.environ["BENCH_PROFILE"],
+                    "--rate",
+                    "50",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
         await wait_for_worker(env.client, BARE_QUEUE)
         steps = [
             ("promotion overhead", bench.promotion_overhead()),
@@ -377,9 +395,16 @@ async def main() -> dict[str, Any]:
             ("throughput and memory", bench.throughput(worker.pid, bare.pid)),
             ("configuration resolution", bench.resolution()),
         ]
+        only = os.environ.get("BENCH_ONLY")  # e.g. "throughput", while profiling
         for label, coro in steps:
+            if only and only not in label:
+                coro.close()
+                continue
             print(f"measuring {label} ...", file=sys.stderr, flush=True)
             await coro
+        if only:
+            print(json.dumps(bench.results, indent=2))
+            return bench.results
         print("measuring views at scale ...", file=sys.stderr, flush=True)
         scale = [
             await views_at_scale(f"sqlite+aiosqlite:///{work / 'scale.db'}", "sqlite", key, work)
@@ -452,8 +477,9 @@ def report(results: dict[str, Any]) -> str:
         f"| promotion, client end to end (median / p95 ms) | {p['client']['median_ms']:.0f} / "
         f"{p['client']['p95_ms']:.0f} | {p['baseline_client']['median_ms']:.0f} / "
         f"{p['baseline_client']['p95_ms']:.0f} | {p['ratio_client']} |",
-        f"| promotion: activities / workflow tasks | {p['activities']} / {p['workflow_tasks']} |"
-        f" {p['baseline_activities']} / {p['baseline_workflow_tasks']} | |",
+        f"| promotion: activities / local activities / workflow tasks | {p['activities']} / "
+        f"{p['local_activities']} / {p['workflow_tasks']} |"
+        f" {p['baseline_activities']} / 0 / {p['baseline_workflow_tasks']} | |",
         f"| rollback, request to pointer moved (median / p95 ms) | "
         f"{r['request_to_pointer']['median_ms']:.0f} / {r['request_to_pointer']['p95_ms']:.0f}"
         f" | {r['baseline_server']['median_ms']:.0f} / {r['baseline_server']['p95_ms']:.0f} |"
@@ -496,3 +522,5 @@ if __name__ == "__main__":
         f"\n{REPEAT} runs per latency figure after 3 warm-ups; took {results['seconds']} s; "
         "written to bench/results.json"
     )
+    sys.stdout.flush()
+    os._exit(0)  # the Temporal client's threads can crash a finalising interpreter

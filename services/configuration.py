@@ -71,9 +71,7 @@ class ConfigurationService(Service):
         env = await self.environment(session, environment)
         app_row = await self.optional_app(session, app)
         if app_row is not None:
-            names = (await env_repo.app_environment_names(session, app_row.workspace_id)).get(
-                app_row.id, []
-            )
+            names = await env_repo.environments_of_app(session, app_row.id)
             if env.name not in names:
                 raise NotFound(
                     f"app {app!r} does not point to environment {environment!r} "

@@ -120,7 +120,7 @@ class DeploymentService(Service):
         return chain[: chain.index(env.name) + 1]
 
     async def _app_chain(self, session: AsyncSession, app: App) -> list[Environment]:
-        names = (await env_repo.app_environment_names(session, app.workspace_id)).get(app.id, [])
+        names = await env_repo.environments_of_app(session, app.id)
         chain = await env_repo.chain(session, app.workspace_id)
         return [e for e in chain if e.name in names]
 

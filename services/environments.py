@@ -231,7 +231,7 @@ class EnvironmentService(Service):
             audit.record(session, ws, actor, "app.delete", f"app {name}", app=name)
 
     async def require_app_in(self, session: AsyncSession, app: App, env: Environment) -> None:
-        names = (await env_repo.app_environment_names(session, app.workspace_id)).get(app.id, [])
+        names = await env_repo.environments_of_app(session, app.id)
         if env.name not in names:
             raise NotFound(
                 f"app {app.name!r} does not point to environment {env.name!r} "

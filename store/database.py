@@ -71,6 +71,7 @@ class Database:
             event.listen(self.engine.sync_engine, "begin", _sqlite_begin)
         self._migrated = False
         self._migrate_lock = asyncio.Lock()
+        self._write_lock = asyncio.Lock()
 
     @property
     def where(self) -> str:
@@ -89,6 +90,18 @@ class Database:
     @asynccontextmanager
     async def _session(self, write: bool) -> AsyncIterator[AsyncSession]:
         await self.migrate()
+        if write and self.dialect == "sqlite":
+            # One writer at a time in this process: SQLite allows one anyway, and writers
+            # that queue here wait without the busy handler's sleep-and-retry backoff (which
+            # the benchmark showed costing most of a busy worker's time).
+            async with self._write_lock, self._open(write) as session:
+                yield session
+        else:
+            async with self._open(write) as session:
+                yield session
+
+    @asynccontextmanager
+    async def _open(self, write: bool) -> AsyncIterator[AsyncSession]:
         try:
             async with self.engine.connect() as conn:
                 if write:

@@ -121,3 +121,14 @@ async def freeze_windows(session: AsyncSession, environment_id: int) -> Sequence
         .order_by(FreezeWindow.starts_at)
     )
     return result.all()
+
+
+async def environments_of_app(session: AsyncSession, app_id: int) -> list[str]:
+    """The names of the environments one app points to, in chain order."""
+    rows = await session.scalars(
+        select(Environment.name)
+        .join(AppEnvironment, AppEnvironment.environment_id == Environment.id)
+        .where(AppEnvironment.app_id == app_id)
+        .order_by(Environment.position)
+    )
+    return list(rows)

@@ -24,6 +24,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.options import step, store
 
+PASSING_PHASES = {Phase.GATES, Phase.VERIFYING}
+
 # The deployment ahead signals when it leaves; polling covers a missed signal.
 QUEUE_POLL = timedelta(seconds=3)
 
@@ -44,7 +46,11 @@ class Orchestration:
 
     def _set_phase(self, phase: Phase) -> None:
         self._status.phase = phase
-        workflow.upsert_search_attributes([sa.STATUS.value_set(phase.value)])
+        # The StagelineStatus search attribute follows the phases people filter on (waiting
+        # ones, deploying, the outcome); each upsert costs the server a visibility write, so
+        # passing phases (gates, verifying) are only in the status query.
+        if phase not in PASSING_PHASES:
+            workflow.upsert_search_attributes([sa.STATUS.value_set(phase.value)])
 
     def _interruption(self) -> str | None:
         """Why this workflow must stop waiting (e.g. superseded), or None to go on."""

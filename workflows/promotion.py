@@ -159,6 +159,7 @@ class PromotionWorkflow(Orchestration):
                 sa.APP.value_set(request.app),
                 sa.ENVIRONMENT.value_set(request.target),
                 sa.VERSION.value_set(request.version),
+                sa.STATUS.value_set(Phase.GATES.value),
             ]
         )
         self._set_phase(Phase.GATES)
