@@ -46,6 +46,9 @@ async def noop(_: Work) -> None:
 async def write_pointer(work: Work) -> None:
     def write() -> None:
         with sqlite3.connect(work.database) as conn:
+            # Set up as stageline's store is, so the write costs the same.
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("CREATE TABLE IF NOT EXISTS pointer (id INTEGER PRIMARY KEY, v TEXT)")
             conn.execute("INSERT OR REPLACE INTO pointer VALUES (1, 'previous')")
 
