@@ -374,7 +374,7 @@ async def main() -> dict[str, Any]:
         if os.environ.get("BENCH_PROFILE"):  # py-spy on the worker, for finding hot spots
             subprocess.Popen(
                 [
-                    "py-spy",
+                    str(BIN / "py-spy"),
                     "record",
                     "--pid",
                     str(worker.pid),
