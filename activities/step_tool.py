@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -34,8 +35,15 @@ async def call_tool(ctx: StepContext, run_id: str, heartbeat: Callable[[], None]
     if profile.auth_secret:
         secret = ctx.config.secrets[profile.auth_secret].value
         assert secret is not None
-        headers["Authorization"] = f"Bearer {secret.reveal()}"
+        if profile.auth_scheme == "basic":
+            token = base64.b64encode(secret.reveal().encode()).decode()
+            headers["Authorization"] = f"Basic {token}"
+        elif profile.auth_scheme == "header" and profile.auth_header:
+            headers[profile.auth_header] = secret.reveal()
+        else:
+            headers["Authorization"] = f"Bearer {secret.reveal()}"
     body = {
+        **profile.body,
         "app": ctx.app,
         "environment": ctx.environment,
         "version": ctx.version,

@@ -13,7 +13,7 @@ from cli.context import actor, run
 from cli.output import done, emit_json, table
 from models.errors import BadInput
 from models.settings import Settings
-from models.workspace import SECRET_KINDS, Protection, SecretKind
+from models.workspace import SECRET_KINDS, AuthScheme, Protection, SecretKind
 from services.configuration import ConfigurationService
 from services.environments import EnvironmentService
 from services.releases import ReleaseService
@@ -411,9 +411,22 @@ def tool_create(name: str, kind: str, as_json: bool) -> None:
 @env_option
 @app_option
 @click.option("--url", required=True)
-@click.option("--auth-secret", metavar="KEY", help="A secret of the environment, sent as bearer.")
+@click.option(
+    "--auth-secret", metavar="KEY", help="A secret of the environment used to authenticate."
+)
+@click.option(
+    "--auth-scheme",
+    type=click.Choice(["bearer", "basic", "header"]),
+    default="bearer",
+    show_default=True,
+    help="basic: the secret is user:password; header: see --auth-header.",
+)
+@click.option(
+    "--auth-header", metavar="NAME", help="With --auth-scheme header: the header to send."
+)
 @click.option("--header", "headers", multiple=True, metavar="K=V")
-@click.option("--param", "params", multiple=True, metavar="K=V")
+@click.option("--param", "params", multiple=True, metavar="K=V", help="Query parameter.")
+@click.option("--body", "body", multiple=True, metavar="K=V", help="Extra JSON body field.")
 @click.option("--timeout", "timeout_seconds", type=float, default=10.0, show_default=True)
 @click.option("--retries", type=int, default=3, show_default=True)
 @json_option
@@ -423,14 +436,18 @@ def tool_profile(
     app: str | None,
     url: str,
     auth_secret: str | None,
+    auth_scheme: str,
+    auth_header: str | None,
     headers: tuple[str, ...],
     params: tuple[str, ...],
+    body: tuple[str, ...],
     timeout_seconds: float,
     retries: int,
     as_json: bool,
 ) -> None:
     """Set tool NAME's profile in one environment (a new version)."""
     header_map, param_map = _pairs(headers, "--header"), _pairs(params, "--param")
+    body_map = _pairs(body, "--body")
 
     async def work(settings: Settings, db: Database) -> None:
         view = await ConfigurationService(db, settings).set_tool_profile(
@@ -440,8 +457,11 @@ def tool_profile(
             actor=actor(),
             app=app,
             auth_secret=auth_secret,
+            auth_scheme=cast(AuthScheme, auth_scheme),
+            auth_header=auth_header,
             headers=header_map,
             params=param_map,
+            body=body_map,
             timeout_seconds=timeout_seconds,
             retries=retries,
         )

@@ -388,6 +388,48 @@ def history(app_name: str, environment: str, as_json: bool) -> None:
     run(work)
 
 
+@click.command()
+@click.argument("app_name", metavar="APP")
+@click.option("--from", "source", required=True, metavar="ENV")
+@click.option("--to", "target", required=True, metavar="ENV")
+@click.option("--json", "as_json", is_flag=True)
+def diff(app_name: str, source: str, target: str, as_json: bool) -> None:
+    """What differs for APP between two environments: release, variables (with values),
+    secrets (names and versions, never values), tool profiles. Look before promoting."""
+
+    async def work(settings: Settings, db: Database) -> None:
+        view = await ViewService(db, settings).diff(app_name, source, target)
+        if as_json:
+            emit_json(view)
+            return
+        rows: list[tuple[str, str, str, str]] = [
+            ("release", "", view.release.source or "-", view.release.target or "-")
+        ]
+        rows += [("var", v.key, v.source or "(unset)", v.target or "(unset)") for v in view.vars]
+        rows += [
+            (
+                "secret",
+                s.key,
+                f"v{s.source_version}" if s.source_version else "(unset)",
+                f"v{s.target_version}" if s.target_version else "(unset)",
+            )
+            for s in view.secrets
+        ]
+        rows += [("tool", t.tool, _tool_text(t.source), _tool_text(t.target)) for t in view.tools]
+        table(["WHAT", "NAME", source.upper(), target.upper()], rows)
+
+    run(work)
+
+
+def _tool_text(profile: dict[str, Any] | None) -> str:
+    if profile is None:
+        return "(no profile)"
+    auth = (
+        f" auth={profile['auth_scheme']}:{profile['auth_secret']}" if profile["auth_secret"] else ""
+    )
+    return f"{profile['url']}{auth}"
+
+
 def _config_text(config: dict[str, Any]) -> str:
     parts = []
     for section in ("vars", "secrets", "tools"):
@@ -396,4 +438,4 @@ def _config_text(config: dict[str, Any]) -> str:
     return " ".join(parts)
 
 
-COMMANDS = [promote, train, rollback, status, history]
+COMMANDS = [promote, train, rollback, status, history, diff]

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from models.promotion import ConfigRef, ConfigVersions
-from models.workspace import SecretKind
+from models.workspace import AuthScheme, SecretKind
 from vault.secret_value import SecretValue
 
 Scope = Literal["env", "app"]
@@ -34,8 +34,11 @@ class ResolvedTool:
     version: int
     scope: Scope
     auth_secret: str | None
+    auth_scheme: AuthScheme
+    auth_header: str | None
     headers: dict[str, str]
     params: dict[str, str]
+    body: dict[str, str]
     timeout_seconds: float
     retries: int
 

@@ -67,3 +67,33 @@ class HistoryView(BaseModel):
     environment: str
     deployments: list[HistoryEntry]
     events: list[HistoryEvent]
+
+
+class ValueDiff(BaseModel):
+    key: str
+    source: str | None  # None: not set there
+    target: str | None
+
+
+class SecretDiff(BaseModel):
+    key: str
+    source_version: int | None
+    target_version: int | None
+
+
+class ToolDiff(BaseModel):
+    tool: str
+    source: dict[str, Any] | None
+    target: dict[str, Any] | None
+
+
+class EnvironmentDiff(BaseModel):
+    """What differs for one app between two environments; never a secret value."""
+
+    app: str
+    source: str
+    target: str
+    release: ValueDiff
+    vars: list[ValueDiff]
+    secrets: list[SecretDiff]
+    tools: list[ToolDiff]

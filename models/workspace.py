@@ -13,6 +13,8 @@ from pydantic import BaseModel, Field
 SecretKind = Literal["api-key", "credential", "certificate"]
 SECRET_KINDS: tuple[SecretKind, ...] = ("api-key", "credential", "certificate")
 ToolKind = Literal["webhook"]
+AuthScheme = Literal["bearer", "basic", "header"]
+AUTH_SCHEMES: tuple[AuthScheme, ...] = ("bearer", "basic", "header")
 
 
 class Protection(BaseModel):
@@ -77,8 +79,11 @@ class ToolProfileView(BaseModel):
     app: str | None
     url: str
     auth_secret: str | None
+    auth_scheme: AuthScheme = "bearer"
+    auth_header: str | None = None
     headers: dict[str, str]
     params: dict[str, str]
+    body: dict[str, str] = Field(default_factory=dict)
     timeout_seconds: float
     retries: int
     version: int

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from typing import cast
 
@@ -20,7 +21,9 @@ from models.resolution import (
     Scope,
 )
 from models.workspace import (
+    AUTH_SCHEMES,
     SECRET_KINDS,
+    AuthScheme,
     SecretKind,
     SecretView,
     ToolProfileView,
@@ -38,6 +41,7 @@ from vault.keys import KeyProvider
 from vault.secret_value import SecretValue
 
 MAX_SECRET_BYTES = 64 * 1024
+HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,99}$")
 MAX_VARIABLE_CHARS = 64 * 1024
 
 
@@ -279,8 +283,11 @@ class ConfigurationService(Service):
         actor: str,
         app: str | None = None,
         auth_secret: str | None = None,
+        auth_scheme: AuthScheme = "bearer",
+        auth_header: str | None = None,
         headers: dict[str, str] | None = None,
         params: dict[str, str] | None = None,
+        body: dict[str, str] | None = None,
         timeout_seconds: float = 10.0,
         retries: int = 3,
     ) -> ToolProfileView:
@@ -288,6 +295,17 @@ class ConfigurationService(Service):
             raise BadInput(f"tool profile url {url!r} must start with http:// or https://")
         if auth_secret is not None:
             check_key(auth_secret, "auth secret name")
+        if auth_scheme not in AUTH_SCHEMES:
+            raise BadInput(
+                f"auth scheme {auth_scheme!r} is not known; use one of {', '.join(AUTH_SCHEMES)}"
+            )
+        if auth_scheme == "header" and not (auth_header and HEADER_NAME.match(auth_header)):
+            raise BadInput(
+                "--auth-scheme header needs --auth-header NAME (letters, digits and '-'), "
+                "e.g. --auth-header X-Api-Key"
+            )
+        if auth_scheme != "bearer" and auth_secret is None:
+            raise BadInput(f"--auth-scheme {auth_scheme} needs --auth-secret KEY")
         if not 0 < timeout_seconds <= 300:
             raise BadInput("tool profile timeout must be between 0 and 300 seconds")
         if not 0 <= retries <= 10:
@@ -307,8 +325,11 @@ class ConfigurationService(Service):
                     version=version,
                     url=url,
                     auth_secret=auth_secret,
+                    auth_scheme=auth_scheme,
+                    auth_header=auth_header if auth_scheme == "header" else None,
                     headers=headers or {},
                     params=params or {},
+                    body=body or {},
                     timeout_seconds=timeout_seconds,
                     retries=retries,
                     created_by=actor,
@@ -322,7 +343,13 @@ class ConfigurationService(Service):
                 f"tools.{tool} v{version}",
                 environment=env.name,
                 app=app,
-                detail={"tool": tool, "version": version, "url": url, "auth_secret": auth_secret},
+                detail={
+                    "tool": tool,
+                    "version": version,
+                    "url": url,
+                    "auth_secret": auth_secret,
+                    "auth_scheme": auth_scheme,
+                },
             )
             return ToolProfileView(
                 tool=tool,
@@ -330,8 +357,11 @@ class ConfigurationService(Service):
                 app=app,
                 url=url,
                 auth_secret=auth_secret,
+                auth_scheme=auth_scheme,
+                auth_header=auth_header if auth_scheme == "header" else None,
                 headers=headers or {},
                 params=params or {},
+                body=body or {},
                 timeout_seconds=timeout_seconds,
                 retries=retries,
                 version=version,
@@ -521,8 +551,11 @@ class ConfigurationService(Service):
                     version=p.version,
                     scope=_scope_label(p.scope),
                     auth_secret=p.auth_secret,
+                    auth_scheme=cast(AuthScheme, p.auth_scheme),
+                    auth_header=p.auth_header,
                     headers=dict(p.headers),
                     params=dict(p.params),
+                    body=dict(p.body),
                     timeout_seconds=p.timeout_seconds,
                     retries=p.retries,
                 )

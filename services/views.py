@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import select
 
 from models.views import (
+    EnvironmentDiff,
     HistoryEntry,
     HistoryEvent,
     HistoryView,
     InProgress,
+    SecretDiff,
     StatusCell,
     StatusView,
+    ToolDiff,
+    ValueDiff,
 )
 from services.base import Service
 from store import audit
@@ -128,3 +134,70 @@ class ViewService(Service):
                 )
                 for d in await release_repo.deployments_in(session, app_row.id, env.id)
             ]
+
+    async def diff(self, app: str, source: str, target: str) -> EnvironmentDiff:
+        """Configuration and release differences of `app` between two environments."""
+        from services.configuration import ConfigurationService
+
+        config = ConfigurationService(self.db, self.settings, self._key)
+        async with self.db.read() as session:
+            app_row = await self.app(session, app)
+            left_env = await self.environment(session, source)
+            right_env = await self.environment(session, target)
+            left = await config.resolve_in(session, source, app)
+            right = await config.resolve_in(session, target, app)
+            releases = {r.id: r.version for r in await release_repo.releases(session, app_row.id)}
+            pointers = [
+                await release_repo.current_release(session, app_row.id, env.id)
+                for env in (left_env, right_env)
+            ]
+        versions = [releases[p.release_id] if p else None for p in pointers]
+
+        def tool(t: Any) -> dict[str, Any] | None:
+            if t is None:
+                return None
+            return {
+                "url": t.url,
+                "auth_secret": t.auth_secret,
+                "auth_scheme": t.auth_scheme,
+                "auth_header": t.auth_header,
+                "headers": t.headers,
+                "params": t.params,
+                "body": t.body,
+                "timeout_seconds": t.timeout_seconds,
+                "retries": t.retries,
+            }
+
+        var_keys = sorted(set(left.vars) | set(right.vars))
+        secret_keys = sorted(set(left.secrets) | set(right.secrets))
+        tool_names = sorted(set(left.tools) | set(right.tools))
+        return EnvironmentDiff(
+            app=app,
+            source=source,
+            target=target,
+            release=ValueDiff(key="release", source=versions[0], target=versions[1]),
+            vars=[
+                ValueDiff(
+                    key=k,
+                    source=left.vars[k].value if k in left.vars else None,
+                    target=right.vars[k].value if k in right.vars else None,
+                )
+                for k in var_keys
+                if (left.vars.get(k) and left.vars[k].value)
+                != (right.vars.get(k) and right.vars[k].value)
+            ],
+            # Values are never compared or shown: a secret differs when one side lacks it.
+            secrets=[
+                SecretDiff(
+                    key=k,
+                    source_version=left.secrets[k].version if k in left.secrets else None,
+                    target_version=right.secrets[k].version if k in right.secrets else None,
+                )
+                for k in secret_keys
+            ],
+            tools=[
+                ToolDiff(tool=n, source=tool(left.tools.get(n)), target=tool(right.tools.get(n)))
+                for n in tool_names
+                if tool(left.tools.get(n)) != tool(right.tools.get(n))
+            ],
+        )

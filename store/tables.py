@@ -165,8 +165,13 @@ class ToolProfile(Base):
     version: Mapped[int]
     url: Mapped[str] = mapped_column(Text)
     auth_secret: Mapped[str | None] = mapped_column(String(128))
+    # How the auth secret is sent: bearer token, basic credentials ("user:password"), or
+    # as the value of a custom header named `auth_header`.
+    auth_scheme: Mapped[str] = mapped_column(String(10), default="bearer")
+    auth_header: Mapped[str | None] = mapped_column(String(100))
     headers: Mapped[dict[str, Any]] = mapped_column(default=dict)
     params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    body: Mapped[dict[str, Any]] = mapped_column(default=dict)
     timeout_seconds: Mapped[float] = mapped_column(default=10.0)
     retries: Mapped[int] = mapped_column(default=3)
     created_by: Mapped[str] = mapped_column(String(200))

@@ -252,6 +252,23 @@ def test_secret_from_file_and_certificate_kind(cli: Cli, workspace: Path, tmp_pa
             None,
             "--header 'nokv' is not of the form KEY=VALUE",
         ),
+        (
+            [
+                "tool",
+                "profile",
+                "deploy-hook",
+                "--env",
+                "dev",
+                "--url",
+                "http://x",
+                "--auth-scheme",
+                "header",
+                "--auth-secret",
+                "DATABASE_URL",
+            ],
+            None,
+            "needs --auth-header NAME",
+        ),
         (["tool", "delete", "deploy-hook"], None, "release(s) web@1.0.0 use it"),
         (
             ["release", "create", "web", "1.0.0", "--pipeline", "PIPELINE"],
@@ -341,3 +358,27 @@ def test_vault_rotation_through_the_cli(cli: Cli, workspace: Path, tmp_path: Pat
     rotated = Cli({**env, "STAGELINE_MASTER_KEY_FILE": str(key_file)})
     assert rotated("secret", "set", "NEW", "--env", "dev", input="x-value").code == 0
     assert cli("secret", "set", "NEW", "--env", "dev", input="y-value").code != 0
+
+
+def test_diff_names_every_differing_key_and_never_a_secret_value(cli: Cli, workspace: Path) -> None:
+    cli.ok("var", "set", "REGION", "eu", "--env", "dev")
+    cli.ok("var", "set", "REGION", "us", "--env", "production")
+    cli.ok("var", "set", "SAME", "x", "--env", "dev")
+    cli.ok("var", "set", "SAME", "x", "--env", "production")
+    result = cli.ok("diff", "web", "--from", "dev", "--to", "production", "--json")
+    diff = json.loads(result.out)
+    assert {(v["key"], v["source"], v["target"]) for v in diff["vars"]} == {
+        ("FEATURE", "on", None),
+        ("REGION", "eu", "us"),
+    }
+    assert [(s["key"], s["source_version"], s["target_version"]) for s in diff["secrets"]] == [
+        ("DATABASE_URL", 1, 1)
+    ]
+    assert [(t["tool"], t["target"]) for t in diff["tools"]] == [("deploy-hook", None)]
+    assert diff["tools"][0]["source"]["url"] == "http://127.0.0.1:9/dev"
+    assert diff["release"] == {"key": "release", "source": None, "target": None}
+    human = cli.ok("diff", "web", "--from", "dev", "--to", "production")
+    for output in (result.out, human.out):
+        assert PROD_SECRET not in output and DEV_SECRET not in output
+    assert "REGION" in human.out and "(no profile)" in human.out
+    assert cli("diff", "web", "--from", "dev", "--to", "nowhere").code == 3

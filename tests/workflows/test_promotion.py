@@ -106,3 +106,45 @@ async def test_dev_promotion_injects_only_dev_values_and_calls_only_dev_hook(
     migrate = result.steps[0]
     assert migrate.status == "succeeded" and DEV_SECRET not in (migrate.detail or "")
     assert "connecting with ***" in (migrate.detail or "")
+
+
+async def test_tool_profiles_authenticate_as_configured_and_add_body_fields(
+    workspace: Stack, tmp_path: Path
+) -> None:
+    import base64
+
+    await workspace.config.create_tool("basic-hook", kind="webhook", actor="t")
+    await workspace.config.set_secret("dev", "BASIC", SecretValue("svc:pa55"), actor="t")
+    text = (
+        "steps:\n"
+        "  - name: a\n    tool: deploy-hook\n    with: {x: '1'}\n"
+        "  - name: b\n    tool: basic-hook\n"
+    )
+    with recorder() as hook:
+        await workspace.config.set_tool_profile(
+            "deploy-hook",
+            "dev",
+            url=f"{hook.url}/header",
+            auth_secret="HOOK_TOKEN",
+            auth_scheme="header",
+            auth_header="X-Api-Key",
+            body={"team": "web"},
+            actor="t",
+        )
+        await workspace.config.set_tool_profile(
+            "basic-hook",
+            "dev",
+            url=f"{hook.url}/basic",
+            auth_secret="BASIC",
+            auth_scheme="basic",
+            actor="t",
+        )
+        await workspace.releases.create_release("web", "2.0.0", text, actor="t")
+        result = await workspace.promote("web", "2.0.0", "dev")
+    assert result.status == "deployed", result.reason
+    by_path = {c.path: c for c in hook.calls}
+    assert by_path["/header"].headers["X-Api-Key"] == DEV_TOKEN
+    assert "Authorization" not in by_path["/header"].headers
+    assert by_path["/header"].body["team"] == "web" and by_path["/header"].body["x"] == "1"
+    expected = base64.b64encode(b"svc:pa55").decode()
+    assert by_path["/basic"].headers["Authorization"] == f"Basic {expected}"
