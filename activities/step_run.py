@@ -67,6 +67,10 @@ def step_environment(ctx: StepContext, run_id: str) -> dict[str, str]:
     )
     if ctx.artifact:
         env["STAGELINE_ARTIFACT"] = ctx.artifact
+    # This environment's data namespaces, never another's.
+    env["STAGELINE_DATA_NAMESPACE"] = f"{ctx.environment}/{ctx.app}"
+    for kind, namespace in ctx.data_namespaces.items():
+        env[f"STAGELINE_DATA_{kind.upper()}"] = namespace
     env.update({key: render(ctx, value) for key, value in ctx.step.env.items()})
     return env
 

@@ -49,6 +49,7 @@ async def call_tool(ctx: StepContext, run_id: str, heartbeat: Callable[[], None]
         "version": ctx.version,
         "step": ctx.step.name,
         "run_id": run_id,
+        "data_namespaces": ctx.data_namespaces,
         **{key: render(ctx, value) for key, value in ctx.step.with_.items()},
     }
     last = ""

@@ -9,7 +9,7 @@ from typing import NoReturn
 import click
 from pydantic import ValidationError
 
-from cli import configuration, promotion, review, runtime
+from cli import configuration, data, promotion, review, runtime
 from cli.output import error
 from models.errors import ExitCode, StagelineError
 from models.names import InvalidName
@@ -21,7 +21,13 @@ def cli() -> None:
     """stageline: promote releases through environments, one Temporal workflow each."""
 
 
-for command in [*configuration.COMMANDS, *promotion.COMMANDS, *review.COMMANDS, *runtime.COMMANDS]:
+for command in [
+    *configuration.COMMANDS,
+    *promotion.COMMANDS,
+    *review.COMMANDS,
+    *runtime.COMMANDS,
+    *data.COMMANDS,
+]:
     cli.add_command(command)
 
 

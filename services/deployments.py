@@ -29,8 +29,10 @@ from models.review import DecisionRecord
 from services import gates
 from services.base import Service
 from services.configuration import ConfigurationService
+from services.data import DATA_KINDS
 from services.environments import EnvironmentService, protection_of
 from store import audit
+from store import data as data_repo
 from store import environments as env_repo
 from store import releases as release_repo
 from store.tables import App, Deployment, Environment, Promotion, Release, StepRun, utcnow
@@ -72,6 +74,8 @@ class StepContext:
     step: Step
     config: ResolvedConfiguration
     workflow_id: str
+    # Where this app's data lives in this environment, per kind (threads, sources, ...).
+    data_namespaces: dict[str, str]
 
 
 class DeploymentService(Service):
@@ -369,6 +373,9 @@ class DeploymentService(Service):
                 decrypt=True,
                 pinned=ConfigVersions.model_validate(deployment.config),
             )
+            namespaces: dict[str, str] = {
+                kind: await data_repo.namespace(session, env, app, kind) for kind in DATA_KINDS
+            }
             return StepContext(
                 app=app.name,
                 environment=env.name,
@@ -377,6 +384,7 @@ class DeploymentService(Service):
                 step=step,
                 config=config,
                 workflow_id=deployment.workflow_id,
+                data_namespaces=namespaces,
             )
 
     async def record_step(

@@ -348,3 +348,34 @@ class FreezeWindow(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     lifted_at: Mapped[datetime | None] = mapped_column()
     lifted_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class DataRecord(Base):
+    """An app's data (threads, sources, memory, artifacts) in one namespace: its environment's
+    own (`<env>/<app>`) or, where the app shares that kind, `shared/<app>`."""
+
+    __tablename__ = "data_record"
+    __table_args__ = (UniqueConstraint("workspace_id", "namespace", "kind", "key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id", ondelete="RESTRICT"))
+    app_id: Mapped[int] = mapped_column(ForeignKey("app.id", ondelete="RESTRICT"))
+    # None for shared data, which belongs to no single environment.
+    environment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("environment.id", ondelete="CASCADE")
+    )
+    namespace: Mapped[str] = mapped_column(String(140))
+    kind: Mapped[str] = mapped_column(String(20))
+    key: Mapped[str] = mapped_column(String(255))
+    value: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class DataSharing(Base):
+    """An app's explicit choice to share one kind of data across its environments."""
+
+    __tablename__ = "data_sharing"
+
+    app_id: Mapped[int] = mapped_column(ForeignKey("app.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(20), primary_key=True)

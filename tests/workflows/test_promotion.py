@@ -22,7 +22,7 @@ PROD_TOKEN = "prod-hook-token-88bb"
 PROBE = (
     "import json, os, sys; "
     "out = {k: os.environ.get(k) for k in ['DATABASE_URL', 'FEATURE', 'STAGELINE_RUN_ID', "
-    "'STAGELINE_ENVIRONMENT', 'UNRELATED']}; "
+    "'STAGELINE_ENVIRONMENT', 'STAGELINE_DATA_NAMESPACE', 'STAGELINE_DATA_THREADS', 'UNRELATED']}; "
     "open(sys.argv[1], 'w').write(json.dumps({**out, 'keys': sorted(os.environ)})); "
     "print('connecting with', os.environ['DATABASE_URL'])"
 )
@@ -90,6 +90,7 @@ async def test_dev_promotion_injects_only_dev_values_and_calls_only_dev_hook(
     seen = json.loads(probe.read_text())
     assert seen["DATABASE_URL"] == DEV_SECRET and seen["FEATURE"] == "on-in-dev"
     assert seen["STAGELINE_ENVIRONMENT"] == "dev"
+    assert seen["STAGELINE_DATA_NAMESPACE"] == seen["STAGELINE_DATA_THREADS"] == "dev/web"
     assert seen["STAGELINE_RUN_ID"].startswith("promote-web-1.0.0-dev/")
     assert seen["UNRELATED"] is None
     assert PROD_SECRET not in probe.read_text()
@@ -102,6 +103,7 @@ async def test_dev_promotion_injects_only_dev_values_and_calls_only_dev_hook(
     assert call.headers["Authorization"] == f"Bearer {DEV_TOKEN}"
     assert call.headers["X-Env"] == "dev"
     assert call.body["version"] == "1.0.0" and call.body["env"] == "dev"
+    assert set(call.body["data_namespaces"].values()) == {"dev/web"}
 
     migrate = result.steps[0]
     assert migrate.status == "succeeded" and DEV_SECRET not in (migrate.detail or "")

@@ -72,6 +72,12 @@ async def test_verification_failure_leaves_environment_on_previous_release(
             "version": "1.0.0",
             "step": "switch",
             "run_id": activations[0]["run_id"],
+            "data_namespaces": {
+                "threads": "dev/web",
+                "sources": "dev/web",
+                "memory": "dev/web",
+                "artifacts": "dev/web",
+            },
             "action": "activate",
         }
     ]

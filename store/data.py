@@ -1,0 +1,100 @@
+"""Queries for app data in namespaces. Every function takes the environment the caller acts
+in and derives the namespace itself: there is no way to name another environment's
+namespace, so no code path can read another environment's data."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.tables import App, DataRecord, DataSharing, Environment, utcnow
+
+SHARED = "shared"
+
+
+async def is_shared(session: AsyncSession, app: App, kind: str) -> bool:
+    return await session.get(DataSharing, (app.id, kind)) is not None
+
+
+async def namespace(session: AsyncSession, environment: Environment, app: App, kind: str) -> str:
+    """`<env>/<app>`, or `shared/<app>` when the app shares this kind of data."""
+    if await is_shared(session, app, kind):
+        return f"{SHARED}/{app.name}"
+    return f"{environment.name}/{app.name}"
+
+
+async def put(
+    session: AsyncSession,
+    environment: Environment,
+    app: App,
+    kind: str,
+    key: str,
+    value: str,
+    actor: str,
+) -> str:
+    ns = await namespace(session, environment, app, kind)
+    shared = ns.startswith(f"{SHARED}/")
+    record = await session.scalar(
+        select(DataRecord).where(
+            DataRecord.workspace_id == app.workspace_id,
+            DataRecord.namespace == ns,
+            DataRecord.kind == kind,
+            DataRecord.key == key,
+        )
+    )
+    if record is None:
+        session.add(
+            DataRecord(
+                workspace_id=app.workspace_id,
+                app_id=app.id,
+                environment_id=None if shared else environment.id,
+                namespace=ns,
+                kind=kind,
+                key=key,
+                value=value,
+                updated_by=actor,
+            )
+        )
+    else:
+        record.value, record.updated_by, record.updated_at = value, actor, utcnow()
+    return ns
+
+
+async def records(
+    session: AsyncSession, environment: Environment, app: App, kind: str, key: str | None = None
+) -> Sequence[DataRecord]:
+    ns = await namespace(session, environment, app, kind)
+    query = select(DataRecord).where(
+        DataRecord.workspace_id == app.workspace_id,
+        DataRecord.namespace == ns,
+        DataRecord.kind == kind,
+    )
+    if key is not None:
+        query = query.where(DataRecord.key == key)
+    result = await session.scalars(query.order_by(DataRecord.key))
+    return result.all()
+
+
+async def remove(
+    session: AsyncSession, environment: Environment, app: App, kind: str, key: str
+) -> int:
+    ns = await namespace(session, environment, app, kind)
+    result = await session.execute(
+        delete(DataRecord).where(
+            DataRecord.workspace_id == app.workspace_id,
+            DataRecord.namespace == ns,
+            DataRecord.kind == kind,
+            DataRecord.key == key,
+        )
+    )
+    return int(result.rowcount or 0)  # type: ignore[attr-defined]
+
+
+async def set_sharing(session: AsyncSession, app: App, kind: str, shared: bool) -> None:
+    current = await session.get(DataSharing, (app.id, kind))
+    if shared and current is None:
+        session.add(DataSharing(app_id=app.id, kind=kind))
+    elif not shared and current is not None:
+        await session.delete(current)
