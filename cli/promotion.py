@@ -302,8 +302,16 @@ def status(environment: str | None, app_name: str | None, as_json: bool) -> None
         if as_json:
             emit_json(view)
             return
+        pending: dict[tuple[str, str], list[str]] = {}
+        for p in view.in_progress:
+            what = p.version + (
+                f" awaiting approval {len(p.approvals)}/{p.approvals_required}"
+                if p.phase == "awaiting_approval"
+                else f" {p.phase or 'running'}"
+            )
+            pending.setdefault((p.app, p.environment), []).append(what)
         table(
-            ["APP", "ENVIRONMENT", "RELEASE", "SINCE", "BY", "VIA"],
+            ["APP", "ENVIRONMENT", "RELEASE", "SINCE", "BY", "VIA", "PENDING"],
             [
                 (
                     c.app,
@@ -312,11 +320,27 @@ def status(environment: str | None, app_name: str | None, as_json: bool) -> None
                     f"{c.since:%Y-%m-%d %H:%M}" if c.since else "",
                     c.deployed_by or "",
                     c.kind or "",
+                    "; ".join(pending.get((c.app, c.environment), [])),
                 )
                 for c in view.cells
             ],
             empty="no apps yet",
         )
+        if environment is not None:
+            exposed = [
+                (c.app, kind, e.get("name", ""), e.get("path", ""))
+                for c in view.cells
+                for kind, items in (("endpoint", c.endpoints), ("augmentation", c.augmentations))
+                for e in items
+            ]
+            done("\nexposed by the releases here:")
+            table(["APP", "KIND", "NAME", "PATH"], exposed)
+            done("\nvariables:")
+            table(
+                ["KEY", "VALUE", "VERSION"], [(v.key, v.value, v.version) for v in view.variables]
+            )
+            done("\nsecrets (names and versions only):")
+            table(["KEY", "KIND", "VERSION"], [(x.key, x.kind, x.version) for x in view.secrets])
         if view.in_progress:
             done("\nin progress:")
             table(

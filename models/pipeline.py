@@ -169,12 +169,30 @@ class Step(BaseModel):
                 yield f"http.headers.{key}", value
 
 
+class Exposed(BaseModel):
+    """Something a release offers once deployed: an endpoint or an augmentation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+    path: str = Field(min_length=1, max_length=500)
+
+
+class Exposes(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    endpoints: list[Exposed] = Field(default_factory=list)
+    augmentations: list[Exposed] = Field(default_factory=list)
+
+
 class Pipeline(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     steps: list[Step] = Field(min_length=1)
     activate: list[Step] = Field(default_factory=list)
     verify: list[Step] = Field(default_factory=list)
+    # What the release exposes; the environment view lists it where the release runs.
+    exposes: Exposes = Field(default_factory=Exposes)
 
     @model_validator(mode="after")
     def _check(self) -> Pipeline:
@@ -238,6 +256,20 @@ def _build(
     return None if node.tag == "tag:yaml.org,2002:null" else str(node.value)
 
 
+def _allowed(loc: tuple[str | int, ...]) -> str:
+    if len(loc) == 1:
+        return " (allowed: steps, activate, verify, exposes)"
+    if loc[0] == "exposes":
+        return (
+            " (exposes has endpoints and augmentations, each a list of name and path)"
+            if len(loc) == 2
+            else " (an endpoint or augmentation has name and path)"
+        )
+    if len(loc) >= 3 and loc[2] == "http":
+        return " (see the http: fields in the README)"
+    return " (a step has name plus one of run, tool, http)"
+
+
 def _describe(loc: tuple[str | int, ...]) -> str:
     out = ""
     for part in loc:
@@ -270,10 +302,6 @@ def parse_pipeline(text: str, source: str = "pipeline file") -> Pipeline:
             line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
-                message = f"unknown field {loc[-1]!r}" + (
-                    " (a step has name plus one of run, tool, http)"
-                    if len(loc) >= 3
-                    else " (allowed: steps, activate, verify)"
-                )
+                message = f"unknown field {loc[-1]!r}" + _allowed(loc)
             problems.append(f"line {line} ({_describe(loc)}): {message}")
         raise PipelineError(f"{source}: " + "; ".join(problems)) from None

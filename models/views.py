@@ -7,6 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from models.workspace import SecretView, VariableView
+
 
 class StatusCell(BaseModel):
     app: str
@@ -16,6 +18,8 @@ class StatusCell(BaseModel):
     deployed_by: str | None = None
     kind: str | None = None  # how the release got there: promotion, rollback, compensation
     deployment_id: int | None = None
+    endpoints: list[dict[str, str]] = Field(default_factory=list)
+    augmentations: list[dict[str, str]] = Field(default_factory=list)
 
 
 class InProgress(BaseModel):
@@ -36,6 +40,9 @@ class StatusView(BaseModel):
     environments: list[str]
     cells: list[StatusCell] = Field(default_factory=list)
     in_progress: list[InProgress] = Field(default_factory=list)
+    # With --env only: that environment's configuration (secrets by name and version).
+    variables: list[VariableView] = Field(default_factory=list)
+    secrets: list[SecretView] = Field(default_factory=list)
 
 
 class HistoryEntry(BaseModel):

@@ -128,22 +128,27 @@ class ConfigurationService(Service):
 
     async def list_variables(self, environment: str, app: str | None = None) -> list[VariableView]:
         async with self.db.read() as session:
-            env, app_row = await self._target(session, environment, app)
-            rows = await config_repo.current(
-                session, Variable, env.id, config_repo.scopes_for(app_row.id if app_row else None)
+            return await self.variables_in(session, environment, app)
+
+    async def variables_in(
+        self, session: AsyncSession, environment: str, app: str | None
+    ) -> list[VariableView]:
+        env, app_row = await self._target(session, environment, app)
+        rows = await config_repo.current(
+            session, Variable, env.id, config_repo.scopes_for(app_row.id if app_row else None)
+        )
+        return [
+            VariableView(
+                environment=env.name,
+                app=None if r.scope == config_repo.ENV_SCOPE else app,
+                key=r.key,
+                value=r.value,
+                version=r.version,
+                created_by=r.created_by,
+                created_at=r.created_at,
             )
-            return [
-                VariableView(
-                    environment=env.name,
-                    app=None if r.scope == config_repo.ENV_SCOPE else app,
-                    key=r.key,
-                    value=r.value,
-                    version=r.version,
-                    created_by=r.created_by,
-                    created_at=r.created_at,
-                )
-                for r in rows
-            ]
+            for r in rows
+        ]
 
     # -- secrets ---------------------------------------------------------------------------
 
@@ -209,22 +214,27 @@ class ConfigurationService(Service):
 
     async def list_secrets(self, environment: str, app: str | None = None) -> list[SecretView]:
         async with self.db.read() as session:
-            env, app_row = await self._target(session, environment, app)
-            rows = await config_repo.current(
-                session, Secret, env.id, config_repo.scopes_for(app_row.id if app_row else None)
+            return await self.secrets_in(session, environment, app)
+
+    async def secrets_in(
+        self, session: AsyncSession, environment: str, app: str | None
+    ) -> list[SecretView]:
+        env, app_row = await self._target(session, environment, app)
+        rows = await config_repo.current(
+            session, Secret, env.id, config_repo.scopes_for(app_row.id if app_row else None)
+        )
+        return [
+            SecretView(
+                environment=env.name,
+                app=None if r.scope == config_repo.ENV_SCOPE else app,
+                key=r.key,
+                kind=cast(SecretKind, r.kind),
+                version=r.version,
+                created_by=r.created_by,
+                created_at=r.created_at,
             )
-            return [
-                SecretView(
-                    environment=env.name,
-                    app=None if r.scope == config_repo.ENV_SCOPE else app,
-                    key=r.key,
-                    kind=cast(SecretKind, r.kind),
-                    version=r.version,
-                    created_by=r.created_by,
-                    created_at=r.created_at,
-                )
-                for r in rows
-            ]
+            for r in rows
+        ]
 
     async def rotate_master_key(self, new_key: KeyProvider, *, actor: str) -> int:
         """Re-wrap every environment's data key with `new_key`; secrets are not touched."""

@@ -37,13 +37,22 @@ class ViewService(Service):
                 apps = [await self.app(session, app)]
             pointing = await env_repo.app_environment_names(session, ws)
             rows = await session.execute(
-                select(CurrentRelease, Release.version, Deployment.requested_by, Deployment.kind)
+                select(
+                    CurrentRelease,
+                    Release.version,
+                    Deployment.requested_by,
+                    Deployment.kind,
+                    Release.pipeline,
+                )
                 .join(Release, Release.id == CurrentRelease.release_id)
                 .join(Deployment, Deployment.id == CurrentRelease.deployment_id)
                 .join(App, App.id == CurrentRelease.app_id)
                 .where(App.workspace_id == ws)
             )
-            current = {(p.app_id, p.environment_id): (p, v, by, kind) for p, v, by, kind in rows}
+            current = {
+                (p.app_id, p.environment_id): (p, v, by, kind, pipeline)
+                for p, v, by, kind, pipeline in rows
+            }
             cells = []
             for a in apps:
                 for env in chain:
@@ -61,6 +70,9 @@ class ViewService(Service):
                             deployed_by=found[2],
                             kind=found[3],
                             deployment_id=found[0].deployment_id,
+                            # Read straight from the stored dict: no full pipeline parse per cell.
+                            endpoints=(found[4].get("exposes") or {}).get("endpoints", []),
+                            augmentations=(found[4].get("exposes") or {}).get("augmentations", []),
                         )
                     )
             running = await session.execute(
@@ -76,6 +88,15 @@ class ViewService(Service):
                 )
                 .order_by(Promotion.id)
             )
+            details: dict[str, Any] = {}
+            if environment is not None:
+                from services.configuration import ConfigurationService
+
+                config = ConfigurationService(self.db, self.settings, self._key)
+                details = {
+                    "variables": await config.variables_in(session, environment, None),
+                    "secrets": await config.secrets_in(session, environment, None),
+                }
             return StatusView(
                 environments=[e.name for e in chain],
                 cells=cells,
@@ -90,6 +111,7 @@ class ViewService(Service):
                     )
                     for p, a, v, e in running
                 ],
+                **details,
             )
 
     async def history_view(self, app: str, environment: str) -> HistoryView:

@@ -60,7 +60,11 @@ def test_contract_example_parses_with_all_its_references() -> None:
             "two steps are named 'a'",
         ),
         ("steps:\n  - name: a\n    run: [x]\n    run: [y]\n", "line 4: key 'run' appears twice"),
-        ("deploy:\n  - name: a\n", "unknown field 'deploy' (allowed: steps, activate, verify)"),
+        ("deploy:\n  - name: a\n", "unknown field 'deploy' (allowed: steps, activate, verify"),
+        (
+            "steps: [{name: a, run: [x]}]\nexposes: {endpoints: [{name: api, url: /x}]}\n",
+            "unknown field 'url' (an endpoint or augmentation has name and path)",
+        ),
         ("- just\n- a list\n", "expected a mapping with a 'steps:' list"),
         ("", "expected a mapping"),
         ("steps:\n  - name: h\n    http: {url: 'ftp://x'}\n", "must start with http://"),

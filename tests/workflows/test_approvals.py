@@ -68,6 +68,8 @@ async def test_two_distinct_reviewers_are_needed_and_refusals_change_nothing(ws:
 
     shown = await cli.run("status", "--env", "production")
     assert "awaiting_approval" in shown.out and "1/2" in shown.out and "carol" in shown.out
+    matrix = await cli.run("status")
+    assert "1.0.0 awaiting approval 1/2" in matrix.out
 
     await handle.signal("approve", {"reviewer": "carol"})
     result = await handle.result()

@@ -295,3 +295,38 @@ async def test_wait_timeout_exits_4_and_the_promotion_goes_on(ws: Stack) -> None
     assert result.code == 4 and "still running after 1s" in result.err
     handle = ws.client.get_workflow_handle("promote-web-1.0.0-dev", result_type=PromotionResult)
     assert (await handle.result()).status == "deployed"
+
+
+async def test_environment_view_lists_what_the_release_exposes_and_config_without_values(
+    ws: Stack,
+) -> None:
+    text = scenario.pipeline() + (
+        "exposes:\n"
+        "  endpoints: [{name: api, path: /api/v1}]\n"
+        "  augmentations: [{name: search-tool, path: /tools/search}]\n"
+    )
+    await ws.releases.create_release("web", "1.0.0", text, actor="t")
+    assert (await ws.promote("web", "1.0.0", "dev")).status == "deployed"
+    cli = ws.cli()
+    view = json.loads((await cli.run("status", "--env", "dev", "--json")).out)
+    [cell] = view["cells"]
+    assert cell["endpoints"] == [{"name": "api", "path": "/api/v1"}]
+    assert cell["augmentations"] == [{"name": "search-tool", "path": "/tools/search"}]
+    assert {v["key"]: v["value"] for v in view["variables"]}["FEATURE"] == "feature-dev"
+    assert {s["key"] for s in view["secrets"]} == {"DATABASE_URL", "HOOK_TOKEN"}
+    human = (await cli.run("status", "--env", "dev")).out
+    assert "/api/v1" in human and "search-tool" in human and "feature-dev" in human
+    for value in scenario.SECRETS.values():
+        assert value not in human and value not in json.dumps(view)
+
+
+async def test_a_tool_without_a_profile_in_the_target_fails_preflight_by_name(ws: Stack) -> None:
+    await ws.config.create_tool("pager", kind="webhook", actor="t")
+    text = scenario.pipeline() + ""
+    text = text.replace(
+        "  - name: notify\n", "  - name: page\n    tool: pager\n  - name: notify\n", 1
+    )
+    await ws.releases.create_release("web", "1.0.0", text, actor="t")
+    result = await ws.cli().run("promote", "web", "1.0.0", "--to", "dev", "--wait")
+    assert result.code == 2
+    assert "tools.pager (no profile)" in result.out
