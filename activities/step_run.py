@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
+import sys
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass
@@ -92,6 +94,7 @@ async def run_process(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_die_with_worker if sys.platform == "linux" else None,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         return RunResult(exit_code=127, output=f"cannot start {argv[0]!r}: {exc.strerror}")
@@ -131,6 +134,21 @@ async def run_process(
     return RunResult(
         exit_code=None if timed_out else process.returncode, output=output, timed_out=timed_out
     )
+
+
+def on_parent_death(sig: int) -> Callable[[], None]:
+    """A preexec function (Linux): the child gets `sig` when its parent dies, even by SIGKILL."""
+
+    def arrange() -> None:
+        with suppress(Exception):
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, sig)  # PR_SET_PDEATHSIG
+
+    return arrange
+
+
+# If the worker dies, its step dies too: the retry on another worker never runs beside a
+# stale copy of the same step.
+_die_with_worker = on_parent_death(signal.SIGKILL)
 
 
 def _kill_group(pid: int) -> None:

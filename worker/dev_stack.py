@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from temporalio.client import Client
 
+from activities.step_run import on_parent_death
 from models.errors import ConfigurationError, Unavailable
 from models.settings import Settings
 from workflows.search_attributes import ALL
@@ -54,10 +54,8 @@ def port_free(port: int) -> bool:
     return True
 
 
-def _die_with_parent() -> None:
-    # Linux: if stageline dies without cleaning up, the kernel stops the server too.
-    with contextlib.suppress(Exception):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+# If stageline dies without cleaning up, the kernel stops the server too.
+_die_with_parent = on_parent_death(signal.SIGTERM)
 
 
 def server_command(

@@ -38,7 +38,8 @@ STORE_RETRY = RetryPolicy(
     non_retryable_error_types=BUSINESS_ERRORS,
 )
 
-STEP_HEARTBEAT = timedelta(seconds=30)
+# A dead worker is noticed within this, and its step retried elsewhere.
+STEP_HEARTBEAT = timedelta(seconds=10)
 # Steps run at least once: a crashed worker's step is run again (see STAGELINE_RUN_ID).
 STEP_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),

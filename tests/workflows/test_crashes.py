@@ -1,0 +1,132 @@
+"""A worker killed with SIGKILL mid-promotion: a new worker finishes it, with exactly one
+deployment record and the right pointer. Steps run at least once, with a stable run id."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from models.promotion import PromotionResult
+from store.tables import Deployment
+from tests.conftest import STAGELINE
+from tests.http_recorder import recorder
+from tests.stack import Stack, stack, until_phase
+from tests.workflows import scenario
+
+
+class Workers:
+    """`stageline worker` processes, as an operator runs them, that a test can kill."""
+
+    def __init__(self, env: dict[str, str], log: Path) -> None:
+        self.env = env
+        self.log = log
+        self.processes: list[subprocess.Popen[bytes]] = []
+
+    def start(self) -> subprocess.Popen[bytes]:
+        with open(self.log, "ab") as out:
+            process = subprocess.Popen([STAGELINE, "worker"], env=self.env, stdout=out, stderr=out)
+        self.processes.append(process)
+        return process
+
+    def kill(self, process: subprocess.Popen[bytes]) -> None:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    def stop_all(self) -> None:
+        for process in self.processes:
+            if process.poll() is None:
+                process.terminate()
+                process.wait(timeout=30)
+
+
+@pytest.fixture
+async def ws(temporal: Any, tmp_path: Path) -> AsyncIterator[tuple[Stack, Workers]]:
+    with recorder() as hooks:
+        # The in-process worker listens on a queue of its own; the promotions go to the
+        # `stageline` queue that only the killable worker processes serve.
+        async with stack(temporal, tmp_path / "home") as s:
+            await scenario.build(s, hooks.url, production_approvals=1)
+            env = {**s.cli().env, "STAGELINE_TASK_QUEUE": "stageline-crash"}
+            workers = Workers(env, tmp_path / "workers.log")
+            try:
+                yield s, workers
+            finally:
+                workers.stop_all()
+
+
+async def start(s: Stack, version: str, target: str, by: str = "tester") -> Any:
+    from models.promotion import PromotionInput, promotion_workflow_id
+
+    return await s.client.start_workflow(
+        "PromotionWorkflow",
+        PromotionInput(app="web", version=version, target=target, requested_by=by, source="api"),
+        id=promotion_workflow_id("web", version, target),
+        task_queue="stageline-crash",
+        result_type=PromotionResult,
+    )
+
+
+async def deployments_of(s: Stack, workflow_id: str) -> list[Deployment]:
+    async with s.db.read() as session:
+        rows = await session.scalars(
+            select(Deployment).where(Deployment.workflow_id == workflow_id)
+        )
+        return list(rows)
+
+
+async def wait_for_line(path: Path, text: str, timeout: float = 60) -> None:
+    for _ in range(int(timeout * 10)):
+        if path.exists() and text in path.read_text():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{text!r} never appeared in {path}")
+
+
+async def test_worker_killed_inside_a_step_another_worker_finishes_once(
+    ws: tuple[Stack, Workers], tmp_path: Path
+) -> None:
+    s, workers = ws
+    marker = tmp_path / "steps"
+    await s.releases.create_release(
+        "web", "1.0.0", scenario.pipeline(marker=marker, sleep=3), actor="t"
+    )
+    first = workers.start()
+    handle = await start(s, "1.0.0", "dev")
+    await wait_for_line(marker, "1.0.0 dev start")
+    workers.kill(first)
+    workers.start()
+    result = await asyncio.wait_for(handle.result(), 120)
+    assert result.status == "deployed"
+    lines = marker.read_text().splitlines()
+    whats = [line.split()[2] for line in lines]
+    assert whats.count("start") == 2  # at least once: the step ran again on the new worker
+    assert whats.count("end") == 1  # and the killed worker's copy died with it
+    [deployment] = await deployments_of(s, handle.id)
+    assert deployment.status == "deployed"
+    assert (await s.views.status(environment="dev")).cells[0].version == "1.0.0"
+
+
+async def test_worker_killed_while_waiting_for_approval_a_new_worker_carries_on(
+    ws: tuple[Stack, Workers],
+) -> None:
+    s, workers = ws
+    await s.releases.create_release("web", "1.0.0", scenario.pipeline(), actor="t")
+    worker = workers.start()
+    for target in ("dev", "staging"):
+        assert (await (await start(s, "1.0.0", target)).result()).status == "deployed"
+    handle = await start(s, "1.0.0", "production", by="alice")
+    await until_phase(handle, "awaiting_approval")
+    workers.kill(worker)
+    await handle.signal("approve", {"reviewer": "bob"})  # arrives while no worker runs
+    workers.start()
+    result = await asyncio.wait_for(handle.result(), 120)
+    assert result.status == "deployed"
+    assert len(await deployments_of(s, handle.id)) == 1
+    assert (await s.views.status(environment="production")).cells[0].version == "1.0.0"
