@@ -7,12 +7,14 @@ versioned change with: STAGELINE_RECORD_HISTORIES=1 pytest tests/workflows/test_
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text as sql
 from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
@@ -74,6 +76,22 @@ async def test_full_scenario_leaves_no_secret_in_any_history_and_replays(
     replayer = Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter)
     for history in histories:
         await replayer.replay_workflow(history)
+
+    # Nor in the audit log or any captured step output (masked), searched as stored.
+    async with s.db.read() as session:
+        stored = [
+            json.dumps([list(map(str, row)) for row in (await session.execute(sql(q))).all()])
+            for q in (
+                "SELECT * FROM audit_event",
+                "SELECT * FROM step_run",
+                "SELECT * FROM deployment",
+                "SELECT * FROM promotion",
+            )
+        ]
+    masked = [o for o in stored[1:2] if "***" in o]
+    assert masked, "step outputs should show masked secrets"
+    for value in scenario.SECRETS.values():
+        assert all(value not in blob for blob in stored)
 
     if os.environ.get("STAGELINE_RECORD_HISTORIES"):
         HISTORIES.mkdir(exist_ok=True)

@@ -330,3 +330,23 @@ async def test_a_tool_without_a_profile_in_the_target_fails_preflight_by_name(ws
     result = await ws.cli().run("promote", "web", "1.0.0", "--to", "dev", "--wait")
     assert result.code == 2
     assert "tools.pager (no profile)" in result.out
+
+
+async def test_a_locked_database_delays_a_promotion_but_it_completes(ws: Stack) -> None:
+    import sqlite3
+
+    await ws.releases.create_release("web", "1.0.0", scenario.pipeline(), actor="t")
+    database = ws.settings.database_url.removeprefix("sqlite+aiosqlite:///")
+    blocker = sqlite3.connect(database, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holding the write lock
+    try:
+        handle = await ws.start_promotion("web", "1.0.0", "dev")
+        await asyncio.sleep(3)
+        status = await handle.query("status")
+        assert status["phase"] in ("gates", "validating")
+    finally:
+        blocker.execute("COMMIT")
+        blocker.close()
+    result = await asyncio.wait_for(handle.result(), 60)
+    assert result.status == "deployed"
+    assert len(await ws.views.history("web", "dev")) == 1
