@@ -45,9 +45,7 @@ class DataService(Service):
         async with self.db.read() as session:
             env = await self.environment(session, environment)
             app_row = await self.app(session, app)
-            return {
-                kind: await data_repo.namespace(session, env, app_row, kind) for kind in DATA_KINDS
-            }
+            return await data_repo.namespaces(session, env, app_row, DATA_KINDS)
 
     async def put(
         self, environment: str, app: str, kind: str, key: str, value: str, *, actor: str

@@ -373,9 +373,7 @@ class DeploymentService(Service):
                 decrypt=True,
                 pinned=ConfigVersions.model_validate(deployment.config),
             )
-            namespaces: dict[str, str] = {
-                kind: await data_repo.namespace(session, env, app, kind) for kind in DATA_KINDS
-            }
+            namespaces = await data_repo.namespaces(session, env, app, DATA_KINDS)
             return StepContext(
                 app=app.name,
                 environment=env.name,

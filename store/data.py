@@ -18,6 +18,19 @@ async def is_shared(session: AsyncSession, app: App, kind: str) -> bool:
     return await session.get(DataSharing, (app.id, kind)) is not None
 
 
+async def namespaces(
+    session: AsyncSession, environment: Environment, app: App, kinds: Sequence[str]
+) -> dict[str, str]:
+    """The namespace of each kind, in one query."""
+    shared = set(
+        await session.scalars(select(DataSharing.kind).where(DataSharing.app_id == app.id))
+    )
+    return {
+        kind: f"{SHARED}/{app.name}" if kind in shared else f"{environment.name}/{app.name}"
+        for kind in kinds
+    }
+
+
 async def namespace(session: AsyncSession, environment: Environment, app: App, kind: str) -> str:
     """`<env>/<app>`, or `shared/<app>` when the app shares this kind of data."""
     if await is_shared(session, app, kind):
