@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import literal, select
 
 from models.views import (
     EnvironmentDiff,
@@ -42,12 +42,17 @@ class ViewService(Service):
                     Release.version,
                     Deployment.requested_by,
                     Deployment.kind,
-                    Release.pipeline,
+                    # What releases expose is shown only for one environment: the matrix does
+                    # not pay for decoding every current release's pipeline.
+                    Release.pipeline if environment is not None else literal(None),
                 )
                 .join(Release, Release.id == CurrentRelease.release_id)
                 .join(Deployment, Deployment.id == CurrentRelease.deployment_id)
                 .join(App, App.id == CurrentRelease.app_id)
-                .where(App.workspace_id == ws)
+                .where(
+                    App.workspace_id == ws,
+                    CurrentRelease.environment_id.in_([e.id for e in chain]),
+                )
             )
             current = {
                 (p.app_id, p.environment_id): (p, v, by, kind, pipeline)
@@ -71,8 +76,10 @@ class ViewService(Service):
                             kind=found[3],
                             deployment_id=found[0].deployment_id,
                             # Read straight from the stored dict: no full pipeline parse per cell.
-                            endpoints=(found[4].get("exposes") or {}).get("endpoints", []),
-                            augmentations=(found[4].get("exposes") or {}).get("augmentations", []),
+                            endpoints=((found[4] or {}).get("exposes") or {}).get("endpoints", []),
+                            augmentations=((found[4] or {}).get("exposes") or {}).get(
+                                "augmentations", []
+                            ),
                         )
                     )
             running = await session.execute(
