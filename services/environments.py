@@ -262,7 +262,7 @@ class EnvironmentService(Service):
         if protection.required_approvals > len(people):
             raise BadInput(
                 f"environment {name!r} requires {protection.required_approvals} approvals but its "
-                f"reviewers are only {len(people)} people; name at least as many"
+                f"reviewers are only {len(people)} person(s); name at least as many"
             )
 
     async def _expand(self, session: AsyncSession, ws: int, reviewers: list[str]) -> list[str]:

@@ -56,7 +56,12 @@ async def connect(settings: Settings) -> Client:
             data_converter=pydantic_data_converter,
         )
     except (RuntimeError, RPCError, OSError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        text = str(exc)
+        reason = (
+            "connection refused"
+            if "refused" in text.lower()
+            else (text.splitlines()[0] if text else type(exc).__name__)
+        )
         raise Unavailable(
             f"cannot reach Temporal at {settings.temporal_address} ({reason}); check "
             "TEMPORAL_ADDRESS, or start the embedded stack with 'stageline dev'"
