@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import Any
+from typing import Any, TypeVar
 
 import click
+from temporalio.client import WorkflowHandle
 
 from cli.context import actor, run
 from cli.output import done, emit_json, table
@@ -31,6 +32,8 @@ from services.deployments import DeploymentService
 from services.views import ViewService
 from store.database import Database
 from worker.client import connect
+
+R = TypeVar("R")
 
 PROMOTION_EXIT = {
     "deployed": ExitCode.OK,
@@ -81,11 +84,9 @@ def promote(
     )
 
     async def work(settings: Settings, db: Database) -> int:
-        await DeploymentService(db, settings).check_request(app_name, target, version)
-        client = await connect(settings)
-        handle, attached = await start(
-            client,
+        handle, attached = await _launch(
             settings,
+            db,
             "PromotionWorkflow",
             request,
             promotion_workflow_id(app_name, version, target),
@@ -106,7 +107,7 @@ def promote(
                     f"--env {target}' or in the Temporal UI"
                 )
             return ExitCode.OK
-        result = await follow(handle, timeout, Progress() if not as_json else _quiet())
+        result = await follow(handle, timeout, Progress(enabled=not as_json))
         if as_json:
             emit_json(result)
         else:
@@ -114,6 +115,34 @@ def promote(
         return PROMOTION_EXIT[result.status]
 
     return run(work)
+
+
+async def _launch(
+    settings: Settings,
+    db: Database,
+    workflow: str,
+    request: Any,
+    workflow_id: str,
+    result_type: type[R],
+    *,
+    app: str,
+    environment: str,
+    version: str | None,
+) -> tuple[WorkflowHandle[Any, R], bool]:
+    """Refuse unknown names before anything starts (exit 3), then start or attach."""
+    await DeploymentService(db, settings).check_request(app, environment, version)
+    client = await connect(settings)
+    return await start(
+        client,
+        settings,
+        workflow,
+        request,
+        workflow_id,
+        result_type,
+        app=app,
+        environment=environment,
+        version=version,
+    )
 
 
 async def _settled_phase(handle: Any) -> str:
@@ -153,11 +182,9 @@ def train(
     )
 
     async def work(settings: Settings, db: Database) -> int:
-        await DeploymentService(db, settings).check_request(app_name, through, version)
-        client = await connect(settings)
-        handle, attached = await start(
-            client,
+        handle, attached = await _launch(
             settings,
+            db,
             "ReleaseTrainWorkflow",
             request,
             train_workflow_id(app_name, version, through),
@@ -172,7 +199,7 @@ def train(
             else:
                 done(f"started {handle.id}; approvals sent to it reach the stage that waits")
             return ExitCode.OK
-        result = await follow(handle, timeout, _quiet())
+        result = await follow(handle, timeout, Progress(enabled=not as_json))
         if as_json:
             emit_json(result)
         else:
@@ -181,12 +208,6 @@ def train(
         return PROMOTION_EXIT[result.status]
 
     return run(work)
-
-
-def _quiet() -> Progress:
-    progress = Progress()
-    progress.enabled = False
-    return progress
 
 
 def _print_promotion(result: PromotionResult) -> None:
@@ -238,11 +259,9 @@ def rollback(
     )
 
     async def work(settings: Settings, db: Database) -> int:
-        await DeploymentService(db, settings).check_request(app_name, environment, to_version)
-        client = await connect(settings)
-        handle, _ = await start(
-            client,
+        handle, _ = await _launch(
             settings,
+            db,
             "RollbackWorkflow",
             request,
             rollback_workflow_id(app_name, environment, to_version or "previous"),
@@ -257,7 +276,7 @@ def rollback(
             else:
                 done(f"started {handle.id}")
             return ExitCode.OK
-        result = await follow(handle, timeout, _quiet() if as_json else Progress())
+        result = await follow(handle, timeout, Progress(enabled=not as_json))
         if as_json:
             emit_json(result)
         elif result.status == "rolled_back":

@@ -83,9 +83,9 @@ async def query_status(
 class Progress:
     """Prints what changed since the last look: gates, phase, steps. Terminal only."""
 
-    def __init__(self) -> None:
+    def __init__(self, enabled: bool = True) -> None:
         self.seen: set[str] = set()
-        self.enabled = sys.stdout.isatty()
+        self.enabled = enabled and sys.stdout.isatty()
 
     def show(self, status: PromotionStatus) -> None:
         if not self.enabled:

@@ -235,22 +235,29 @@ class DeploymentService(Service):
                 steps=step_specs(pipeline, ("steps", "verify")),
             )
 
+    async def _promotion(
+        self, session: AsyncSession, record_id: int
+    ) -> tuple[Promotion, App, Environment, Release]:
+        """A promotion record with the app, environment and release it names."""
+        record = await session.get(Promotion, record_id)
+        assert record is not None, f"promotion {record_id} vanished; records are never deleted"
+        app = await session.get(App, record.app_id)
+        env = await session.get(Environment, record.environment_id)
+        assert app is not None and env is not None
+        return record, app, env, await release_repo.release_by_id(session, record.release_id)
+
     async def record_promotion_outcome(
         self, record_id: int, status: str, reason: str | None, gate_results: list[GateResult]
     ) -> None:
         async with self.db.write() as session:
-            record = await session.get(Promotion, record_id)
-            if record is None or record.finished_at is not None:
+            record, app, env, release = await self._promotion(session, record_id)
+            if record.finished_at is not None:
                 return
             record.status = status
             record.reason = reason
             if gate_results:
                 record.gates = [g.model_dump() for g in gate_results]
             record.finished_at = utcnow()
-            app = await session.get(App, record.app_id)
-            env = await session.get(Environment, record.environment_id)
-            release = await release_repo.release_by_id(session, record.release_id)
-            assert app is not None and env is not None
             audit.record(
                 session,
                 app.workspace_id,
@@ -267,12 +274,7 @@ class DeploymentService(Service):
     async def record_decision(self, decision: DecisionRecord) -> None:
         """Audit a reviewer's decision, counted or refused, with who, when and the comment."""
         async with self.db.write() as session:
-            record = await session.get(Promotion, decision.promotion_record_id)
-            assert record is not None
-            app = await session.get(App, record.app_id)
-            env = await session.get(Environment, record.environment_id)
-            release = await release_repo.release_by_id(session, record.release_id)
-            assert app is not None and env is not None
+            _, app, env, release = await self._promotion(session, decision.promotion_record_id)
             action = f"promotion.{decision.kind}" if decision.accepted else "promotion.refused"
             audit.record(
                 session,
@@ -300,12 +302,7 @@ class DeploymentService(Service):
                 return DeploymentStarted(
                     deployment_id=existing.id, config=ConfigVersions.model_validate(existing.config)
                 )
-            record = await session.get(Promotion, record_id)
-            assert record is not None
-            app = await session.get(App, record.app_id)
-            env = await session.get(Environment, record.environment_id)
-            release = await release_repo.release_by_id(session, record.release_id)
-            assert app is not None and env is not None
+            record, app, env, release = await self._promotion(session, record_id)
             resolved = await self.configuration.resolve_in(
                 session, env.name, app.name, pipeline_of(release).references()
             )
