@@ -12,7 +12,7 @@ from temporalio.client import WorkflowHandle
 from cli.context import actor, run
 from cli.output import done, emit_json, table
 from cli.temporal import Progress, follow, query_status, start
-from models.errors import ExitCode, Unavailable
+from models.errors import ConfigurationError, ExitCode, Unavailable
 from models.promotion import (
     Phase,
     PromotionInput,
@@ -297,8 +297,8 @@ async def _live(settings: Settings, view: StatusView) -> None:
         return
     try:
         client = await connect(settings)
-    except Unavailable:
-        return
+    except (Unavailable, ConfigurationError):
+        return  # the stored view still answers without Temporal (or its payload key)
     for promotion in view.in_progress[:50]:
         status = await query_status(client.get_workflow_handle(promotion.promotion_id), 2.0)
         if status is not None:

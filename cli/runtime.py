@@ -1,4 +1,4 @@
-"""Commands that run things: the worker, and the embedded dev stack."""
+"""Commands that run things: the worker, the embedded dev stack, the codec server."""
 
 from __future__ import annotations
 
@@ -14,9 +14,11 @@ import click
 from models.promotion import PromotionInput, promotion_workflow_id
 from models.settings import Settings
 from store.database import Database
-from vault.keys import KeyProvider, load_master_key, write_key_file
+from vault.codec import EncryptionCodec
+from vault.keys import KeyProvider, load_master_key, load_previous_keys, write_key_file
 from worker import demo
 from worker.client import ensure_search_attributes
+from worker.codec_server import dev_ui_origins, serve_codec, ui_origin
 from worker.dev_stack import dev_server
 from worker.main import build_worker, run_worker
 
@@ -90,30 +92,73 @@ def dev(port: int, ui_port: int, with_demo: bool, demo_port: int) -> None:
         db = Database(settings.database_url)
         await db.migrate()
         try:
-            async with dev_server(settings, port, ui_port) as client:
-                await ensure_search_attributes(client, settings.temporal_namespace)
-                async with build_worker(client, settings, db, key):
-                    ui = f"http://127.0.0.1:{ui_port}"
-                    click.echo(
-                        f"\nTemporal UI:  {ui}\nTemporal:     127.0.0.1:{port}\n"
-                        f"State:        {settings.home}\n",
-                        err=True,
-                    )
-                    if with_demo:
-                        with demo.receiver(demo_port) as url:
-                            await _start_demo(client, settings, db, key, url, ui)
-                            await asyncio.Event().wait()
-                    else:
+            # Before the server: the UI is started with the codec server's address.
+            with serve_codec(EncryptionCodec(key), dev_ui_origins(ui_port)) as codec:
+                async with dev_server(settings, port, ui_port, key, codec.url) as client:
+                    await ensure_search_attributes(client, settings.temporal_namespace)
+                    async with build_worker(client, settings, db, key):
+                        ui = f"http://127.0.0.1:{ui_port}"
                         click.echo(
-                            "Try: export TEMPORAL_ADDRESS=127.0.0.1:"
-                            f"{port} STAGELINE_HOME={settings.home}; stageline env list\n"
-                            "Stop with Ctrl-C.",
+                            f"\nTemporal UI:  {ui}\nTemporal:     127.0.0.1:{port}\n"
+                            f"Codec:        {codec.url} (the UI decodes payloads through it)\n"
+                            f"State:        {settings.home}\n",
                             err=True,
                         )
-                        await asyncio.Event().wait()
+                        if with_demo:
+                            with demo.receiver(demo_port) as url:
+                                await _start_demo(client, settings, db, key, url, ui)
+                                await asyncio.Event().wait()
+                        else:
+                            click.echo(
+                                "Try: export TEMPORAL_ADDRESS=127.0.0.1:"
+                                f"{port} STAGELINE_HOME={settings.home}; stageline env list\n"
+                                "Stop with Ctrl-C.",
+                                err=True,
+                            )
+                            await asyncio.Event().wait()
         finally:
             await db.close()
-            click.echo("stopped: worker, Temporal dev server", err=True)
+            click.echo("stopped: worker, Temporal dev server, codec server", err=True)
+
+    _serve(main)
+
+
+@click.command("codec-server")
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65535),
+    default=8081,
+    show_default=True,
+    help="Port on 127.0.0.1 (0: any free port).",
+)
+@click.option(
+    "--ui-origin",
+    "origins",
+    multiple=True,
+    metavar="URL",
+    help="Origin of the Temporal UI that may call it, e.g. https://cloud.temporal.io "
+    "(repeatable; default: the local dev UI on port 8233).",
+)
+def codec_server(port: int, origins: tuple[str, ...]) -> None:
+    """Decode stageline's encrypted payloads for the Temporal UI and the temporal CLI.
+
+    Set the UI's codec endpoint (or `temporal --codec-endpoint`) to the printed address. It
+    needs the master key, and listens on 127.0.0.1 only.
+    """
+    _logging()
+    settings = Settings.from_env()
+    key = load_master_key(settings)
+    allowed = [ui_origin(o) for o in origins] or dev_ui_origins(8233)
+
+    async def main() -> None:
+        codec = EncryptionCodec(key, load_previous_keys(settings))
+        with serve_codec(codec, allowed, port) as server:
+            click.echo(
+                f"codec server: {server.url} (master key {key.key_id}); UI origins: "
+                f"{', '.join(allowed)}\nStop with Ctrl-C.",
+                err=True,
+            )
+            await asyncio.Event().wait()
 
     _serve(main)
 
@@ -155,4 +200,4 @@ async def _start_demo(
     )
 
 
-COMMANDS = [worker, dev]
+COMMANDS = [worker, dev, codec_server]

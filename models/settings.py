@@ -27,6 +27,9 @@ class Settings(BaseModel):
     # The key itself is kept out of repr so it never reaches a log or a traceback.
     master_key: str | None = Field(default=None, repr=False)
     master_key_file: Path | None = None
+    # Master keys retired by `stageline vault rotate`, still needed to read Temporal payloads
+    # written before the rotation (decoding only; see vault.codec).
+    previous_master_key_files: tuple[Path, ...] = ()
 
     @property
     def dev_key_file(self) -> Path:
@@ -48,4 +51,9 @@ class Settings(BaseModel):
             master_key_file=Path(env["STAGELINE_MASTER_KEY_FILE"]).expanduser()
             if env.get("STAGELINE_MASTER_KEY_FILE")
             else None,
+            previous_master_key_files=tuple(
+                Path(p).expanduser()
+                for p in (env.get("STAGELINE_PREVIOUS_MASTER_KEY_FILES") or "").split(os.pathsep)
+                if p
+            ),
         )

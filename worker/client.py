@@ -10,7 +10,6 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -22,6 +21,8 @@ from temporalio.service import RPCError
 
 from models.errors import Unavailable
 from models.settings import Settings
+from vault.codec import data_converter
+from vault.keys import KeyProvider, load_master_key, load_previous_keys
 from workflows.search_attributes import ALL
 
 _runtime_ready = False
@@ -47,13 +48,18 @@ def _quiet_runtime() -> None:
     _runtime_ready = True
 
 
-async def connect(settings: Settings) -> Client:
+async def connect(settings: Settings, key: KeyProvider | None = None) -> Client:
+    """A client whose payloads are encrypted with the master key (`key`, else the configured
+    one): without the key no stageline client is made, so nothing goes to Temporal in clear."""
+    converter = data_converter(
+        key if key is not None else load_master_key(settings), load_previous_keys(settings)
+    )
     _quiet_runtime()
     try:
         return await Client.connect(
             settings.temporal_address,
             namespace=settings.temporal_namespace,
-            data_converter=pydantic_data_converter,
+            data_converter=converter,
         )
     except (RuntimeError, RPCError, OSError) as exc:
         text = str(exc)

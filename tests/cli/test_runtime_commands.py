@@ -9,14 +9,19 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
+import httpx
+from temporalio.api.common.v1 import Payload
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from models.promotion import PromotionResult
 from tests.conftest import STAGELINE, Cli
+from vault.codec import ENCODING, data_converter
+from vault.keys import read_key_file
+from worker.codec_server import parse_payloads, render_payloads
 
 
 def free_port() -> int:
@@ -26,17 +31,48 @@ def free_port() -> int:
 
 
 def processes_mentioning(text: str) -> list[int]:
-    found = []
+    return list(command_lines_mentioning(text))
+
+
+def command_lines_mentioning(text: str) -> dict[int, list[str]]:
+    found = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
-            cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+            argv = (proc / "cmdline").read_bytes().decode().split("\0")
         except OSError:
             continue
-        if text in cmdline:
-            found.append(int(proc.name))
+        if text in " ".join(argv):
+            found[int(proc.name)] = argv
     return found
+
+
+async def check_codec_endpoint(home: Path, ui_port: int, sealed: Sequence[Payload]) -> None:
+    """The UI was started with a codec endpoint, and it decodes this run's payloads for the
+    UI's origin (CORS), as the browser would ask."""
+    [argv] = command_lines_mentioning(str(home / "temporal.db")).values()
+    endpoint = argv[argv.index("--ui-codec-endpoint") + 1]
+    assert endpoint.startswith("http://127.0.0.1:")
+    ui = f"http://localhost:{ui_port}"
+    async with httpx.AsyncClient(base_url=endpoint) as http:
+        settings = (await http.get(f"http://127.0.0.1:{ui_port}/api/v1/settings")).json()
+        assert settings["Codec"]["Endpoint"] == endpoint
+        preflight = await http.options(
+            "/decode",
+            headers={"Origin": ui, "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.status_code == 204
+        assert preflight.headers["access-control-allow-origin"] == ui
+        decoded = await http.post(
+            "/decode",
+            content=render_payloads(sealed),
+            headers={"Origin": ui, "Content-Type": "application/json", "X-Namespace": "default"},
+        )
+    assert decoded.status_code == 200, decoded.text
+    assert decoded.headers["access-control-allow-origin"] == ui
+    [plain] = parse_payloads(decoded.content)
+    assert plain.metadata["encoding"] == b"json/plain" and b'"app":"web"' in plain.data
 
 
 async def test_dev_stack_serves_ui_and_demo_then_stops_cleanly(tmp_path: Path) -> None:
@@ -72,7 +108,9 @@ async def test_dev_stack_serves_ui_and_demo_then_stops_cleanly(tmp_path: Path) -
                 await asyncio.sleep(0.5)
         assert ui_status == 200
 
-        client = await Client.connect(f"127.0.0.1:{port}", data_converter=pydantic_data_converter)
+        # The dev stack encrypts with the dev key it created; this client uses the same.
+        key = read_key_file(home / "dev-master.key")
+        client = await Client.connect(f"127.0.0.1:{port}", data_converter=data_converter(key))
         listed = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace="default")
         )
@@ -90,6 +128,10 @@ async def test_dev_stack_serves_ui_and_demo_then_stops_cleanly(tmp_path: Path) -
         assert handle is not None
         result = await asyncio.wait_for(handle.result(), 60)
         assert result.status == "deployed", result.reason
+        started = (await handle.fetch_history()).events[0]
+        sealed = started.workflow_execution_started_event_attributes.input.payloads
+        assert sealed[0].metadata["encoding"] == ENCODING
+        await check_codec_endpoint(home, ui_port, list(sealed))
         assert (home / "dev-master.key").stat().st_mode & 0o777 == 0o600
         assert processes_mentioning(str(home / "temporal.db"))
     finally:
@@ -97,6 +139,7 @@ async def test_dev_stack_serves_ui_and_demo_then_stops_cleanly(tmp_path: Path) -
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     assert "Traceback" not in err
+    assert "Codec:        http://127.0.0.1:" in err and "codec server" in err.splitlines()[-1]
     assert processes_mentioning(str(home / "temporal.db")) == []
 
 
@@ -110,4 +153,13 @@ def test_worker_without_temporal_exits_5(cli: Cli) -> None:
     cli.env["TEMPORAL_ADDRESS"] = "127.0.0.1:1"
     result = cli("worker")
     assert result.code == 5 and "cannot reach Temporal at 127.0.0.1:1" in result.err
+    assert "Traceback" not in result.err
+
+
+def test_commands_that_reach_temporal_need_the_master_key(cli: Cli) -> None:
+    # Every payload is encrypted with it, so no client is made without it.
+    env = {k: v for k, v in cli.env.items() if k != "STAGELINE_MASTER_KEY"}
+    env["TEMPORAL_ADDRESS"] = "127.0.0.1:1"
+    result = Cli(env)("approve", "promote-web-1.0.0-dev", "--reviewer", "bob")
+    assert result.code == 3 and "no master key is configured" in result.err
     assert "Traceback" not in result.err

@@ -3,6 +3,8 @@
 The committed histories under histories/ were recorded from this scenario; replaying them
 makes a change that breaks determinism fail the suite. Re-record after an intended,
 versioned change with: STAGELINE_RECORD_HISTORIES=1 pytest tests/workflows/test_histories.py
+(histories recorded since payload encryption are ciphertext under the tests' master key; the
+older plaintext ones replay through the codec, which passes unencrypted payloads through).
 """
 
 from __future__ import annotations
@@ -16,11 +18,10 @@ from typing import Any
 import pytest
 from sqlalchemy import text as sql
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
 from tests.http_recorder import Recorder, recorder
-from tests.stack import Stack, stack, until_phase
+from tests.stack import CONVERTER, Stack, stack, until_phase
 from tests.workflows import scenario
 from worker.main import WORKFLOWS
 
@@ -73,7 +74,7 @@ async def test_full_scenario_leaves_no_secret_in_any_history_and_replays(
         for value in scenario.SECRETS.values():
             assert value not in text, f"{value} found in the history of {history.workflow_id}"
 
-    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=CONVERTER)
     for history in histories:
         await replayer.replay_workflow(history)
 
@@ -106,8 +107,9 @@ def recorded() -> list[Path]:
 
 @pytest.mark.parametrize("path", recorded(), ids=lambda p: p.stem)
 async def test_recorded_history_replays(path: Path) -> None:
+    # Recorded before payload encryption: the codec passes their plain payloads through.
     history = WorkflowHistory.from_json(path.stem, path.read_text())
-    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=CONVERTER)
     await replayer.replay_workflow(history)
 
 

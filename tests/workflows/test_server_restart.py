@@ -9,11 +9,10 @@ import subprocess
 from pathlib import Path
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from models.promotion import PromotionResult
 from tests.http_recorder import recorder
-from tests.stack import TEMPORAL, stack
+from tests.stack import CONVERTER, TEMPORAL, stack
 from tests.workflows import scenario
 from workflows.search_attributes import ALL
 
@@ -74,7 +73,7 @@ async def test_promotion_completes_after_the_server_restarts(tmp_path: Path) -> 
     await server.start()
     marker = tmp_path / "steps"
     try:
-        client = await Client.connect(server.address, data_converter=pydantic_data_converter)
+        client = await Client.connect(server.address, data_converter=CONVERTER)
         with recorder() as hooks:
             async with stack(_Env(client), tmp_path / "home", own_namespace=False) as s:  # type: ignore[arg-type]
                 await scenario.build(s, hooks.url)
