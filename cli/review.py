@@ -4,26 +4,72 @@ from __future__ import annotations
 
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import click
-from temporalio.client import Client, WorkflowUpdateFailedError
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from cli.context import actor, run
 from cli.output import done, emit_json, table
-from models.errors import BadInput, ExitCode, NotFound, Refused, Unavailable
+from models.errors import (
+    BadInput,
+    ConfigurationError,
+    ExitCode,
+    NotFound,
+    Refused,
+    Unavailable,
+)
 from models.promotion import TrainStatus
 from models.review import DecisionKind, DecisionOutcome, DecisionRequest
 from models.settings import Settings
+from services import signatures
 from services.environments import EnvironmentService
+from services.reviewers import ReviewerKeyService, check_person
 from store.database import Database
 from worker.client import connect
 
 
+def _not_reachable(promotion_id: str, exc: RPCError) -> Exception:
+    if exc.status == RPCStatusCode.NOT_FOUND:
+        return NotFound(
+            f"promotion {promotion_id!r} is not running (finished, or never started); "
+            "see 'stageline status'"
+        )
+    return Unavailable(f"cannot reach the promotion on Temporal ({exc.message})")
+
+
+async def _sign(
+    client: Client, promotion_id: str, request: DecisionRequest, key: Ed25519PrivateKey
+) -> tuple[WorkflowHandle[Any, Any], DecisionRequest]:
+    """Sign the decision for the run now under `promotion_id`, and aim at that very run: a
+    newer run under the same id would refuse the signature rather than take it."""
+    try:
+        run_id = (await client.get_workflow_handle(promotion_id).describe()).run_id
+    except RPCError as exc:
+        raise _not_reachable(promotion_id, exc) from None
+    message = signatures.decision_message(
+        namespace=client.namespace,
+        workflow_id=promotion_id,
+        run_id=run_id,
+        kind=request.kind,
+        reviewer=request.reviewer,
+        comment=request.comment,
+    )
+    signed = request.model_copy(update={"signature": signatures.sign(key, message)})
+    return client.get_workflow_handle(promotion_id, run_id=run_id), signed
+
+
 async def send_decision(
-    client: Client, promotion_id: str, request: DecisionRequest
+    client: Client,
+    promotion_id: str,
+    request: DecisionRequest,
+    key: Ed25519PrivateKey | None = None,
 ) -> DecisionOutcome:
-    """The `decide` update: the answer says at once whether the decision counted.
+    """The `decide` update: the answer says at once whether the decision counted. With a
+    reviewer's private key, the decision is signed for this promotion run.
 
     Given a release train's id, the decision goes to the stage that is running.
     """
@@ -39,10 +85,15 @@ async def send_decision(
         if train.active is None:
             raise Refused(f"no stage of {promotion_id} is running; nothing to decide")
         promotion_id = train.active
-    handle = client.get_workflow_handle(promotion_id)
+    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(promotion_id)
+    if key is not None:
+        handle, request = await _sign(client, promotion_id, request, key)
+    # Unsigned, the payload stays exactly what it always was (no "signature": null), so
+    # workers that predate signed approvals still accept it.
+    payload = request.model_dump(mode="json", exclude={"signature"} if key is None else None)
     try:
         outcome: DecisionOutcome = await handle.execute_update(
-            "decide", request, result_type=DecisionOutcome
+            "decide", payload, result_type=DecisionOutcome
         )
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
@@ -50,13 +101,21 @@ async def send_decision(
             f"the decision was not accepted: {getattr(cause, 'message', cause)}"
         ) from None
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise NotFound(
-                f"promotion {promotion_id!r} is not running (finished, or never started); "
-                "see 'stageline status'"
-            ) from None
-        raise Unavailable(f"cannot reach the promotion on Temporal ({exc.message})") from None
+        raise _not_reachable(promotion_id, exc) from None
     return outcome
+
+
+def _reviewer_key(
+    settings: Settings, reviewer: str, key_file: Path | None
+) -> Ed25519PrivateKey | None:
+    """The key to sign with: --key-file (which must work), else the reviewer's default key
+    file when there is one, else none (the decision goes unsigned)."""
+    if key_file is not None:
+        return signatures.read_private_key(key_file)
+    default = signatures.default_key_file(settings.home, reviewer)
+    if default is None or not default.exists():
+        return None
+    return signatures.read_private_key(default)
 
 
 def _decision_command(kind: DecisionKind, help_text: str) -> click.Command:
@@ -64,19 +123,38 @@ def _decision_command(kind: DecisionKind, help_text: str) -> click.Command:
     @click.argument("promotion_id")
     @click.option("--reviewer", required=True, metavar="WHO", help="Who decides.")
     @click.option("--comment", metavar="TEXT", help="Why (required for an override).")
+    @click.option(
+        "--key-file",
+        type=click.Path(path_type=Path),
+        metavar="PATH",
+        help="Sign with this Ed25519 private key (default: $STAGELINE_HOME/keys/WHO.ed25519, "
+        "when it exists; without a key the decision is unsigned).",
+    )
     @click.option("--json", "as_json", is_flag=True)
-    def command(promotion_id: str, reviewer: str, comment: str | None, as_json: bool) -> int:
+    def command(
+        promotion_id: str,
+        reviewer: str,
+        comment: str | None,
+        key_file: Path | None,
+        as_json: bool,
+    ) -> int:
         request = DecisionRequest(kind=kind, reviewer=reviewer, comment=comment)
 
         async def work(settings: Settings, db: Database) -> int:
+            key = _reviewer_key(settings, reviewer, key_file)  # before any network: fail fast
             client = await connect(settings)
-            outcome = await send_decision(client, promotion_id, request)
+            outcome = await send_decision(client, promotion_id, request, key)
+            signed = " (signed)" if key is not None else ""
             if as_json:
                 emit_json(outcome)
             elif outcome.accepted:
-                done(f"{outcome.reason}; {promotion_id}")
+                done(f"{outcome.reason}; {promotion_id}{signed}")
             if not outcome.accepted:
-                raise Refused(f"{kind} refused: {outcome.reason}")
+                hint = ""
+                if key is None and outcome.reason.startswith("unsigned"):
+                    where = signatures.default_key_file(settings.home, reviewer)
+                    hint = f" (no key file at {where}; give one with --key-file)" if where else ""
+                raise Refused(f"{kind} refused: {outcome.reason}{hint}")
             return ExitCode.OK
 
         return run(work)
@@ -133,6 +211,119 @@ def group_list(as_json: bool) -> None:
     run(work)
 
 
+# -- reviewers' signing keys --------------------------------------------------------------------
+
+
+@click.group()
+def reviewer() -> None:
+    """Reviewers: their signing keys, for environments that require signed approvals."""
+
+
+@reviewer.group("key")
+def reviewer_key() -> None:
+    """Ed25519 keys: reviewers sign their decisions; the workspace holds the public halves."""
+
+
+@reviewer_key.command("generate")
+@click.argument("who")
+@click.option(
+    "--key-file",
+    type=click.Path(path_type=Path),
+    metavar="PATH",
+    help="Where to write the private key (default: $STAGELINE_HOME/keys/WHO.ed25519).",
+)
+@click.option("--json", "as_json", is_flag=True)
+def reviewer_key_generate(who: str, key_file: Path | None, as_json: bool) -> None:
+    """Make a key pair for reviewer WHO on this machine: the private key goes to a file
+    (mode 0600) and never leaves it; the public key is printed, for 'reviewer key add'."""
+    check_person(who)
+    settings = Settings.from_env()  # no database: this runs on the reviewer's own machine
+    path = key_file or signatures.default_key_file(settings.home, who)
+    assert path is not None  # check_person admits only file-safe names
+    public = signatures.public_key_of(signatures.write_private_key(path))
+    text = signatures.public_key_text(public)
+    if as_json:
+        emit_json(
+            {
+                "reviewer": who,
+                "key_file": str(path.absolute()),
+                "public_key": text,
+                "fingerprint": signatures.short(signatures.fingerprint(public)),
+            }
+        )
+        return
+    click.echo(text)
+    click.echo(
+        f"wrote the private key of {who} to {path} (mode 0600; keep it there, share nothing "
+        f"but the public key); register it with: stageline reviewer key add {who} {text}",
+        err=True,
+    )
+
+
+# A private key pasted by mistake starts with "-----": without this, click would take it for
+# an option and print it back in its error.
+@reviewer_key.command("add", context_settings={"ignore_unknown_options": True})
+@click.argument("who")
+@click.argument("public_key")
+@click.option("--json", "as_json", is_flag=True)
+def reviewer_key_add(who: str, public_key: str, as_json: bool) -> None:
+    """Register PUBLIC_KEY (as 'reviewer key generate' printed it) as a key of reviewer WHO."""
+
+    async def work(settings: Settings, db: Database) -> None:
+        view = await ReviewerKeyService(db, settings).add_key(who, public_key, actor=actor())
+        if as_json:
+            emit_json(view)
+        else:
+            done(f"registered key {view.fingerprint} for {who}")
+
+    run(work)
+
+
+@reviewer_key.command("list")
+@click.option("--reviewer", metavar="WHO", help="Only this reviewer's keys.")
+@click.option("--json", "as_json", is_flag=True)
+def reviewer_key_list(reviewer: str | None, as_json: bool) -> None:
+    """List registered keys, revoked ones included."""
+
+    async def work(settings: Settings, db: Database) -> None:
+        views = await ReviewerKeyService(db, settings).list_keys(reviewer)
+        if as_json:
+            emit_json(views)
+            return
+        table(
+            ["REVIEWER", "FINGERPRINT", "STATE", "ADDED", "PUBLIC KEY"],
+            [
+                (
+                    v.reviewer,
+                    v.fingerprint,
+                    "active"
+                    if v.revoked_at is None
+                    else f"revoked {v.revoked_at:%Y-%m-%d} by {v.revoked_by}",
+                    f"{v.created_at:%Y-%m-%d} by {v.created_by}",
+                    v.public_key,
+                )
+                for v in views
+            ],
+            empty="no reviewer keys yet; see 'stageline reviewer key generate --help'",
+        )
+
+    run(work)
+
+
+@reviewer_key.command("revoke")
+@click.argument("who")
+@click.argument("fingerprint")
+def reviewer_key_revoke(who: str, fingerprint: str) -> None:
+    """Revoke the key of reviewer WHO whose fingerprint starts with FINGERPRINT; decisions
+    signed with it are refused from now on, in promotions already waiting too."""
+
+    async def work(settings: Settings, db: Database) -> None:
+        view = await ReviewerKeyService(db, settings).revoke_key(who, fingerprint, actor=actor())
+        done(f"revoked key {view.fingerprint} of {who}")
+
+    run(work)
+
+
 # -- environment protection and freezes --------------------------------------------------------
 
 
@@ -162,6 +353,12 @@ def _when(value: str | None, what: str) -> datetime | None:
 @click.option("--allow-self-review/--no-self-review", default=None)
 @click.option("--wait-minutes", type=click.IntRange(0))
 @click.option("--approval-timeout-minutes", type=click.IntRange(0), help="0: wait forever.")
+@click.option(
+    "--require-signed-approvals/--no-require-signed-approvals",
+    default=None,
+    help="Accept only decisions signed by a key registered for their reviewer "
+    "(see 'stageline reviewer key').",
+)
 @click.option("--json", "as_json", is_flag=True)
 def env_protect(
     name: str,
@@ -170,12 +367,14 @@ def env_protect(
     allow_self_review: bool | None,
     wait_minutes: int | None,
     approval_timeout_minutes: int | None,
+    require_signed_approvals: bool | None,
     as_json: bool,
 ) -> None:
     """Change an environment's protection rules (waiting promotions keep theirs)."""
 
     async def work(settings: Settings, db: Database) -> None:
-        view = await EnvironmentService(db, settings).protect_environment(
+        envs = EnvironmentService(db, settings)
+        view = await envs.protect_environment(
             name,
             actor=actor(),
             required_approvals=required_approvals,
@@ -183,16 +382,30 @@ def env_protect(
             allow_self_review=allow_self_review,
             wait_minutes=wait_minutes,
             approval_timeout_minutes=approval_timeout_minutes,
+            require_signed_approvals=require_signed_approvals,
         )
         if as_json:
             emit_json(view)
-        else:
-            p = view.protection
-            done(
-                f"{name}: {p.required_approvals} approval(s) from {', '.join(p.reviewers) or '-'}"
-                f", self-review {'allowed' if p.allow_self_review else 'not allowed'}, wait "
-                f"{p.wait_minutes} min, approval timeout {p.approval_timeout_minutes or 'none'}"
-            )
+            return
+        p = view.protection
+        done(
+            f"{name}: {p.required_approvals} approval(s) from {', '.join(p.reviewers) or '-'}"
+            f", self-review {'allowed' if p.allow_self_review else 'not allowed'}, wait "
+            f"{p.wait_minutes} min, approval timeout {p.approval_timeout_minutes or 'none'}"
+            f", signed approvals {'required' if p.require_signed_approvals else 'not required'}"
+        )
+        if p.require_signed_approvals:
+            async with db.read() as session:
+                env = await envs.environment(session, name)
+                people = await envs.eligible_reviewers(session, env)
+            missing = await ReviewerKeyService(db, settings).without_keys(people)
+            if missing:
+                click.echo(
+                    f"note: {', '.join(missing)} ha{'s' if len(missing) == 1 else 've'} no "
+                    "signing key yet, so their decisions are refused until one is registered "
+                    "with 'stageline reviewer key add'",
+                    err=True,
+                )
 
     run(work)
 
@@ -206,7 +419,7 @@ async def _nudge_frozen(settings: Settings, db: Database, environment: str) -> N
         return
     try:
         client = await connect(settings)
-    except Unavailable:
+    except (Unavailable, ConfigurationError):
         return  # they look again by themselves within minutes
     for promotion in view.in_progress:
         with suppress(RPCError):
@@ -261,4 +474,4 @@ def env_unfreeze(name: str) -> None:
 
 
 ENV_COMMANDS = [env_protect, env_freeze, env_unfreeze]
-COMMANDS = [approve, reject, override, group]
+COMMANDS = [approve, reject, override, group, reviewer]

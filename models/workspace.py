@@ -25,6 +25,9 @@ class Protection(BaseModel):
     allow_self_review: bool = False
     wait_minutes: int = Field(default=0, ge=0)
     approval_timeout_minutes: int = Field(default=7 * 24 * 60, ge=0)  # 0: wait forever
+    # Every decision (approve, reject, override) must carry an Ed25519 signature by a key
+    # registered for its reviewer; see `stageline reviewer key`.
+    require_signed_approvals: bool = False
 
     @property
     def protected(self) -> bool:

@@ -51,6 +51,7 @@ def protection_of(env: Environment) -> Protection:
         allow_self_review=env.allow_self_review,
         wait_minutes=env.wait_minutes,
         approval_timeout_minutes=env.approval_timeout_minutes,
+        require_signed_approvals=env.require_signed_approvals,
     )
 
 
@@ -97,6 +98,7 @@ class EnvironmentService(Service):
                 allow_self_review=protection.allow_self_review,
                 wait_minutes=protection.wait_minutes,
                 approval_timeout_minutes=protection.approval_timeout_minutes,
+                require_signed_approvals=protection.require_signed_approvals,
                 wrapped_data_key=b"",
                 master_key_id=key.key_id,
             )
@@ -290,6 +292,7 @@ class EnvironmentService(Service):
         allow_self_review: bool | None = None,
         wait_minutes: int | None = None,
         approval_timeout_minutes: int | None = None,
+        require_signed_approvals: bool | None = None,
     ) -> EnvironmentView:
         """Change protection rules; promotions already waiting keep the rules they started with."""
         async with self.db.write() as session:
@@ -302,6 +305,7 @@ class EnvironmentService(Service):
                 "allow_self_review": allow_self_review,
                 "wait_minutes": wait_minutes,
                 "approval_timeout_minutes": approval_timeout_minutes,
+                "require_signed_approvals": require_signed_approvals,
             }
             changed = Protection.model_validate(
                 {**current.model_dump(), **{k: v for k, v in updates.items() if v is not None}}

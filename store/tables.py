@@ -84,6 +84,8 @@ class Environment(Base):
     wait_minutes: Mapped[int] = mapped_column(default=0)
     # 0: wait for approvals forever.
     approval_timeout_minutes: Mapped[int] = mapped_column(default=7 * 24 * 60)
+    # Every reviewer decision must be signed by a key registered for its reviewer.
+    require_signed_approvals: Mapped[bool] = mapped_column(Boolean, default=False)
     wrapped_data_key: Mapped[bytes] = mapped_column(LargeBinary)
     master_key_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -379,3 +381,27 @@ class DataSharing(Base):
 
     app_id: Mapped[int] = mapped_column(ForeignKey("app.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(20), primary_key=True)
+
+
+class ReviewerKey(Base):
+    """A reviewer's Ed25519 public key. Never deleted: a revoked key stays, so old audit
+    entries can still name it and it can never be registered again."""
+
+    __tablename__ = "reviewer_key"
+    __table_args__ = (
+        # One key, one person: a shared key could sign as either.
+        UniqueConstraint("workspace_id", "fingerprint"),
+        Index("ix_reviewer_key_reviewer", "workspace_id", "reviewer"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id", ondelete="RESTRICT"))
+    reviewer: Mapped[str] = mapped_column(String(200))
+    # "ed25519:" and the base64 of the 32 raw bytes, as `stageline reviewer key generate` prints.
+    public_key: Mapped[str] = mapped_column(String(100))
+    # SHA-256 of the raw key, hex.
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    revoked_by: Mapped[str | None] = mapped_column(String(200))

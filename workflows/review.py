@@ -12,7 +12,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from models.promotion import Phase
-    from models.review import Decision, DecisionKind, DecisionOutcome
+    from models.review import Decision, DecisionKind, DecisionOutcome, SignatureCheck
 
 # Phases in which reviewers can still stop or unblock the promotion.
 BEFORE_DEPLOY = {Phase.AWAITING_APPROVAL, Phase.WAITING, Phase.FROZEN, Phase.QUEUED}
@@ -25,6 +25,9 @@ class Review:
     eligible: list[str]
     required: int
     allow_self_review: bool
+    # Signed mode: every decision must carry a signature that a registered, unrevoked key of
+    # its reviewer made for this promotion run (checked by the `verify_decision` activity).
+    signed: bool = False
     approvals: list[str] = field(default_factory=list)
     rejection: str | None = None
     override: str | None = None
@@ -41,8 +44,25 @@ class Review:
             if person not in self.approvals and (self.allow_self_review or person != self.requester)
         ]
 
-    def decide(self, kind: DecisionKind, decision: Decision, phase: Phase) -> DecisionOutcome:
-        refusal = self._refusal(kind, decision, phase)
+    def needs_verification(self, kind: DecisionKind, decision: Decision, phase: Phase) -> bool:
+        """Whether the workflow must check this decision's signature before deciding: only in
+        signed mode, only a signed decision, only one the policy would otherwise accept (so
+        no activity runs for what is refused anyway)."""
+        return (
+            self.signed
+            and decision.signature is not None
+            and self._refusal(kind, decision, phase) is None
+        )
+
+    def decide(
+        self,
+        kind: DecisionKind,
+        decision: Decision,
+        phase: Phase,
+        check: SignatureCheck | None = None,
+    ) -> DecisionOutcome:
+        """Judge a decision; in signed mode `check` is the verdict on its signature."""
+        refusal = self._refusal(kind, decision, phase) or self._unsigned(kind, decision, check)
         if refusal is not None:
             self.refusals.append(f"{kind} by {decision.reviewer} refused: {refusal}")
             return self._outcome(False, refusal)
@@ -81,6 +101,21 @@ class Review:
         if kind == "override" and self.override is not None:
             return "the freeze is already overridden"
         return None
+
+    def _unsigned(
+        self, kind: DecisionKind, decision: Decision, check: SignatureCheck | None
+    ) -> str | None:
+        if not self.signed:
+            return None
+        if decision.signature is None:
+            return (
+                f"unsigned: {self.environment} accepts only signed decisions; 'stageline {kind} "
+                f"PROMOTION_ID --reviewer {decision.reviewer}' signs with the reviewer's key "
+                "(see 'stageline reviewer key generate')"
+            )
+        if check is None:
+            return "signature does not verify: it could not be checked"
+        return None if check.verified else check.reason
 
     def _outcome(self, accepted: bool, reason: str) -> DecisionOutcome:
         return DecisionOutcome(
