@@ -16,6 +16,7 @@ from activities.masking import mask, tail
 from models.errors import StagelineError, Unavailable
 from models.promotion import (
     BeginDeployment,
+    DeploymentFinished,
     DeploymentStarted,
     FinishDeployment,
     Interruption,
@@ -32,10 +33,17 @@ from models.promotion import (
     TrainPlan,
     WorkflowRef,
 )
-from models.review import DecisionRecord, FreezeQuery, FreezeState
+from models.review import (
+    DecisionRecord,
+    DecisionToVerify,
+    FreezeQuery,
+    FreezeState,
+    SignatureCheck,
+)
 from models.settings import Settings
 from services.deployments import DeploymentService, InvalidRequest
 from services.queue import QueueService
+from services.reviewers import ReviewerKeyService
 from store.database import Database
 from store.tables import utcnow
 from vault.keys import KeyProvider
@@ -81,6 +89,7 @@ class PromotionActivities:
     ) -> None:
         self.deployments = DeploymentService(db, settings, key)
         self.queue = QueueService(db, settings, key)
+        self.reviewer_keys = ReviewerKeyService(db, settings, key)
         self.client = client
 
     @activity.defn(name="prepare_promotion")
@@ -111,6 +120,13 @@ class PromotionActivities:
     async def record_decision(self, decision: DecisionRecord) -> None:
         with business_errors():
             await self.deployments.record_decision(decision)
+
+    @activity.defn(name="verify_decision")
+    async def verify_decision(self, decision: DecisionToVerify) -> SignatureCheck:
+        """Check a signed decision against its reviewer's active keys (crypto stays out of
+        workflow code); a bad signature is an answer, not an error."""
+        with business_errors():
+            return await self.reviewer_keys.verify_decision(decision)
 
     @activity.defn(name="freeze_state")
     async def freeze_state(self, query: FreezeQuery) -> FreezeState:
@@ -163,11 +179,12 @@ class PromotionActivities:
             return await self.deployments.begin_deployment(request.promotion_record_id, request.run)
 
     @activity.defn(name="finish_deployment")
-    async def finish_deployment(self, request: FinishDeployment) -> None:
+    async def finish_deployment(self, request: FinishDeployment) -> DeploymentFinished:
         with business_errors():
-            await self.deployments.finish_deployment(
+            status = await self.deployments.finish_deployment(
                 request.deployment_id, request.succeeded, request.reason, request.interrupted
             )
+        return DeploymentFinished(status=status)
 
     @activity.defn(name="plan_rollback")
     async def plan_rollback(self, request: PlanRollback) -> RollbackPlan:
@@ -241,6 +258,7 @@ class PromotionActivities:
             self.prepare_promotion,
             self.plan_train,
             self.record_decision,
+            self.verify_decision,
             self.freeze_state,
             self.record_promotion_outcome,
             self.enter_queue,

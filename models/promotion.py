@@ -252,6 +252,14 @@ class FinishDeployment(BaseModel):
     interrupted: bool = False  # stopped by a rollback: recorded as such, not as a failure
 
 
+class DeploymentFinished(BaseModel):
+    """The status a deployment has on record once closed; not always the one asked for: a
+    deployment is closed once, and an earlier attempt of the same workflow task may have
+    closed it already."""
+
+    status: str
+
+
 class PromotionOutcome(BaseModel):
     promotion_record_id: int
     status: str

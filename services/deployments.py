@@ -327,13 +327,14 @@ class DeploymentService(Service):
 
     async def finish_deployment(
         self, deployment_id: int, succeeded: bool, reason: str | None, interrupted: bool = False
-    ) -> None:
-        """Close a deployment; on success the environment's pointer moves to its release."""
+    ) -> str:
+        """Close a deployment, once; on success the environment's pointer moves to its
+        release. Returns the status on record."""
         async with self.db.write() as session:
             deployment = await session.get(Deployment, deployment_id)
             assert deployment is not None
             if deployment.finished_at is not None:
-                return
+                return str(deployment.status)
             now = utcnow()
             deployment.finished_at = now
             deployment.reason = reason
@@ -349,6 +350,7 @@ class DeploymentService(Service):
                 )
             else:
                 deployment.status = "interrupted" if interrupted else "failed"
+            return str(deployment.status)
 
     # -- steps -----------------------------------------------------------------------------
 

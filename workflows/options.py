@@ -81,8 +81,15 @@ async def store(name: str, arg: BaseModel, result_type: type[M]) -> M:
 
 
 async def store_only(name: str, arg: BaseModel) -> None:
-    """Run a database activity that returns nothing."""
+    """Run a database activity whose result the caller does not need."""
     await _local(name, arg, None)
+
+
+async def store_or_none(name: str, arg: BaseModel, result_type: type[M]) -> M | None:
+    """Like `store`, for an activity whose result histories recorded before it had one
+    hold as null."""
+    result: M | None = await _local(name, arg, result_type | None)  # type: ignore[arg-type]
+    return result
 
 
 async def step(request: StepRequest) -> StepOutcome:

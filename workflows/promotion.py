@@ -8,13 +8,14 @@ from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from pydantic import ValidationError
 
     from models.promotion import (
         BeginDeployment,
+        DeploymentFinished,
         DeploymentStarted,
         FinishDeployment,
         Interruption,
@@ -35,12 +36,14 @@ with workflow.unsafe.imports_passed_through():
         DecisionOutcome,
         DecisionRecord,
         DecisionRequest,
+        DecisionToVerify,
         FreezeQuery,
         FreezeState,
+        SignatureCheck,
     )
     from workflows import search_attributes as sa
     from workflows.base import Orchestration, failure_reason
-    from workflows.options import store, store_only, validate_input
+    from workflows.options import store, store_only, store_or_none, validate_input
     from workflows.review import Review
 
 # A freeze with no end is looked at again this often (`stageline env unfreeze` also wakes
@@ -118,8 +121,17 @@ class PromotionWorkflow(Orchestration):
             reason = "the promotion is not ready for decisions yet; try again in a moment"
             self._status.refusals.append(f"{kind} by {decision.reviewer} refused: {reason}")
             return DecisionOutcome(accepted=False, reason=reason)
-        outcome = self._review.decide(kind, decision, self._status.phase)
+        check: SignatureCheck | None = None
+        if self._review.needs_verification(kind, decision, self._status.phase):
+            # Only in signed mode, which no recorded history has: unsigned flows schedule
+            # exactly the commands they always did.
+            check = await self._verify(kind, decision)
+        # The phase is read again: it may have moved on while the signature was checked.
+        outcome = self._review.decide(kind, decision, self._status.phase, check)
         self._sync_review()
+        recorded = outcome.reason
+        if outcome.accepted and check is not None:
+            recorded = f"{recorded}; {check.reason}"  # which key signed it, for the audit log
         await store_only(
             "record_decision",
             DecisionRecord(
@@ -128,11 +140,38 @@ class PromotionWorkflow(Orchestration):
                 kind=kind,
                 reviewer=decision.reviewer,
                 accepted=outcome.accepted,
-                reason=outcome.reason,
+                reason=recorded,
                 comment=decision.comment,
             ),
         )
         return outcome
+
+    async def _verify(self, kind: DecisionKind, decision: Decision) -> SignatureCheck:
+        """Check a signed decision in an activity (crypto and the key store are I/O). It is
+        bound to this run as the workflow knows it, not as the sender claims."""
+        assert decision.signature is not None
+        info = workflow.info()
+        try:
+            return await store(
+                "verify_decision",
+                DecisionToVerify(
+                    namespace=info.namespace,
+                    workflow_id=info.workflow_id,
+                    run_id=info.run_id,
+                    kind=kind,
+                    reviewer=decision.reviewer,
+                    comment=decision.comment,
+                    signature=decision.signature,
+                ),
+                SignatureCheck,
+            )
+        except (ActivityError, ApplicationError) as exc:
+            # A handler must never raise: the decision is refused and can be sent again.
+            return SignatureCheck(
+                verified=False,
+                reason=f"the signature could not be checked now ({failure_reason(exc)}); "
+                "send the decision again",
+            )
 
     def _sync_review(self) -> None:
         assert self._review is not None
@@ -182,6 +221,7 @@ class PromotionWorkflow(Orchestration):
             eligible=prepared.eligible_reviewers,
             required=prepared.protection.required_approvals,
             allow_self_review=prepared.protection.allow_self_review,
+            signed=prepared.protection.require_signed_approvals,
         )
         self._sync_review()
         stop = await self._protection(prepared)
@@ -353,7 +393,7 @@ class PromotionWorkflow(Orchestration):
         )
         self._skip_pending()
         if started is not None:
-            await store_only(
+            finished = await store_or_none(
                 "finish_deployment",
                 FinishDeployment(
                     deployment_id=started.deployment_id,
@@ -361,7 +401,15 @@ class PromotionWorkflow(Orchestration):
                     reason=reason,
                     interrupted=True,
                 ),
+                DeploymentFinished,
             )
+            if finished is not None and finished.status == "deployed":
+                # An earlier attempt of this task finished the deployment before it saw the
+                # rollback's signal (the task was lost, e.g. its worker stalled): it is
+                # deployed, and the rollback runs after it. Report what is on record.
+                return await self._end(
+                    prepared, Phase.DEPLOYED, None, deployment_id=started.deployment_id
+                )
         return await self._end(
             prepared,
             Phase.ROLLED_BACK,
