@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import pwd
 import shutil
@@ -11,6 +12,9 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+import asyncpg
 
 
 def _binary(name: str) -> str | None:
@@ -145,3 +149,41 @@ def cluster() -> Iterator[Cluster]:
     finally:
         pg.stop("immediate")
         shutil.rmtree(root, ignore_errors=True)
+
+
+class LockHolder:
+    """A second PostgreSQL session holding a lock, as another program might; and a view of
+    which of the worker's statements wait on it."""
+
+    def __init__(self, url: str) -> None:
+        self.dsn = url.replace("postgresql+asyncpg://", "postgresql://")
+        self.database = self.dsn.rsplit("/", 1)[1]
+        self.conn: Any = None
+
+    async def hold(self, sql: str, *args: Any) -> None:
+        self.conn = await asyncpg.connect(self.dsn)
+        await self.conn.execute("BEGIN")
+        await self.conn.execute(sql, *args)
+
+    async def waiting(self, text: str, timeout: float = 60) -> str:
+        """The worker's statement blocked on our lock, once it is. (Watched from a session
+        of its own: statistics views are a snapshot within one transaction.)"""
+        watcher = await asyncpg.connect(self.dsn)
+        try:
+            for _ in range(int(timeout * 10)):
+                rows = await watcher.fetch(
+                    "SELECT query FROM pg_stat_activity WHERE datname = $1 AND "
+                    "wait_event_type = 'Lock'",
+                    self.database,
+                )
+                for row in rows:
+                    if text in row["query"]:
+                        return str(row["query"])
+                await asyncio.sleep(0.1)
+        finally:
+            await watcher.close()
+        raise AssertionError(f"no statement with {text!r} ever waited on the lock")
+
+    async def release(self) -> None:
+        await self.conn.execute("COMMIT")
+        await self.conn.close()

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
+from sqlalchemy import func, select
+
+from store.tables import Deployment, Promotion
 from tests.stack import Stack
 from vault.secret_value import SecretValue
 
@@ -75,3 +80,59 @@ verify:
   - name: health
     http: {{url: "{verify}", expect_status: 200, deadline_seconds: 2, interval_seconds: 0.5}}
 """
+
+
+async def deployments_of(s: Stack, workflow_id: str) -> list[Deployment]:
+    async with s.db.read() as session:
+        rows = await session.scalars(
+            select(Deployment).where(Deployment.workflow_id == workflow_id)
+        )
+        return list(rows)
+
+
+def marked_pipeline(marker: Path, verify_sleep: float = 0) -> str:
+    """A deploy step and a verification step, each appending `<section> start|end` to
+    `marker`, so a test knows which is running and how often each ran."""
+
+    def script(section: str, sleep: float) -> str:
+        return (
+            f"import time; m = open({str(marker)!r}, 'a', buffering=1); "
+            f"m.write('{section} start\\n'); time.sleep({sleep}); m.write('{section} end\\n')"
+        )
+
+    return f"""\
+steps:
+  - name: deploy
+    run: [{sys.executable!r}, "-c", {script("deploy", 0)!r}]
+verify:
+  - name: smoke
+    run: [{sys.executable!r}, "-c", {script("verify", verify_sleep)!r}]
+"""
+
+
+def counts(marker: Path) -> dict[str, int]:
+    lines = marker.read_text().splitlines()
+    return {line: lines.count(line) for line in set(lines)}
+
+
+async def assert_deployed_once(s: Stack, handle: Any, environment: str = "dev") -> None:
+    """The new worker finished the promotion: one promotion record, one deployment, and the
+    environment's pointer on the release."""
+    result = await asyncio.wait_for(handle.result(), 120)
+    assert result.status == "deployed", result.reason
+    [deployment] = await deployments_of(s, handle.id)
+    assert deployment.status == "deployed" and deployment.finished_at is not None
+    async with s.db.read() as session:
+        records = await session.scalar(
+            select(func.count()).select_from(Promotion).where(Promotion.workflow_id == handle.id)
+        )
+    assert records == 1
+    assert (await s.views.status(environment=environment)).cells[0].version == "1.0.0"
+
+
+async def wait_for_line(path: Path, text: str, timeout: float = 60) -> None:
+    for _ in range(int(timeout * 10)):
+        if path.exists() and text in path.read_text():
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"{text!r} never appeared in {path}")

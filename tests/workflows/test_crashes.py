@@ -1,11 +1,17 @@
-"""A worker killed with SIGKILL mid-promotion: a new worker finishes it, with exactly one
-deployment record and the right pointer. Steps run at least once, with a stable run id."""
+"""A worker killed with SIGKILL in each phase of a promotion (gates, waiting for approval,
+inside a step, during verification, while recording): a new worker finishes it, with exactly
+one promotion and one deployment record and the right pointer. Steps run at least once, with
+a stable run id.
+
+The gates and recording kills run on PostgreSQL, where the test can hold a lock the worker's
+own write waits on and see it waiting (pg_stat_activity): the kill lands exactly there."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
 import subprocess
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +20,8 @@ import pytest
 from sqlalchemy import select
 
 from models.promotion import PromotionResult
-from store.tables import Deployment
+from store.tables import StepRun
+from tests import postgres
 from tests.conftest import STAGELINE
 from tests.http_recorder import recorder
 from tests.stack import Stack, stack, until_phase
@@ -46,12 +53,24 @@ class Workers:
                 process.wait(timeout=30)
 
 
+@pytest.fixture(params=["sqlite"])
+def store_url(request: pytest.FixtureRequest) -> str | None:
+    """SQLite by default; the tests that need PostgreSQL ask for it by name."""
+    if request.param == "sqlite":
+        return None
+    cluster: postgres.Cluster | None = request.getfixturevalue("pg")
+    assert cluster is not None, postgres.available()
+    return cluster.create_database(f"crash_{uuid.uuid4().hex[:12]}")
+
+
 @pytest.fixture
-async def ws(temporal: Any, tmp_path: Path) -> AsyncIterator[tuple[Stack, Workers]]:
+async def ws(
+    temporal: Any, tmp_path: Path, store_url: str | None
+) -> AsyncIterator[tuple[Stack, Workers]]:
     with recorder() as hooks:
         # The in-process worker listens on a queue of its own; the promotions go to the
-        # `stageline` queue that only the killable worker processes serve.
-        async with stack(temporal, tmp_path / "home") as s:
+        # `stageline-crash` queue that only the killable worker processes serve.
+        async with stack(temporal, tmp_path / "home", database_url=store_url) as s:
             await scenario.build(s, hooks.url, production_approvals=1)
             env = {**s.cli().env, "STAGELINE_TASK_QUEUE": "stageline-crash"}
             workers = Workers(env, tmp_path / "workers.log")
@@ -73,22 +92,6 @@ async def start(s: Stack, version: str, target: str, by: str = "tester") -> Any:
     )
 
 
-async def deployments_of(s: Stack, workflow_id: str) -> list[Deployment]:
-    async with s.db.read() as session:
-        rows = await session.scalars(
-            select(Deployment).where(Deployment.workflow_id == workflow_id)
-        )
-        return list(rows)
-
-
-async def wait_for_line(path: Path, text: str, timeout: float = 60) -> None:
-    for _ in range(int(timeout * 10)):
-        if path.exists() and text in path.read_text():
-            return
-        await asyncio.sleep(0.1)
-    raise AssertionError(f"{text!r} never appeared in {path}")
-
-
 async def test_worker_killed_inside_a_step_another_worker_finishes_once(
     ws: tuple[Stack, Workers], tmp_path: Path
 ) -> None:
@@ -99,7 +102,7 @@ async def test_worker_killed_inside_a_step_another_worker_finishes_once(
     )
     first = workers.start()
     handle = await start(s, "1.0.0", "dev")
-    await wait_for_line(marker, "1.0.0 dev start")
+    await scenario.wait_for_line(marker, "1.0.0 dev start")
     workers.kill(first)
     workers.start()
     result = await asyncio.wait_for(handle.result(), 120)
@@ -108,7 +111,7 @@ async def test_worker_killed_inside_a_step_another_worker_finishes_once(
     whats = [line.split()[2] for line in lines]
     assert whats.count("start") == 2  # at least once: the step ran again on the new worker
     assert whats.count("end") == 1  # and the killed worker's copy died with it
-    [deployment] = await deployments_of(s, handle.id)
+    [deployment] = await scenario.deployments_of(s, handle.id)
     assert deployment.status == "deployed"
     assert (await s.views.status(environment="dev")).cells[0].version == "1.0.0"
 
@@ -128,5 +131,89 @@ async def test_worker_killed_while_waiting_for_approval_a_new_worker_carries_on(
     workers.start()
     result = await asyncio.wait_for(handle.result(), 120)
     assert result.status == "deployed"
-    assert len(await deployments_of(s, handle.id)) == 1
+    assert len(await scenario.deployments_of(s, handle.id)) == 1
     assert (await s.views.status(environment="production")).cells[0].version == "1.0.0"
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+async def test_worker_killed_during_gates_a_new_worker_finishes_once(
+    ws: tuple[Stack, Workers], tmp_path: Path
+) -> None:
+    s, workers = ws
+    marker = tmp_path / "steps"
+    await s.releases.create_release("web", "1.0.0", scenario.marked_pipeline(marker), actor="t")
+    blocker = postgres.LockHolder(s.settings.database_url)
+    # Reads go on; the gates' write of the promotion record waits.
+    await blocker.hold("LOCK TABLE promotion IN EXCLUSIVE MODE")
+    first = workers.start()
+    handle = await start(s, "1.0.0", "dev")
+    assert "promotion" in await blocker.waiting("INSERT INTO promotion")
+    workers.kill(first)
+    await blocker.release()
+    workers.start()
+    await scenario.assert_deployed_once(s, handle)
+    assert scenario.counts(marker) == {
+        "deploy start": 1,
+        "deploy end": 1,
+        "verify start": 1,
+        "verify end": 1,
+    }
+
+
+async def test_worker_killed_during_verification_a_new_worker_finishes_once(
+    ws: tuple[Stack, Workers], tmp_path: Path
+) -> None:
+    s, workers = ws
+    marker = tmp_path / "steps"
+    await s.releases.create_release(
+        "web", "1.0.0", scenario.marked_pipeline(marker, verify_sleep=3), actor="t"
+    )
+    first = workers.start()
+    handle = await start(s, "1.0.0", "dev")
+    await scenario.wait_for_line(marker, "verify start")
+    workers.kill(first)
+    workers.start()
+    await scenario.assert_deployed_once(s, handle)
+    # The deploy step ran once; the verification ran again on the new worker.
+    assert scenario.counts(marker) == {
+        "deploy start": 1,
+        "deploy end": 1,
+        "verify start": 2,
+        "verify end": 1,
+    }
+    async with s.db.read() as session:
+        verify_runs = (
+            await session.scalars(select(StepRun).where(StepRun.section == "verify"))
+        ).all()
+    assert [r.status for r in verify_runs] == ["succeeded"]
+
+
+@pytest.mark.parametrize("store_url", ["postgresql"], indirect=True)
+async def test_worker_killed_while_recording_a_new_worker_finishes_once(
+    ws: tuple[Stack, Workers], tmp_path: Path
+) -> None:
+    s, workers = ws
+    marker = tmp_path / "steps"
+    await s.releases.create_release(
+        "web", "1.0.0", scenario.marked_pipeline(marker, verify_sleep=1), actor="t"
+    )
+    first = workers.start()
+    handle = await start(s, "1.0.0", "dev")
+    await scenario.wait_for_line(marker, "verify start")
+    # The deployment row exists now; recording its end (and moving the pointer) will wait.
+    blocker = postgres.LockHolder(s.settings.database_url)
+    await blocker.hold(
+        "SELECT id FROM deployment WHERE workflow_id = $1 FOR NO KEY UPDATE", handle.id
+    )
+    assert "UPDATE deployment" in await blocker.waiting("UPDATE deployment")
+    workers.kill(first)
+    await blocker.release()
+    workers.start()
+    await scenario.assert_deployed_once(s, handle)
+    # Every step had finished before the kill: none ran again.
+    assert scenario.counts(marker) == {
+        "deploy start": 1,
+        "deploy end": 1,
+        "verify start": 1,
+        "verify end": 1,
+    }

@@ -204,37 +204,49 @@ async def test_newer_promotion_supersedes_one_still_waiting_for_approval(ws: Sta
     assert [(d.version, d.status) for d in view.deployments] == [("1.1.0", "deployed")]
 
 
-async def test_concurrent_promotions_and_rollbacks_never_interleave(
+async def test_twenty_concurrent_promotions_and_rollbacks_never_interleave(
     ws: Stack, tmp_path: Path
 ) -> None:
-    versions_ = [f"1.{n}.0" for n in range(5)]
+    """Twelve promotions and eight rollbacks into one app and environment at once: one
+    deployment at a time, every record consistent with its workflow's result, and the
+    pointer on the last deployment admitted."""
+    versions_ = [f"1.{n}.0" for n in range(16)]
     for version in versions_:
-        await ws.releases.create_release("web", version, scenario.pipeline(sleep=0.3), actor="t")
-    for version in versions_[:2]:
+        await ws.releases.create_release("web", version, scenario.pipeline(sleep=0.2), actor="t")
+    for version in versions_[:4]:  # a history for the rollbacks to go back through
         assert (await ws.promote("web", version, "dev")).status == "deployed"
 
-    async def promote(version: str) -> str:
-        return (await ws.promote("web", version, "dev")).status
+    # Launched a little apart, so most are admitted in turn rather than all superseded at
+    # once; they still overlap, queue and preempt one another.
+    async def promote(n: int, version: str) -> tuple[str, str]:
+        await asyncio.sleep(n * 0.25)
+        handle = await ws.start_promotion("web", version, "dev")
+        return handle.id, str((await handle.result()).status)
 
-    async def rollback(n: int) -> str:
+    async def rollback(n: int) -> tuple[str, str]:
+        await asyncio.sleep(n * 0.25)
+        workflow_id = f"rollback-web-dev-{n}"
         result = await ws.client.execute_workflow(
             "RollbackWorkflow",
             RollbackInput(app="web", environment="dev", requested_by="oncall"),
-            id=f"rollback-web-dev-{n}",
+            id=workflow_id,
             task_queue=ws.settings.task_queue,
             result_type=RollbackResult,
         )
-        return str(result.status)
+        return workflow_id, str(result.status)
 
-    outcomes = await asyncio.gather(
-        promote("1.2.0"), rollback(1), promote("1.3.0"), rollback(2), promote("1.4.0")
-    )
-    assert set(outcomes) <= {"deployed", "superseded", "rolled_back", "refused", "failed"}
+    fresh = iter(versions_[4:])
+    launches = [rollback(n) if n % 5 in (1, 3) else promote(n, next(fresh)) for n in range(20)]
+    assert next(fresh, None) is None  # twelve promotions, eight rollbacks
+    outcomes = dict(await asyncio.gather(*launches))
+    assert set(outcomes.values()) <= {"deployed", "superseded", "rolled_back", "refused"}
+    assert "deployed" in outcomes.values() and "rolled_back" in outcomes.values()
 
     async with ws.db.read() as session:
         runs = (await session.scalars(select(StepRun))).all()
         deployments = {d.id: d for d in (await session.scalars(select(Deployment))).all()}
         pointer = (await session.scalars(select(CurrentRelease))).all()
+    # Never two deployments at once: the step spans of deployments never overlap.
     spans: dict[int, tuple[Any, Any]] = {}
     for run in runs:
         low, high = spans.get(run.deployment_id, (run.started_at, run.finished_at))
@@ -242,8 +254,21 @@ async def test_concurrent_promotions_and_rollbacks_never_interleave(
     ordered = sorted(spans.items(), key=lambda item: item[1][0])
     for (_, (_, end)), (later, (start, _)) in itertools.pairwise(ordered):
         assert end <= start, f"deployment {later} started before the one before it ended"
-    finished = [d for d in deployments.values() if d.status == "deployed"]
-    last = max(finished, key=lambda d: d.finished_at)
+    # Each record agrees with its workflow's result, and none is left open.
+    assert all(d.finished_at is not None for d in deployments.values())
+    by_workflow = {d.workflow_id: d for d in deployments.values()}
+    for workflow_id, status in outcomes.items():
+        record = by_workflow.get(workflow_id)
+        interrupted = workflow_id.startswith("promote") and status == "rolled_back"
+        if status in ("superseded", "refused"):
+            assert record is None, workflow_id
+        elif interrupted:  # a promotion a rollback took over mid-deploy
+            assert record is not None and record.status == "interrupted", workflow_id
+        else:
+            assert record is not None and record.status == "deployed", workflow_id
+    # The pointer is on the last deployment admitted (the last to start) that succeeded.
+    last = max(
+        (d for d in deployments.values() if d.status == "deployed"), key=lambda d: d.started_at
+    )
     [dev_pointer] = [p for p in pointer if p.environment_id == last.environment_id]
     assert dev_pointer.deployment_id == last.id and dev_pointer.release_id == last.release_id
-    assert all(d.finished_at is not None for d in deployments.values())
