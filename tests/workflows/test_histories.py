@@ -10,6 +10,7 @@ older plaintext ones replay through the codec, which passes unencrypted payloads
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,7 +22,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from tests.http_recorder import Recorder, recorder
-from tests.stack import CONVERTER, Stack, stack, until_phase
+from tests.stack import CONVERTER, Stack, payloads_in, stack, until_phase
 from tests.workflows import scenario
 from worker.main import WORKFLOWS
 
@@ -37,9 +38,22 @@ async def ws(temporal: Any, tmp_path: Path) -> AsyncIterator[tuple[Stack, Record
 
 
 async def test_full_scenario_leaves_no_secret_in_any_history_and_replays(
-    ws: tuple[Stack, Recorder],
+    ws: tuple[Stack, Recorder], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """Promotions, a refused and an accepted approval, a failed verification with its
+    compensation, a rollback and a train; then every place a secret could leak to is
+    searched for the known values: each history (decoded, as anyone with the key or the UI
+    codec would read it), every log line of the worker, every CLI output, the failures the
+    workflows raised, the audit log and the captured step output."""
+    caplog.set_level(logging.DEBUG)
     s, hooks = ws
+    cli_output: list[str] = []
+
+    async def cli(*args: str) -> int:
+        result = await s.cli().run(*args)
+        cli_output.extend([result.out, result.err])
+        return result.code
+
     await s.releases.create_release("web", "1.0.0", scenario.pipeline(), actor="t")
     await s.releases.create_release(
         "web", "1.1.0", scenario.pipeline(verify=f"{hooks.url}/never-healthy"), actor="t"
@@ -51,17 +65,18 @@ async def test_full_scenario_leaves_no_secret_in_any_history_and_replays(
     handle = await s.start_promotion("web", "1.0.0", "production", requested_by="alice")
     await until_phase(handle, "awaiting_approval")
     await handle.signal("approve", {"reviewer": "alice"})
-    assert (await s.cli().run("approve", handle.id, "--reviewer", "bob")).code == 0
+    assert await cli("approve", handle.id, "--reviewer", "bob") == 0
     assert (await handle.result()).status == "deployed"
     hooks.status = 503  # every hook and health check fails now: 1.1.0 is compensated
-    assert (await s.promote("web", "1.1.0", "dev")).status == "failed"
+    failed = await s.promote("web", "1.1.0", "dev")
+    assert failed.status == "failed" and failed.compensation is not None
     hooks.status = 200
     assert (await s.promote("web", "1.2.0", "dev")).status == "deployed"
-    rollback = await s.cli().run("rollback", "web", "--env", "dev", "--wait", "--json")
-    assert rollback.code == 0, rollback.err
+    assert await cli("rollback", "web", "--env", "dev", "--wait", "--json") == 0
     await s.releases.create_release("web", "1.3.0", scenario.pipeline(), actor="t")
-    train = await s.cli().run("train", "web", "1.3.0", "--through", "staging", "--wait")
-    assert train.code == 0, train.err
+    assert await cli("train", "web", "1.3.0", "--through", "staging", "--wait") == 0
+    assert await cli("status", "--env", "dev") == 0
+    assert await cli("history", "web", "--env", "dev") == 0
 
     histories: list[WorkflowHistory] = []
     async for execution in s.client.list_workflows(f'TaskQueue = "{s.settings.task_queue}"'):
@@ -69,10 +84,31 @@ async def test_full_scenario_leaves_no_secret_in_any_history_and_replays(
         histories.append(await handle.fetch_history())
     kinds = {h.workflow_id.split("-")[0] for h in histories}
     assert kinds == {"promote", "rollback", "train"} and len(histories) >= 10
+    assert CONVERTER.payload_codec is not None
+    everything: list[str] = []
     for history in histories:
         text = history.to_json()
+        decoded = []
+        for event in history.events:
+            for _, payload in payloads_in(event):
+                [clear] = await CONVERTER.payload_codec.decode([payload])
+                decoded.append(clear.SerializeToString().decode("utf-8", "replace"))
+        assert decoded, history.workflow_id
+        everything.extend(decoded)
         for value in scenario.SECRETS.values():
             assert value not in text, f"{value} found in the history of {history.workflow_id}"
+            assert all(value not in d for d in decoded), (value, history.workflow_id)
+    # The decoding is real: the failed promotion's reason is there to read.
+    assert "activate step 'switch' failed" in (failed.reason or "")
+    assert any("activate step 'switch' failed" in d for d in everything)
+
+    # Nor in any log line of the worker, with its exceptions, nor any CLI output.
+    logged = [caplog.text, *(r.getMessage() for r in caplog.records)]
+    assert len(caplog.records) > 0
+    for value in scenario.SECRETS.values():
+        assert all(value not in line for line in logged), f"{value} in the worker's log"
+        assert all(value not in out for out in cli_output), f"{value} in a CLI output"
+        assert value not in (failed.reason or "")
 
     replayer = Replayer(workflows=list(WORKFLOWS), data_converter=CONVERTER)
     for history in histories:
