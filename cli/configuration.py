@@ -4,14 +4,16 @@ releases, the vault and the audit log."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import click
 
 from cli.context import actor, run
 from cli.output import done, emit_json, table
 from models.errors import BadInput
+from models.names import InvalidName, check_key, check_resource_name, shown
 from models.settings import Settings
 from models.workspace import SECRET_KINDS, AuthScheme, Protection, SecretKind
 from services.configuration import ConfigurationService
@@ -24,13 +26,49 @@ from vault.secret_value import SecretValue
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 
+Callback = Callable[[click.Context, click.Parameter, Any], Any]
+
+
+def _each(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    return tuple(value) if isinstance(value, tuple | list) else (value,)
+
+
+def resource(what: str) -> Callback:
+    """Check a name argument before anything runs: a name that cannot exist is refused with
+    what is wrong, instead of being looked up, echoed whole or stored."""
+
+    def check(_: click.Context, __: click.Parameter, value: Any) -> Any:
+        for item in _each(value):
+            try:
+                check_resource_name(item, what)
+            except InvalidName as exc:
+                raise click.BadParameter(str(exc)) from None
+        return value
+
+    return check
+
+
+def text(_: click.Context, __: click.Parameter, value: Any) -> Any:
+    """Free text must be text: bytes that are not UTF-8 reach Python as lone surrogates,
+    which no database, file or request can hold."""
+    for item in _each(value):
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise click.BadParameter(
+                f"{shown(item)} is not UTF-8 text (the shell passed other bytes)"
+            ) from None
+    return value
+
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
     pairs: dict[str, str] = {}
     for item in values:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise BadInput(f"{what} {item!r} is not of the form KEY=VALUE")
+            raise BadInput(f"{what} {shown(item)} is not of the form KEY=VALUE")
         pairs[key] = value
     return pairs
 
@@ -44,10 +82,17 @@ def env() -> None:
 
 
 @env.command("create")
-@click.argument("name")
-@click.option("--after", metavar="ENV", help="Place it right after ENV (default: at the end).")
+@click.argument("name", callback=resource("environment name"))
+@click.option(
+    "--after",
+    metavar="ENV",
+    callback=resource("environment name"),
+    help="Place it right after ENV (default: at the end).",
+)
 @click.option("--required-approvals", type=click.IntRange(0, 20), default=0, show_default=True)
-@click.option("--reviewer", "reviewers", multiple=True, metavar="WHO", help="Repeatable.")
+@click.option(
+    "--reviewer", "reviewers", multiple=True, metavar="WHO", callback=text, help="Repeatable."
+)
 @click.option("--allow-self-review", is_flag=True, help="Let the requester approve their own.")
 @click.option("--wait-minutes", type=click.IntRange(0), default=0, show_default=True)
 @click.option(
@@ -56,6 +101,11 @@ def env() -> None:
     default=7 * 24 * 60,
     show_default=True,
     help="0: wait for approvals forever.",
+)
+@click.option(
+    "--require-signed-approvals",
+    is_flag=True,
+    help="Every decision must be signed by a registered reviewer key (see 'reviewer key').",
 )
 @json_option
 def env_create(
@@ -66,6 +116,7 @@ def env_create(
     allow_self_review: bool,
     wait_minutes: int,
     approval_timeout_minutes: int,
+    require_signed_approvals: bool,
     as_json: bool,
 ) -> None:
     """Create environment NAME in the promotion chain."""
@@ -75,6 +126,7 @@ def env_create(
         allow_self_review=allow_self_review,
         wait_minutes=wait_minutes,
         approval_timeout_minutes=approval_timeout_minutes,
+        require_signed_approvals=require_signed_approvals,
     )
 
     async def work(settings: Settings, db: Database) -> None:
@@ -98,6 +150,8 @@ def _protection_text(p: Protection) -> str:
         parts.append(f"{p.required_approvals} approval(s) from {', '.join(p.reviewers)}")
         if p.allow_self_review:
             parts.append("self-review allowed")
+        if p.require_signed_approvals:
+            parts.append("signed approvals")
     if p.wait_minutes:
         parts.append(f"wait {p.wait_minutes} min")
     return "; ".join(parts)
@@ -126,7 +180,7 @@ def env_list(as_json: bool) -> None:
 
 
 @env.command("show")
-@click.argument("name")
+@click.argument("name", callback=resource("environment name"))
 @json_option
 def env_show(name: str, as_json: bool) -> None:
     """Show one environment: its place, protection, apps, variables and secrets."""
@@ -157,8 +211,8 @@ def env_show(name: str, as_json: bool) -> None:
 
 
 @env.command("rename")
-@click.argument("old")
-@click.argument("new")
+@click.argument("old", callback=resource("environment name"))
+@click.argument("new", callback=resource("environment name"))
 def env_rename(old: str, new: str) -> None:
     """Rename an environment that no deployment refers to yet."""
 
@@ -170,7 +224,7 @@ def env_rename(old: str, new: str) -> None:
 
 
 @env.command("delete")
-@click.argument("name")
+@click.argument("name", callback=resource("environment name"))
 def env_delete(name: str) -> None:
     """Remove an environment that no app points to and no deployment refers to."""
 
@@ -190,8 +244,16 @@ def app() -> None:
 
 
 @app.command("create")
-@click.argument("name")
-@click.option("--env", "envs", multiple=True, required=True, metavar="ENV", help="Repeatable.")
+@click.argument("name", callback=resource("app name"))
+@click.option(
+    "--env",
+    "envs",
+    multiple=True,
+    required=True,
+    metavar="ENV",
+    callback=resource("environment name"),
+    help="Repeatable.",
+)
 @json_option
 def app_create(name: str, envs: tuple[str, ...], as_json: bool) -> None:
     """Create app NAME pointing to existing environments."""
@@ -226,7 +288,7 @@ def app_list(as_json: bool) -> None:
 
 
 @app.command("delete")
-@click.argument("name")
+@click.argument("name", callback=resource("app name"))
 def app_delete(name: str) -> None:
     """Remove an app that has no releases."""
 
@@ -239,8 +301,19 @@ def app_delete(name: str) -> None:
 
 # -- var ------------------------------------------------------------------------------------
 
-env_option = click.option("--env", "environment", required=True, metavar="ENV")
-app_option = click.option("--app", metavar="APP", help="Scope to one app (overrides the env's).")
+env_option = click.option(
+    "--env",
+    "environment",
+    required=True,
+    metavar="ENV",
+    callback=resource("environment name"),
+)
+app_option = click.option(
+    "--app",
+    metavar="APP",
+    callback=resource("app name"),
+    help="Scope to one app (overrides the env's).",
+)
 
 
 @click.group()
@@ -249,8 +322,8 @@ def var() -> None:
 
 
 @var.command("set")
-@click.argument("key")
-@click.argument("value")
+@click.argument("key", callback=text)
+@click.argument("value", callback=text)
 @env_option
 @app_option
 @json_option
@@ -305,10 +378,15 @@ def _read_secret(from_file: Path | None, key: str) -> SecretValue:
         except (OSError, UnicodeDecodeError) as exc:
             raise BadInput(f"cannot read {from_file}: {exc.__class__.__name__}") from None
     if sys.stdin is None or sys.stdin.closed:
-        raise BadInput(f"no value for secret {key!r}: pipe it on stdin or pass --from-file")
+        raise BadInput(f"no value for secret {shown(key)}: pipe it on stdin or pass --from-file")
     if sys.stdin.isatty():
         return SecretValue(click.prompt(f"value for {key}", hide_input=True, err=True))
-    data = sys.stdin.read()
+    try:
+        data = sys.stdin.read()
+    except UnicodeDecodeError:
+        raise BadInput(
+            f"secret {shown(key)} on stdin is not UTF-8 text; pipe a binary value base64-encoded"
+        ) from None
     # `echo value |` adds one newline that is not part of the secret.
     if data.endswith("\r\n"):
         data = data[:-2]
@@ -318,7 +396,7 @@ def _read_secret(from_file: Path | None, key: str) -> SecretValue:
 
 
 @secret.command("set", context_settings={"ignore_unknown_options": True})
-@click.argument("key")
+@click.argument("key", callback=text)
 @click.argument("stray", nargs=-1, required=False)
 @env_option
 @app_option
@@ -335,6 +413,7 @@ def secret_set(
     as_json: bool,
 ) -> None:
     """Set secret KEY from stdin or --from-file (a new version; old versions are kept)."""
+    check_key(key, "secret name")  # before reading a value that could not be stored
     if stray:
         raise BadInput(
             "secret values are never taken as arguments (shell history and process lists "
@@ -390,7 +469,7 @@ def tool() -> None:
 
 
 @tool.command("create")
-@click.argument("name")
+@click.argument("name", callback=resource("tool name"))
 @click.option("--kind", type=click.Choice(["webhook"]), required=True)
 @json_option
 def tool_create(name: str, kind: str, as_json: bool) -> None:
@@ -407,10 +486,10 @@ def tool_create(name: str, kind: str, as_json: bool) -> None:
 
 
 @tool.command("profile")
-@click.argument("name")
+@click.argument("name", callback=resource("tool name"))
 @env_option
 @app_option
-@click.option("--url", required=True)
+@click.option("--url", required=True, callback=text)
 @click.option(
     "--auth-secret", metavar="KEY", help="A secret of the environment used to authenticate."
 )
@@ -424,9 +503,13 @@ def tool_create(name: str, kind: str, as_json: bool) -> None:
 @click.option(
     "--auth-header", metavar="NAME", help="With --auth-scheme header: the header to send."
 )
-@click.option("--header", "headers", multiple=True, metavar="K=V")
-@click.option("--param", "params", multiple=True, metavar="K=V", help="Query parameter.")
-@click.option("--body", "body", multiple=True, metavar="K=V", help="Extra JSON body field.")
+@click.option("--header", "headers", multiple=True, metavar="K=V", callback=text)
+@click.option(
+    "--param", "params", multiple=True, metavar="K=V", callback=text, help="Query parameter."
+)
+@click.option(
+    "--body", "body", multiple=True, metavar="K=V", callback=text, help="Extra JSON body field."
+)
 @click.option("--timeout", "timeout_seconds", type=float, default=10.0, show_default=True)
 @click.option("--retries", type=int, default=3, show_default=True)
 @json_option
@@ -492,7 +575,7 @@ def tool_list(as_json: bool) -> None:
 
 
 @tool.command("delete")
-@click.argument("name")
+@click.argument("name", callback=resource("tool name"))
 def tool_delete(name: str) -> None:
     """Remove a tool that no release uses."""
 
@@ -512,12 +595,17 @@ def release() -> None:
 
 
 @release.command("create")
-@click.argument("app_name", metavar="APP")
-@click.argument("version")
+@click.argument("app_name", metavar="APP", callback=resource("app name"))
+@click.argument("version", callback=text)
 @click.option(
     "--pipeline", "pipeline_file", required=True, type=click.Path(path_type=Path, dir_okay=False)
 )
-@click.option("--artifact", metavar="REF", help="What was built: an image, a URL, a digest.")
+@click.option(
+    "--artifact",
+    metavar="REF",
+    callback=text,
+    help="What was built: an image, a URL, a digest.",
+)
 @json_option
 def release_create(
     app_name: str, version: str, pipeline_file: Path, artifact: str | None, as_json: bool
@@ -544,7 +632,7 @@ def release_create(
 
 
 @release.command("list")
-@click.argument("app_name", metavar="APP")
+@click.argument("app_name", metavar="APP", callback=resource("app name"))
 @json_option
 def release_list(app_name: str, as_json: bool) -> None:
     """List an app's releases."""
@@ -604,8 +692,8 @@ def vault_rotate(new_key_file: Path) -> None:
 
 
 @click.command()
-@click.option("--env", "environment", metavar="ENV")
-@click.option("--app", metavar="APP")
+@click.option("--env", "environment", metavar="ENV", callback=resource("environment name"))
+@click.option("--app", metavar="APP", callback=resource("app name"))
 @click.option("--limit", type=click.IntRange(1, 10_000), default=200, show_default=True)
 @json_option
 def audit(environment: str | None, app: str | None, limit: int, as_json: bool) -> None:

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.errors import BadInput
-from models.names import check_key, check_resource_name
+from models.names import check_key, check_resource_name, shown
 
 REFERENCE = re.compile(r"\$\{\{(.*?)\}\}")
 _REFERENCE_BODY = re.compile(
@@ -24,6 +24,9 @@ _REFERENCE_BODY = re.compile(
     r"|release\.(?P<release>version|app|artifact)"
     r"|env\.(?P<env>name))$"
 )
+# HTTP header names are RFC 9110 tokens; anything else (a space, a colon, a newline) would
+# let one header smuggle in another, or fail at the request.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
 REFERENCE_FORMS = (
     "vars.NAME, secrets.NAME, tools.NAME.url, release.version, release.app, "
     "release.artifact, env.name"
@@ -43,11 +46,11 @@ class Reference(BaseModel):
 
     @classmethod
     def parse(cls, body: str) -> Reference:
-        match = _REFERENCE_BODY.match(body.strip())
+        match = _REFERENCE_BODY.fullmatch(body.strip())
         if match is None:
+            written = "${{ " + body.strip() + " }}"
             raise ValueError(
-                f"reference '${{{{ {body.strip()} }}}}' has an unknown form; "
-                f"use one of {REFERENCE_FORMS}"
+                f"reference {shown(written)} has an unknown form; use one of {REFERENCE_FORMS}"
             )
         if match["scope"]:
             return cls(kind=match["scope"], name=match["key"])
@@ -60,7 +63,7 @@ class Reference(BaseModel):
 
 def find_references(text: str) -> list[Reference]:
     if "${{" in text and text.count("${{") != len(REFERENCE.findall(text)):
-        raise ValueError(f"unclosed reference in {text!r}: write '${{{{ vars.NAME }}}}'")
+        raise ValueError(f"unclosed reference in {shown(text)}: write '${{{{ vars.NAME }}}}'")
     return [Reference.parse(body) for body in REFERENCE.findall(text)]
 
 
@@ -86,7 +89,25 @@ class HttpCheck(BaseModel):
     @classmethod
     def _url_shape(cls, value: str) -> str:
         if not (value.startswith(("http://", "https://")) or value.startswith("${{")):
-            raise ValueError(f"url {value!r} must start with http:// or https:// (or a reference)")
+            raise ValueError(
+                f"url {shown(value)} must start with http:// or https:// (or a reference)"
+            )
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _header_shape(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not HEADER_NAME.fullmatch(name):
+                raise ValueError(
+                    f"header name {shown(name)} is not valid: use letters, digits and '-' "
+                    "(for example X-Api-Key)"
+                )
+            if any(c in text for c in "\r\n\0"):
+                raise ValueError(
+                    f"header {name} has a line break or NUL character in its value; "
+                    "a header value is one line"
+                )
         return value
 
 
@@ -137,12 +158,18 @@ class Step(BaseModel):
             raise ValueError(f"step {self.name!r}: 'with' only goes with a tool step")
         if self.env and self.run is None:
             raise ValueError(f"step {self.name!r}: 'env' only goes with a run step")
-        for where, text in self.texts():
+        for field, text in self.texts():
+            where = field if len(field) <= 60 else f"{field[:57]}..."
+            if "\0" in text:
+                raise ValueError(
+                    f"step {self.name!r} {where}: has a NUL character (\\0), which no program "
+                    "argument, environment value or request can carry"
+                )
             try:
                 refs = find_references(text)
             except ValueError as exc:
                 raise ValueError(f"step {self.name!r} {where}: {exc}") from None
-            if where.startswith("run[") and any(r.kind == "secrets" for r in refs):
+            if field.startswith("run[") and any(r.kind == "secrets" for r in refs):
                 raise ValueError(
                     f"step {self.name!r} {where}: a secret must not be a command-line "
                     "argument (other processes can read it); pass it through env:"
@@ -225,35 +252,74 @@ class PipelineError(BadInput):
     """A pipeline file that cannot be used, with the line or field at fault."""
 
 
-def _build(
-    node: yaml.Node,
-    path: tuple[str | int, ...],
-    lines: dict[tuple[str | int, ...], int],
-    source: str,
-) -> Any:
+# A pipeline file is a few dozen lines; these bounds refuse, quickly and by name, what only
+# a mistake or an attack produces: a huge file, absurd nesting, or anchors and aliases that
+# expand to millions of values ("billion laughs").
+MAX_PIPELINE_CHARS = 256 * 1024
+MAX_DEPTH = 32
+MAX_VALUES = 10_000
+MAX_PROBLEMS = 10
+
+
+class _Builder:
     """Turn the YAML node tree into plain data, remembering the line of every path.
 
     Scalars stay the text the user wrote (YAML 1.1 would turn `1.10` into 1.1, `yes` into
-    True and the key `ON` into True); the schema converts what must be a number.
+    True and the key `ON` into True); the schema converts what must be a number. An alias
+    (`*name`) is expanded where it is used, so every expanded value counts towards
+    MAX_VALUES, and an alias inside its own anchor (a cycle) goes past MAX_DEPTH.
     """
-    lines[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        mapping: dict[str, Any] = {}
-        for key_node, value_node in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise PipelineError(
-                    f"{source} line {key_node.start_mark.line + 1}: keys must be plain names"
-                )
-            key = str(key_node.value)
-            if key in mapping:
-                raise PipelineError(
-                    f"{source} line {key_node.start_mark.line + 1}: key {key!r} appears twice"
-                )
-            mapping[key] = _build(value_node, (*path, key), lines, source)
-        return mapping
-    if isinstance(node, yaml.SequenceNode):
-        return [_build(item, (*path, i), lines, source) for i, item in enumerate(node.value)]
-    return None if node.tag == "tag:yaml.org,2002:null" else str(node.value)
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: dict[tuple[str | int, ...], int] = {}
+        self.values = 0
+
+    def fail(self, node: yaml.Node, problem: str, line: int | None = None) -> PipelineError:
+        at = node.start_mark.line + 1 if line is None else line
+        return PipelineError(f"{self.source} line {at}: {problem}")
+
+    def build(self, node: yaml.Node, path: tuple[str | int, ...] = ()) -> Any:
+        self.values += 1
+        if self.values > MAX_VALUES:
+            # An aliased node carries the line of its anchor: name the top-level entry instead.
+            raise self.fail(
+                node,
+                f"the file holds more than {MAX_VALUES:,} values (each use of an alias *name "
+                "counting in full); a pipeline needs far fewer",
+                self.lines.get(path[:1]),
+            )
+        if len(path) > MAX_DEPTH:
+            raise self.fail(
+                node,
+                f"nested more than {MAX_DEPTH} levels deep, where a pipeline needs a few (an "
+                "alias *name used inside its own anchor nests without end)",
+            )
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            mapping: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise self.fail(key_node, "keys must be plain names")
+                key = self.text(key_node)
+                if key in mapping:
+                    raise self.fail(key_node, f"key {shown(key)} appears twice")
+                mapping[key] = self.build(value_node, (*path, key))
+            return mapping
+        if isinstance(node, yaml.SequenceNode):
+            return [self.build(item, (*path, i)) for i, item in enumerate(node.value)]
+        return None if node.tag == "tag:yaml.org,2002:null" else self.text(node)
+
+    def text(self, node: yaml.Node) -> str:
+        value = str(node.value)
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            raise self.fail(
+                node,
+                "a lone surrogate (an escape such as \\ud800) is not a character of any text",
+            ) from None
+        return value
 
 
 def _allowed(loc: tuple[str | int, ...]) -> str:
@@ -279,6 +345,11 @@ def _describe(loc: tuple[str | int, ...]) -> str:
 
 def parse_pipeline(text: str, source: str = "pipeline file") -> Pipeline:
     """Parse and validate a pipeline file; errors name the line and field at fault."""
+    if len(text) > MAX_PIPELINE_CHARS:
+        raise PipelineError(
+            f"{source}: is {len(text):,} characters long; a pipeline file may have at most "
+            f"{MAX_PIPELINE_CHARS // 1024} KiB (move scripts into files that steps run)"
+        )
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
@@ -289,19 +360,50 @@ def parse_pipeline(text: str, source: str = "pipeline file") -> Pipeline:
         raise PipelineError(f"{source}{where}: not valid YAML ({what})") from None
     except yaml.YAMLError as exc:
         raise PipelineError(f"{source}: not valid YAML ({exc})") from None
+    except RecursionError:
+        raise PipelineError(
+            f"{source}: nested too deeply to read (brackets or indentation hundreds of levels "
+            "deep); a pipeline is a few levels deep"
+        ) from None
     if not isinstance(node, yaml.MappingNode):
         raise PipelineError(f"{source}: expected a mapping with a 'steps:' list at the top level")
-    lines: dict[tuple[str | int, ...], int] = {}
-    data = _build(node, (), lines, source)
+    builder = _Builder(source)
+    data = builder.build(node)
+    lines = builder.lines
     try:
         return Pipeline.model_validate(data)
     except ValidationError as exc:
         problems = []
-        for error in exc.errors():
-            loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and "[" in p))
+        errors = exc.errors()
+        for error in errors[:MAX_PROBLEMS]:
+            loc = _data_location(data, error["loc"])
             line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
-                message = f"unknown field {loc[-1]!r}" + _allowed(loc)
-            problems.append(f"line {line} ({_describe(loc)}): {message}")
+                message = f"unknown field {shown(str(loc[-1] if loc else ''))}" + _allowed(loc)
+            problems.append(f"line {line} ({_short(_describe(loc))}): {message}")
+        if len(errors) > MAX_PROBLEMS:
+            problems.append(f"and {len(errors) - MAX_PROBLEMS} more")
         raise PipelineError(f"{source}: " + "; ".join(problems)) from None
+
+
+def _data_location(data: Any, loc: tuple[int | str, ...]) -> tuple[str | int, ...]:
+    """The error's location in the file's data. pydantic adds parts of its own to some
+    locations (a union member such as `list[str]`); they are dropped, but a key the user
+    wrote is kept even when it looks like one (a key `[`)."""
+    kept: list[str | int] = []
+    node = data
+    for part in loc:
+        in_dict = isinstance(node, dict) and part in node
+        if in_dict or (isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)):
+            node = node[part]
+        elif isinstance(part, str) and "[" in part:
+            continue
+        else:
+            node = None
+        kept.append(part)
+    return tuple(kept)
+
+
+def _short(where: str) -> str:
+    return where if len(where) <= 80 else f"{where[:77]}..."

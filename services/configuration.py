@@ -7,10 +7,12 @@ from collections.abc import Iterable
 from typing import cast
 
 from cryptography import x509
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.errors import BadInput, Conflict, MissingConfiguration, NotFound, Refused
-from models.names import check_key, check_resource_name
+from models.names import check_key, check_resource_name, shown
+from models.pipeline import HEADER_NAME as HTTP_TOKEN
 from models.pipeline import Reference
 from models.promotion import ConfigRef, ConfigVersions
 from models.resolution import (
@@ -41,7 +43,7 @@ from vault.keys import KeyProvider
 from vault.secret_value import SecretValue
 
 MAX_SECRET_BYTES = 64 * 1024
-HEADER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]{0,99}$")
+HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,99}")
 MAX_VARIABLE_CHARS = 64 * 1024
 
 
@@ -50,6 +52,12 @@ def check_secret_value(key: str, kind: str, value: SecretValue) -> None:
     if kind not in SECRET_KINDS:
         raise BadInput(f"secret kind {kind!r} is not known; use one of {', '.join(SECRET_KINDS)}")
     plain = value.reveal()
+    try:
+        plain.encode()
+    except UnicodeEncodeError:
+        raise BadInput(
+            f"secret {key!r} is not UTF-8 text; store a binary value base64-encoded"
+        ) from None
     if not plain.strip():
         raise BadInput(f"secret {key!r} is empty; pipe its value on stdin or pass --from-file")
     if len(plain.encode()) > MAX_SECRET_BYTES:
@@ -83,6 +91,37 @@ class ConfigurationService(Service):
                 )
         return env, app_row
 
+    async def _refuse_case_twin(
+        self, session: AsyncSession, env: Environment, app_row: App | None, key: str, what: str
+    ) -> None:
+        """Refuse a key that differs only by case from a variable or secret seen with it.
+
+        Keys may be mixed case, and variables and secrets both become the environment
+        variables of steps, where `DATABASE_URL` and `database_url` would read as one but
+        be two. An app sees the environment's keys and its own, so a key at app scope is
+        compared with those; one at environment scope with every scope of the environment.
+        """
+        scopes = None if app_row is None else config_repo.scopes_for(app_row.id)
+        for table, kind in ((Variable, "variable"), (Secret, "secret")):
+            query = select(table.key, table.app_id).where(
+                table.environment_id == env.id,
+                func.lower(table.key) == key.lower(),
+                table.key != key,
+            )
+            if scopes is not None:
+                query = query.where(table.scope.in_(scopes))
+            twin = (await session.execute(query.limit(1))).first()
+            if twin is None:
+                continue
+            existing, app_id = twin
+            owner = await session.get(App, app_id) if app_id is not None else None
+            where = env.name + (f" for app {owner.name}" if owner is not None else "")
+            raise Conflict(
+                f"{what} {key!r} differs only by case from the existing {kind} {existing!r} "
+                f"in {where}; steps would see two environment variables that read the same: "
+                f"use {existing!r}"
+            )
+
     # -- variables -------------------------------------------------------------------------
 
     async def set_variable(
@@ -93,6 +132,7 @@ class ConfigurationService(Service):
             raise BadInput(f"variable {key!r} is longer than {MAX_VARIABLE_CHARS} characters")
         async with self.db.write() as session:
             env, app_row = await self._target(session, environment, app)
+            await self._refuse_case_twin(session, env, app_row, key, "variable")
             scope = config_repo.scope_of(app_row.id if app_row else None)
             version = await config_repo.latest_version(session, Variable, env.id, scope, key) + 1
             row = Variable(
@@ -172,6 +212,7 @@ class ConfigurationService(Service):
         master = self.key
         async with self.db.write() as session:
             env, app_row = await self._target(session, environment, app)
+            await self._refuse_case_twin(session, env, app_row, key, "secret")
             app_id = app_row.id if app_row else None
             scope = config_repo.scope_of(app_id)
             version = await config_repo.latest_version(session, Secret, env.id, scope, key) + 1
@@ -302,14 +343,30 @@ class ConfigurationService(Service):
         retries: int = 3,
     ) -> ToolProfileView:
         if not url.startswith(("http://", "https://")):
-            raise BadInput(f"tool profile url {url!r} must start with http:// or https://")
+            raise BadInput(f"tool profile url {shown(url)} must start with http:// or https://")
+        if any(c.isspace() or not c.isprintable() for c in url):
+            raise BadInput(
+                f"tool profile url {shown(url)} has a space or control character; "
+                "percent-encode it (%20)"
+            )
+        for name, value in (headers or {}).items():
+            if not HTTP_TOKEN.fullmatch(name):
+                raise BadInput(
+                    f"header name {shown(name)} is not valid: use letters, digits and '-' "
+                    "(for example X-Env)"
+                )
+            if any(c in value for c in "\r\n\0"):
+                raise BadInput(
+                    f"header {name} has a line break or NUL character in its value; "
+                    "a header value is one line"
+                )
         if auth_secret is not None:
             check_key(auth_secret, "auth secret name")
         if auth_scheme not in AUTH_SCHEMES:
             raise BadInput(
                 f"auth scheme {auth_scheme!r} is not known; use one of {', '.join(AUTH_SCHEMES)}"
             )
-        if auth_scheme == "header" and not (auth_header and HEADER_NAME.match(auth_header)):
+        if auth_scheme == "header" and not (auth_header and HEADER_NAME.fullmatch(auth_header)):
             raise BadInput(
                 "--auth-scheme header needs --auth-header NAME (letters, digits and '-'), "
                 "e.g. --auth-header X-Api-Key"

@@ -17,12 +17,15 @@ import pytest
 
 from models.settings import Settings
 from store.database import Database
-from tests import postgres
+from tests import ast_guard, postgres
 from vault.keys import MasterKey
 
 ROOT = Path(__file__).resolve().parent.parent
 STAGELINE = str(Path(sys.executable).parent / "stageline")
 KEY_TEXT = base64.b64encode(b"k" * 32).decode()
+
+if ast_guard.AST_RACE:
+    ast_guard.install_ast_guard()
 
 
 @pytest.fixture(scope="session")

@@ -93,10 +93,18 @@ def test_environment_chain_and_apps_through_the_cli(cli: Cli, workspace: Path) -
         "allow_self_review": False,
         "wait_minutes": 0,
         "approval_timeout_minutes": 10080,
+        "require_signed_approvals": False,
     }
     assert all(e["apps"] == ["web"] for e in envs)
     human = cli.ok("env", "list").out
     assert "1 approval(s) from alice" in human
+    cli.ok(
+        "env", "create", "audit", "--required-approvals", "1", "--reviewer", "bob",
+        "--require-signed-approvals",
+    )  # fmt: skip
+    shown = json.loads(cli.ok("env", "show", "audit", "--json").out)
+    assert shown["protection"]["require_signed_approvals"] is True
+    assert "1 approval(s) from bob; signed approvals" in cli.ok("env", "show", "audit").out
     apps = json.loads(cli.ok("app", "list", "--json").out)
     assert apps[0]["environments"] == ["dev", "staging", "production"]
 
@@ -302,6 +310,25 @@ def test_secret_from_file_and_certificate_kind(cli: Cli, workspace: Path, tmp_pa
         ),
         (["env", "delete", "dev"], None, "app(s) web point to it"),
         (["app", "delete", "web"], None, "it has releases"),
+        # Names that could escape a directory, reach a shell or pass for another.
+        (["env", "create", "../../etc"], None, "environment name '../../etc' is not valid"),
+        (["env", "create", "qa\n"], None, "environment name 'qa\\n' is not valid"),
+        (["app", "create", "web;id", "--env", "dev"], None, "app name 'web;id' is not valid"),
+        (["env", "show", "$(id)"], None, "environment name '$(id)' is not valid"),
+        (["var", "set", "X", "1", "--env", "d\u0435v"], None, "(U+0435), which is not an ASCII"),
+        (["var", "set", "A B", "1", "--env", "dev"], None, "variable name 'A B' is not valid"),
+        # Keys that differ only by case from one the same app sees.
+        (
+            ["var", "set", "database_url", "x", "--env", "dev"],
+            None,
+            "variable 'database_url' differs only by case from the existing secret "
+            "'DATABASE_URL' in dev",
+        ),
+        (
+            ["secret", "set", "Feature", "--env", "dev", "--app", "web"],
+            "v",
+            "secret 'Feature' differs only by case from the existing variable 'FEATURE'",
+        ),
         (["env", "create"], None, "Missing argument 'NAME'"),
         (["env", "frobnicate"], None, "No such command 'frobnicate'"),
     ],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from models.pipeline import PipelineError, Reference, parse_pipeline, substitute
@@ -91,3 +93,66 @@ def test_substitute_replaces_each_reference() -> None:
     out = substitute("${{ vars.A }}-${{release.version}}", lambda r: values[str(r)])
     assert out == "1-2.0"
     assert Reference.parse(" tools.deploy-hook.url ") == Reference(kind="tools", name="deploy-hook")
+
+
+BOMB = """\
+a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]
+b: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a, *a]
+c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b, *b]
+d: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c, *c]
+e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d, *d]
+f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
+g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]
+h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
+steps: [{name: a, run: *h}]
+"""
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # "Billion laughs": 10**8 values from nine short lines.
+        (BOMB, "line 4: the file holds more than 10,000 values"),
+        ("steps: &s [{name: a, run: *s}]\n", "line 1: nested more than 32 levels deep"),
+        ("steps: " + "[" * 5_000 + "]" * 5_000, "nested too deeply to read"),
+        ("steps: [{name: a, run: [x]}]\n" + "#" * 300_000, "may have at most 256 KiB"),
+        ('steps:\n  - name: a\n    run: ["x\\0y"]\n', "run[0]: has a NUL character"),
+        (
+            'steps:\n  - name: a\n    run: [x]\n    env: {A: "1\\0"}\n',
+            "env.A: has a NUL character",
+        ),
+        (
+            'steps:\n  - name: h\n    http: {url: "http://x", headers: {"X: y\\nZ": "1"}}\n',
+            "line 3 (steps[0].http.headers): header name 'X: y\\nZ' is not valid",
+        ),
+        (
+            'steps:\n  - name: h\n    http: {url: "http://x", headers: {X-A: "1\\r\\nB: 2"}}\n',
+            "header X-A has a line break or NUL character in its value",
+        ),
+        (
+            'steps:\n  - name: a\n    run: ["\\ud800"]\n',
+            "line 3: a lone surrogate (an escape such as \\ud800) is not a character",
+        ),
+        # A key the schema does not know, that looks like pydantic's own location parts.
+        ("'[': 1\nsteps: [{name: a, run: [x]}]\n", "line 1 ([): unknown field '['"),
+    ],
+)
+def test_hostile_files_are_refused_quickly_with_their_own_error(text: str, expected: str) -> None:
+    started = time.monotonic()
+    with pytest.raises(PipelineError) as caught:
+        parse_pipeline(text, "pipeline.yaml")
+    assert time.monotonic() - started < 5
+    assert expected in caught.value.message, caught.value.message
+
+
+def test_refusals_quote_a_long_value_shortly_and_list_at_most_ten_problems() -> None:
+    long = "x" * 100_000
+    with pytest.raises(PipelineError) as caught:
+        parse_pipeline(f'steps:\n  - name: a\n    run: [x, "${{{{ vars.A {long}"]\n')
+    assert "(100011 characters)" in caught.value.message
+    assert len(caught.value.message) < 500
+    many = "steps:\n" + "".join(f"  - name: s{i}\n    docker: x\n" for i in range(40))
+    with pytest.raises(PipelineError) as caught:
+        parse_pipeline(many)
+    assert caught.value.message.count("unknown field 'docker'") == 10
+    assert caught.value.message.endswith("; and 30 more")
