@@ -428,7 +428,11 @@ class DeploymentService(Service):
             pointer = await release_repo.current_release(session, app.id, env.id)
             if request.compensating_deployment_id is not None:
                 failed = await session.get(Deployment, request.compensating_deployment_id)
-                assert failed is not None
+                if failed is None or (failed.app_id, failed.environment_id) != (app.id, env.id):
+                    raise InvalidRequest(
+                        f"deployment {request.compensating_deployment_id} is not a deployment "
+                        f"of {app.name} in {env.name}; nothing to compensate"
+                    )
                 current_release_id: int | None = failed.release_id
                 # The pointer has not moved during the failed deployment: restore what it
                 # points at (or, if that was itself a rollback, what that restored).

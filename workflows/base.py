@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from contextlib import suppress
 from datetime import timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -40,7 +41,7 @@ class Orchestration:
         return self._status
 
     @workflow.signal(name="queue_moved")
-    def queue_moved(self) -> None:
+    def queue_moved(self, *_: Any) -> None:
         """Sent by the deployment ahead of this one when it leaves the queue."""
         self._queue_moved = True
 

@@ -106,6 +106,19 @@ async def step(request: StepRequest) -> StepOutcome:
     return result
 
 
+def only_input(args: tuple[Any, ...], what: str) -> Any:
+    """The one input a start or a signal carries. Handlers take `*args` so that none, or
+    two, from a hand-typed `temporal workflow start|signal` are refused with this error
+    rather than a TypeError, which would fail the workflow task over and over."""
+    if len(args) != 1:
+        raise ApplicationError(
+            f"invalid input: {what} takes one JSON object, got {len(args)} inputs",
+            type="InvalidInput",
+            non_retryable=True,
+        )
+    return args[0]
+
+
 def validate_input(model: type[M], raw: Any) -> M:
     """Validate a start input inside the workflow, so bad input fails the workflow itself
     (with a message naming each field) instead of failing its task, which Temporal retries

@@ -43,7 +43,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes as sa
     from workflows.base import Orchestration, failure_reason
-    from workflows.options import store, store_only, store_or_none, validate_input
+    from workflows.options import (
+        only_input,
+        store,
+        store_only,
+        store_or_none,
+        validate_input,
+    )
     from workflows.review import Review
 
 # A freeze with no end is looked at again this often (`stageline env unfreeze` also wakes
@@ -65,18 +71,18 @@ class PromotionWorkflow(Orchestration):
     # -- reviewers: plain signals (UI, temporal CLI) and an update (stageline approve) -------
 
     @workflow.signal(name="approve")
-    async def approve(self, decision: Any) -> None:
-        await self._decide("approve", decision)
+    async def approve(self, *args: Any) -> None:
+        await self._decide("approve", *args)
 
     @workflow.signal(name="reject")
-    async def reject(self, decision: Any) -> None:
-        await self._decide("reject", decision)
+    async def reject(self, *args: Any) -> None:
+        await self._decide("reject", *args)
 
     @workflow.signal(name="override")
-    async def override(self, decision: Any) -> None:
+    async def override(self, *args: Any) -> None:
         """Break-glass: let this promotion through a deploy freeze (a reviewer, not the
         requester, with a comment saying why)."""
-        await self._decide("override", decision)
+        await self._decide("override", *args)
 
     @workflow.update(name="decide")
     async def decide(self, raw: Any) -> DecisionOutcome:
@@ -89,30 +95,34 @@ class PromotionWorkflow(Orchestration):
         DecisionRequest.model_validate(raw)  # malformed: rejected before it reaches history
 
     @workflow.signal(name="supersede")
-    def supersede(self, raw: Any) -> None:
+    def supersede(self, *args: Any) -> None:
         """Sent when a newer promotion into the same app and environment passes its gates:
         if this one has not started deploying, it ends `superseded`."""
-        with suppress(ValidationError):
-            self._superseded_by = Interruption.model_validate(raw).by
+        with suppress(ValidationError, ApplicationError):
+            self._superseded_by = Interruption.model_validate(only_input(args, "supersede")).by
             self._status.superseded_by = self._superseded_by
 
     @workflow.signal(name="preempt")
-    def preempt(self, raw: Any) -> None:
+    def preempt(self, *args: Any) -> None:
         """Sent by a rollback of the same app and environment: stop deploying, at once."""
-        with suppress(ValidationError):
-            self._preempted_by = Interruption.model_validate(raw).by
+        with suppress(ValidationError, ApplicationError):
+            self._preempted_by = Interruption.model_validate(only_input(args, "preempt")).by
             self._status.interrupted_by = self._preempted_by
 
     @workflow.signal(name="freeze_changed")
-    def freeze_changed(self) -> None:
+    def freeze_changed(self, *_: Any) -> None:
         """Sent by `stageline env freeze|unfreeze`, so a held promotion looks again now."""
         self._freeze_changed = True
 
-    async def _decide(self, kind: DecisionKind, raw: Any) -> DecisionOutcome:
+    async def _decide(self, kind: DecisionKind, *args: Any) -> DecisionOutcome:
         # A signal handler must never raise (that fails the workflow task, which Temporal
         # retries forever): a decision that cannot count is recorded as refused instead.
         try:
-            decision = Decision.model_validate(raw)
+            decision = Decision.model_validate(only_input(args, kind))
+        except ApplicationError as exc:
+            reason = f"malformed {kind} ignored: {exc.message.removeprefix('invalid input: ')}"
+            self._status.refusals.append(reason)
+            return DecisionOutcome(accepted=False, reason=reason)
         except ValidationError as exc:
             reason = f"malformed {kind} ignored: {exc.errors()[0]['msg']}"
             self._status.refusals.append(reason)
@@ -186,8 +196,8 @@ class PromotionWorkflow(Orchestration):
     # -- the run ---------------------------------------------------------------------------
 
     @workflow.run
-    async def run(self, raw: Any = None) -> PromotionResult:
-        request = validate_input(PromotionInput, raw)
+    async def run(self, *args: Any) -> PromotionResult:
+        request = validate_input(PromotionInput, only_input(args, "PromotionWorkflow"))
         self._request = request
         info = workflow.info()
         run = WorkflowRef(workflow_id=info.workflow_id, run_id=info.run_id)

@@ -24,15 +24,23 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes as sa
     from workflows.base import Orchestration, failure_reason
-    from workflows.options import store, store_only, validate_input
+    from workflows.options import only_input, store, store_only, validate_input
 
 
 @workflow.defn(name="RollbackWorkflow")
 class RollbackWorkflow(Orchestration):
     @workflow.run
-    async def run(self, raw: Any = None) -> RollbackResult:
-        request = validate_input(RollbackInput, raw)
+    async def run(self, *args: Any) -> RollbackResult:
+        request = validate_input(RollbackInput, only_input(args, "RollbackWorkflow"))
         info = workflow.info()
+        if request.compensating_deployment_id is not None and info.parent is None:
+            # Only a promotion's own compensation (its child) may skip the queue.
+            raise ApplicationError(
+                "invalid input: compensating_deployment_id is set only by a promotion's "
+                "compensation; leave it out to roll back",
+                type="InvalidInput",
+                non_retryable=True,
+            )
         run = WorkflowRef(workflow_id=info.workflow_id, run_id=info.run_id)
         self._status.app, self._status.environment = request.app, request.environment
         self._status.requested_by = request.requested_by

@@ -26,7 +26,8 @@ with workflow.unsafe.imports_passed_through():
         promotion_workflow_id,
     )
     from workflows import search_attributes as sa
-    from workflows.options import store, validate_input
+    from workflows.base import failure_reason
+    from workflows.options import only_input, store, validate_input
 
 
 @workflow.defn(name="ReleaseTrainWorkflow")
@@ -39,27 +40,32 @@ class ReleaseTrainWorkflow:
         return self._status
 
     @workflow.signal(name="approve")
-    async def approve(self, decision: Any) -> None:
-        await self._forward("approve", decision)
+    async def approve(self, *args: Any) -> None:
+        await self._forward("approve", *args)
 
     @workflow.signal(name="reject")
-    async def reject(self, decision: Any) -> None:
-        await self._forward("reject", decision)
+    async def reject(self, *args: Any) -> None:
+        await self._forward("reject", *args)
 
     @workflow.signal(name="override")
-    async def override(self, decision: Any) -> None:
-        await self._forward("override", decision)
+    async def override(self, *args: Any) -> None:
+        await self._forward("override", *args)
 
-    async def _forward(self, signal: str, decision: Any) -> None:
+    async def _forward(self, signal: str, *args: Any) -> None:
         """Pass a decision on to the stage now running; it judges and records it."""
         if self._status.active is None:
             self._status.refusals.append(f"{signal} ignored: no stage is running")
             return
-        await workflow.get_external_workflow_handle(self._status.active).signal(signal, decision)
+        try:  # as received, malformed or not: the stage judges and records it
+            await workflow.get_external_workflow_handle(self._status.active).signal(
+                signal, args=list(args)
+            )
+        except Exception as exc:  # a signal handler must not raise: say why instead
+            self._status.refusals.append(f"{signal} ignored: {failure_reason(exc)}")
 
     @workflow.run
-    async def run(self, raw: Any = None) -> TrainResult:
-        request = validate_input(TrainInput, raw)
+    async def run(self, *args: Any) -> TrainResult:
+        request = validate_input(TrainInput, only_input(args, "ReleaseTrainWorkflow"))
         self._status.app, self._status.version = request.app, request.version
         self._status.through = request.through
         workflow.upsert_search_attributes(

@@ -192,14 +192,6 @@ async def _fresh_waiting(s: Stack) -> WorkflowHandle[Any, Any]:
     return handle
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflows/promotion.py, workflows/train.py: the approve/reject/override handlers "
-    "take one required argument; a signal without input (the UI's 'Send signal' left empty, "
-    "or `temporal workflow signal` without --input) or with two raises TypeError in the "
-    "handler, which fails the workflow task for ever: the promotion (or train) can then not "
-    "be queried, decided or deployed",
-)
 @pytest.mark.parametrize("args", [[], [{"reviewer": "bob"}, {"reviewer": "carol"}]])
 @pytest.mark.parametrize("target", ["promotion", "train"])
 async def test_a_signal_with_no_input_or_two_is_refused_and_the_promotion_waits_on(

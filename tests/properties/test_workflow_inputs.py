@@ -272,12 +272,6 @@ async def test_train_inputs_end_at_once_with_a_reason(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="workflows/*.py: run(self, raw=None) takes one input; a start with two inputs "
-    "(`temporal workflow start --input a --input b`) raises TypeError before validation, "
-    "which fails the workflow task forever instead of ending the workflow",
-)
 @pytest.mark.parametrize(
     "workflow", ["PromotionWorkflow", "RollbackWorkflow", "ReleaseTrainWorkflow"]
 )
@@ -313,12 +307,6 @@ async def first_task_outcome(handle: WorkflowHandle[Any, Any]) -> EventType.Valu
     raise AssertionError(f"{handle.id}: no workflow task finished within {QUICK}s")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="services/deployments.py plan_rollback: a compensating_deployment_id that names no "
-    "deployment hits `assert failed is not None`; the local activity is retried for about "
-    "four minutes before the rollback fails, with an AssertionError for a reason",
-)
 async def test_a_rollback_naming_an_unknown_compensated_deployment_ends_at_once(
     ws: Stack,
 ) -> None:
