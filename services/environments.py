@@ -36,7 +36,7 @@ _PERSON = re.compile(r"^@?[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")
 
 
 def check_reviewer(name: str) -> str:
-    if not _PERSON.match(name):
+    if not _PERSON.fullmatch(name):
         raise BadInput(
             f"reviewer {name!r} is not valid: use a user name or e-mail such as 'alice' or "
             "'alice@acme.com' (a group is written '@name')"

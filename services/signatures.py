@@ -139,7 +139,7 @@ def short(fingerprint_hex: str) -> str:
 def default_key_file(home: Path, reviewer: str) -> Path | None:
     """Where `stageline reviewer key generate` puts a reviewer's key by default; None for a
     name that cannot be a file name (it cannot be a reviewer either)."""
-    if not _FILE_SAFE.match(reviewer):
+    if not _FILE_SAFE.fullmatch(reviewer):
         return None
     return home / "keys" / f"{reviewer}{KEY_FILE_SUFFIX}"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from models.errors import Conflict, NotFound, Refused
+from models.errors import BadInput, Conflict, NotFound, Refused
 from models.names import InvalidName
 from models.settings import Settings
-from services.environments import EnvironmentService
+from services.environments import EnvironmentService, check_reviewer
 from services.releases import ReleaseService
 from store.database import Database
 from store.tables import Deployment
@@ -124,3 +124,10 @@ async def test_protected_environment_needs_enough_reviewers(envs: EnvironmentSer
         protection=Protection(required_approvals=2, reviewers=["alice", "bob"]),
     )
     assert view.protection.protected and view.protection.reviewers == ["alice", "bob"]
+
+
+@pytest.mark.parametrize("name", ["alice\n", "alice bob", "../alice", "al;ice", "", "@"])
+def test_reviewer_names_are_matched_whole(name: str) -> None:
+    with pytest.raises(BadInput, match="is not valid"):
+        check_reviewer(name)
+    assert check_reviewer("alice@acme.com") == "alice@acme.com"
