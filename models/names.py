@@ -47,6 +47,26 @@ def shown(value: str) -> str:
     return f"{value[:SHOWN_CHARS]!r}... ({len(value)} characters)"
 
 
+# HTTP header names are RFC 9110 tokens; anything else (a space, a colon, a newline) would
+# let one header smuggle in another, or fail at the request.
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
+
+
+def header_problem(name: str, value: str) -> str | None:
+    """What is wrong with one HTTP header a user gave (pipeline file or tool profile)."""
+    if not HEADER_NAME.fullmatch(name):
+        return (
+            f"header name {shown(name)} is not valid: use letters, digits and '-' "
+            "(for example X-Api-Key)"
+        )
+    if any(c in value for c in "\r\n\0"):
+        return (
+            f"header {name} has a line break or NUL character in its value; a header value "
+            "is one line"
+        )
+    return None
+
+
 def _char(c: str) -> str:
     if c.isascii() and c.isprintable():
         return repr(c)

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.errors import BadInput
-from models.names import check_key, check_resource_name, shown
+from models.names import check_key, check_resource_name, header_problem, shown
 
 REFERENCE = re.compile(r"\$\{\{(.*?)\}\}")
 _REFERENCE_BODY = re.compile(
@@ -24,9 +24,6 @@ _REFERENCE_BODY = re.compile(
     r"|release\.(?P<release>version|app|artifact)"
     r"|env\.(?P<env>name))$"
 )
-# HTTP header names are RFC 9110 tokens; anything else (a space, a colon, a newline) would
-# let one header smuggle in another, or fail at the request.
-HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")
 REFERENCE_FORMS = (
     "vars.NAME, secrets.NAME, tools.NAME.url, release.version, release.app, "
     "release.artifact, env.name"
@@ -98,16 +95,8 @@ class HttpCheck(BaseModel):
     @classmethod
     def _header_shape(cls, value: dict[str, str]) -> dict[str, str]:
         for name, text in value.items():
-            if not HEADER_NAME.fullmatch(name):
-                raise ValueError(
-                    f"header name {shown(name)} is not valid: use letters, digits and '-' "
-                    "(for example X-Api-Key)"
-                )
-            if any(c in text for c in "\r\n\0"):
-                raise ValueError(
-                    f"header {name} has a line break or NUL character in its value; "
-                    "a header value is one line"
-                )
+            if (problem := header_problem(name, text)) is not None:
+                raise ValueError(problem)
         return value
 
 

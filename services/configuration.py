@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from typing import cast
 
@@ -11,8 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.errors import BadInput, Conflict, MissingConfiguration, NotFound, Refused
-from models.names import check_key, check_resource_name, shown
-from models.pipeline import HEADER_NAME as HTTP_TOKEN
+from models.names import HEADER_NAME, check_key, check_resource_name, header_problem, shown
 from models.pipeline import Reference
 from models.promotion import ConfigRef, ConfigVersions
 from models.resolution import (
@@ -43,7 +41,6 @@ from vault.keys import KeyProvider
 from vault.secret_value import SecretValue
 
 MAX_SECRET_BYTES = 64 * 1024
-HEADER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,99}")
 MAX_VARIABLE_CHARS = 64 * 1024
 
 
@@ -350,16 +347,8 @@ class ConfigurationService(Service):
                 "percent-encode it (%20)"
             )
         for name, value in (headers or {}).items():
-            if not HTTP_TOKEN.fullmatch(name):
-                raise BadInput(
-                    f"header name {shown(name)} is not valid: use letters, digits and '-' "
-                    "(for example X-Env)"
-                )
-            if any(c in value for c in "\r\n\0"):
-                raise BadInput(
-                    f"header {name} has a line break or NUL character in its value; "
-                    "a header value is one line"
-                )
+            if (problem := header_problem(name, value)) is not None:
+                raise BadInput(problem)
         if auth_secret is not None:
             check_key(auth_secret, "auth secret name")
         if auth_scheme not in AUTH_SCHEMES:

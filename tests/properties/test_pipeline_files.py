@@ -24,26 +24,10 @@ from models.pipeline import (
     PipelineError,
     parse_pipeline,
 )
+from tests.models.test_pipeline import GOOD  # the pipeline file of the contract
 from tests.properties.hostile import examples, hostile_strings, huge_strings
 
 SOURCE = "pipeline.yaml"
-# The pipeline file of the contract (shared/CONTRACT.md).
-GOOD = """\
-steps:
-  - name: migrate
-    run: ["python", "scripts/migrate.py"]
-    env: {DATABASE_URL: "${{ secrets.DATABASE_URL }}", FEATURE_SEARCH: "${{ vars.FEATURE_SEARCH }}"}
-  - name: notify
-    tool: deploy-hook
-    with: {version: "${{ release.version }}"}
-activate:
-  - name: switch-alias
-    tool: deploy-hook
-    with: {action: activate, version: "${{ release.version }}"}
-verify:
-  - name: health
-    http: {url: "${{ vars.BASE_URL }}/health", expect_status: 200}
-"""
 QUICK = 5.0  # seconds, on a slow, shared two-core machine; most take milliseconds
 # The places where the parser names a line: "pipeline.yaml line 3: ..." (YAML, structure)
 # and "pipeline.yaml: line 3 (steps[0]): ...; line 5 (...)" (the schema).
