@@ -78,6 +78,10 @@ async def ws(
                 yield s, workers
             finally:
                 workers.stop_all()
+            # Killed mid-step, retried, recovered: still no secret in any worker's log.
+            log = workers.log.read_text() if workers.log.exists() else ""
+            for value in scenario.SECRETS.values():
+                assert value not in log, f"{value} in a worker's log"
 
 
 async def start(s: Stack, version: str, target: str, by: str = "tester") -> Any:
