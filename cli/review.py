@@ -304,7 +304,11 @@ def reviewer_key_list(reviewer: str | None, as_json: bool) -> None:
                 )
                 for v in views
             ],
-            empty="no reviewer keys yet; see 'stageline reviewer key generate --help'",
+            empty=(
+                f"{reviewer} has no registered keys; see 'stageline reviewer key add --help'"
+                if reviewer
+                else "no reviewer keys yet; see 'stageline reviewer key generate --help'"
+            ),
         )
 
     run(work)
