@@ -22,11 +22,12 @@ from models.errors import (
     Refused,
     Unavailable,
 )
+from models.names import shown
 from models.promotion import TrainStatus
 from models.review import DecisionKind, DecisionOutcome, DecisionRequest
 from models.settings import Settings
 from services import signatures
-from services.environments import EnvironmentService
+from services.environments import EnvironmentService, check_reviewer
 from services.reviewers import ReviewerKeyService, check_person
 from store.database import Database
 from worker.client import connect
@@ -118,6 +119,16 @@ def _reviewer_key(
     return signatures.read_private_key(default)
 
 
+def check_promotion_id(value: str) -> str:
+    """A workflow id as stageline prints them; checked before anything goes to Temporal."""
+    if not value or len(value) > 255 or any(c.isspace() or not c.isprintable() for c in value):
+        raise BadInput(
+            f"promotion id {shown(value)} is not valid: give the id 'stageline promote' or "
+            "'stageline train' printed (for example promote-web-1.4.0-production)"
+        )
+    return value
+
+
 def _decision_command(kind: DecisionKind, help_text: str) -> click.Command:
     @click.command(name=kind, help=help_text)
     @click.argument("promotion_id")
@@ -141,7 +152,11 @@ def _decision_command(kind: DecisionKind, help_text: str) -> click.Command:
         request = DecisionRequest(kind=kind, reviewer=reviewer, comment=comment)
 
         async def work(settings: Settings, db: Database) -> int:
-            key = _reviewer_key(settings, reviewer, key_file)  # before any network: fail fast
+            # Before any network: fail fast on what cannot be right.
+            check_promotion_id(promotion_id)
+            if check_reviewer(reviewer).startswith("@"):
+                raise BadInput(f"{reviewer!r} is a group; a decision is one person's: give yours")
+            key = _reviewer_key(settings, reviewer, key_file)
             client = await connect(settings)
             outcome = await send_decision(client, promotion_id, request, key)
             signed = " (signed)" if key is not None else ""

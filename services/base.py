@@ -5,11 +5,24 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.errors import NotFound
+from models.names import InvalidName, check_resource_name, shown
 from models.settings import Settings
 from store import environments as env_repo
 from store.database import Database
 from store.tables import App, Environment
 from vault.keys import KeyProvider, load_master_key
+
+
+def _unknown(kind: str, name: str, known: list[str], command: str) -> NotFound:
+    """`name` names no such thing: say what does exist, and how to create it if it could be."""
+    try:
+        check_resource_name(name)
+        quoted, how = repr(name), f"create it with '{command}'"
+    except InvalidName:
+        quoted, how = shown(name), "nor is that a valid name"
+    return NotFound(
+        f"{kind} {quoted} does not exist; known {kind}s: {', '.join(known) or 'none yet'} ({how})"
+    )
 
 
 class Service:
@@ -34,20 +47,14 @@ class Service:
             known = [
                 e.name for e in await env_repo.chain(session, await self.workspace_id(session))
             ]
-            raise NotFound(
-                f"environment {name!r} does not exist; known environments: "
-                f"{', '.join(known) or 'none yet'} (create it with 'stageline env create {name}')"
-            )
+            raise _unknown("environment", name, known, f"stageline env create {name}")
         return found
 
     async def app(self, session: AsyncSession, name: str) -> App:
         found = await env_repo.find_app(session, await self.workspace_id(session), name)
         if found is None:
             known = [a.name for a in await env_repo.apps(session, await self.workspace_id(session))]
-            raise NotFound(
-                f"app {name!r} does not exist; known apps: {', '.join(known) or 'none yet'} "
-                f"(create it with 'stageline app create {name} --env ENV')"
-            )
+            raise _unknown("app", name, known, f"stageline app create {name} --env ENV")
         return found
 
     async def optional_app(self, session: AsyncSession, name: str | None) -> App | None:

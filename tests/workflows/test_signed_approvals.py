@@ -269,6 +269,10 @@ def test_cli_mistakes_are_one_line_errors_and_store_nothing(cli: Cli, tmp_path: 
             "is a directory",
         ),
         (("env", "protect", "nowhere", "--require-signed-approvals"), "'nowhere' does not exist"),
+        # Checked before anything goes to Temporal (none runs here: these would exit 5).
+        (("approve", "", "--reviewer", "bob"), "promotion id '' is not valid"),
+        (("approve", "promote-web-1.0.0-dev", "--reviewer", "bo\nb"), "is not valid"),
+        (("override", "promote-web-1.0.0-dev", "--reviewer", "@ops"), "is a group"),
     ]
     for args, message in cases:
         result = cli(*args)
