@@ -22,7 +22,7 @@ from sqlalchemy import select
 from models.promotion import PromotionResult
 from store.tables import StepRun
 from tests import postgres
-from tests.conftest import STAGELINE
+from tests.conftest import STAGELINE, Cli
 from tests.http_recorder import recorder
 from tests.stack import Stack, stack, until_phase
 from tests.workflows import scenario
@@ -221,3 +221,52 @@ async def test_worker_killed_while_recording_a_new_worker_finishes_once(
         "verify start": 1,
         "verify end": 1,
     }
+
+
+async def test_a_promotion_waiting_across_a_master_key_rotation_completes(
+    ws: tuple[Stack, Workers], tmp_path: Path
+) -> None:
+    """Its history holds payloads under the old key: a worker with the new key and the old
+    one as a previous key carries it on; one without the old key cannot, and says which key
+    it lacks."""
+    s, workers = ws
+    await s.releases.create_release("web", "1.0.0", scenario.pipeline(), actor="t")
+    old_worker = workers.start()
+    for target in ("dev", "staging"):
+        assert (await (await start(s, "1.0.0", target)).result()).status == "deployed"
+    handle = await start(s, "1.0.0", "production", by="alice")
+    await until_phase(handle, "awaiting_approval")
+    workers.kill(old_worker)
+
+    cli = s.cli()
+    old_key, new_key = tmp_path / "old.key", tmp_path / "new.key"
+    old_key.write_text(cli.env["STAGELINE_MASTER_KEY"])
+    new_key.write_text((await cli.run("vault", "generate-key")).out)
+    for path in (old_key, new_key):
+        path.chmod(0o600)
+    rotated = await cli.run("vault", "rotate", "--new-key-file", str(new_key))
+    assert rotated.code == 0, rotated.err
+    base = {k: v for k, v in workers.env.items() if k != "STAGELINE_MASTER_KEY"}
+    new_only = {**base, "STAGELINE_MASTER_KEY_FILE": str(new_key)}
+
+    # bob's approval arrives (sent before the rotation reached this client: old key).
+    await handle.signal("approve", {"reviewer": "bob"})
+    # A worker without the old key cannot read the history: its task fails, naming the
+    # key it lacks and where to give it; Temporal keeps the task for a worker that can.
+    workers.env = new_only
+    lacking = workers.start()
+    await scenario.wait_for_line(workers.log, "STAGELINE_PREVIOUS_MASTER_KEY_FILES")
+    workers.kill(lacking)
+
+    workers.env = {**new_only, "STAGELINE_PREVIOUS_MASTER_KEY_FILES": str(old_key)}
+    workers.start()
+    for _ in range(600):
+        deployments = await scenario.deployments_of(s, handle.id)
+        if deployments and deployments[0].finished_at is not None:
+            break
+        await asyncio.sleep(0.2)
+    [deployment] = await scenario.deployments_of(s, handle.id)
+    assert deployment.status == "deployed"
+    # The new key reads it all now, old payloads and new.
+    status = await Cli(workers.env).run("status", "--env", "production", "--json")
+    assert status.code == 0 and '"1.0.0"' in status.out, status.err
