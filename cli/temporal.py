@@ -102,6 +102,7 @@ class Progress:
             lines.append(
                 f"  approvals {len(status.approvals)}/{status.approvals_required}"
                 + (f" ({', '.join(status.approvals)})" if status.approvals else "")
+                + (", signed only" if status.signed_approvals_required else "")
             )
         lines += [f"  refused: {r}" for r in status.refusals]
         lines += [

@@ -122,6 +122,7 @@ class PromotionStatus(BaseModel):
     phase: Phase = Phase.VALIDATING
     gates: list[GateResult] = Field(default_factory=list)
     approvals_required: int = 0
+    signed_approvals_required: bool = False  # only decisions signed by a registered key count
     approvals: list[str] = Field(default_factory=list)
     # Who may still approve: eligible reviewers who have not, less the requester if barred.
     may_approve: list[str] = Field(default_factory=list)

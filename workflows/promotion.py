@@ -219,6 +219,7 @@ class PromotionWorkflow(Orchestration):
         self._prepared = prepared
         self._status.gates = prepared.gates
         self._status.approvals_required = prepared.protection.required_approvals
+        self._status.signed_approvals_required = prepared.protection.require_signed_approvals
         self._plan_steps(prepared.steps)
         if not prepared.passed:
             return await self._end(prepared, Phase.REJECTED, prepared.reason)

@@ -159,6 +159,7 @@ async def test_only_a_signature_for_this_run_by_the_reviewers_key_counts(ws: Sta
     assert sum("refused: signature does not verify" in r for r in refusals) == 8
     status = await handle.query("status")
     assert status["phase"] == "awaiting_approval" and status["approvals"] == []
+    assert status["signed_approvals_required"] is True  # the UI's query says so up front
 
     # The real CLI signs with bob's key from $STAGELINE_HOME/keys and counts.
     approved = await cli.run("approve", pid, "--reviewer", "bob", "--comment", "LGTM")
@@ -239,7 +240,7 @@ async def test_with_signed_mode_off_unsigned_approvals_keep_working(ws: Stack) -
     assert shown["protection"]["require_signed_approvals"] is False
 
     handle = await ws.start_promotion("web", "1.0.0", "production", requested_by="alice")
-    await until_phase(handle, "awaiting_approval")
+    assert (await until_phase(handle, "awaiting_approval"))["signed_approvals_required"] is False
     await handle.signal("approve", {"reviewer": "bob"})  # plain, as the Temporal UI sends it
     result = await handle.result()
     assert result.status == "deployed"
