@@ -27,7 +27,7 @@ from models.promotion import TrainStatus
 from models.review import DecisionKind, DecisionOutcome, DecisionRequest
 from models.settings import Settings
 from services import signatures
-from services.environments import EnvironmentService, check_reviewer
+from services.environments import EnvironmentService
 from services.reviewers import ReviewerKeyService, check_person
 from store.database import Database
 from worker.client import connect
@@ -154,8 +154,7 @@ def _decision_command(kind: DecisionKind, help_text: str) -> click.Command:
         async def work(settings: Settings, db: Database) -> int:
             # Before any network: fail fast on what cannot be right.
             check_promotion_id(promotion_id)
-            if check_reviewer(reviewer).startswith("@"):
-                raise BadInput(f"{reviewer!r} is a group; a decision is one person's: give yours")
+            check_person(reviewer, "a decision is one person's: give yours")
             key = _reviewer_key(settings, reviewer, key_file)
             client = await connect(settings)
             outcome = await send_decision(client, promotion_id, request, key)
@@ -311,9 +310,7 @@ def reviewer_key_list(reviewer: str | None, as_json: bool) -> None:
                 (
                     v.reviewer,
                     v.fingerprint,
-                    "active"
-                    if v.revoked_at is None
-                    else f"revoked {v.revoked_at:%Y-%m-%d} by {v.revoked_by}",
+                    "active" if v.active else f"revoked {v.revoked_at:%Y-%m-%d} by {v.revoked_by}",
                     f"{v.created_at:%Y-%m-%d} by {v.created_by}",
                     v.public_key,
                 )

@@ -93,7 +93,8 @@ def dev(port: int, ui_port: int, with_demo: bool, demo_port: int) -> None:
         await db.migrate()
         try:
             # Before the server: the UI is started with the codec server's address.
-            with serve_codec(EncryptionCodec(key), dev_ui_origins(ui_port)) as codec:
+            payload_codec = EncryptionCodec(key, load_previous_keys(settings))
+            with serve_codec(payload_codec, dev_ui_origins(ui_port)) as codec:
                 async with dev_server(settings, port, ui_port, key, codec.url) as client:
                     await ensure_search_attributes(client, settings.temporal_namespace)
                     async with build_worker(client, settings, db, key):

@@ -47,6 +47,10 @@ def shown(value: str) -> str:
     return f"{value[:SHOWN_CHARS]!r}... ({len(value)} characters)"
 
 
+# A person (reviewer): a user name or e-mail; safe as a file name too (no '/', no leading
+# '.'). A group is written '@' + such a name.
+PERSON_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}")
+
 # HTTP header names are RFC 9110 tokens; anything else (a space, a colon, a newline) would
 # let one header smuggle in another, or fail at the request.
 HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]{1,100}")

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.errors import BadInput, Conflict, NotFound, Refused
-from models.names import check_resource_name
+from models.names import PERSON_NAME, check_resource_name
 from models.review import FreezeState
 from models.workspace import (
     AppView,
@@ -32,11 +31,9 @@ from store.tables import (
 )
 from vault.envelope import data_key_aad, new_data_key, wrap_data_key
 
-_PERSON = re.compile(r"^@?[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")
-
 
 def check_reviewer(name: str) -> str:
-    if not _PERSON.fullmatch(name):
+    if not PERSON_NAME.fullmatch(name.removeprefix("@")):
         raise BadInput(
             f"reviewer {name!r} is not valid: use a user name or e-mail such as 'alice' or "
             "'alice@acme.com' (a group is written '@name')"

@@ -16,13 +16,13 @@ from store.tables import ReviewerKey, utcnow
 MIN_FINGERPRINT_PREFIX = 8
 
 
-def check_person(reviewer: str) -> str:
-    """A key belongs to one person: a reviewer name, not a group."""
+def check_person(
+    reviewer: str, why: str = "keys belong to people: register one for each member"
+) -> str:
+    """A reviewer name that is one person's, not a group's."""
     check_reviewer(reviewer)
     if reviewer.startswith("@"):
-        raise BadInput(
-            f"{reviewer!r} is a group; keys belong to people: register one for each member"
-        )
+        raise BadInput(f"{reviewer!r} is a group; {why}")
     return reviewer
 
 
@@ -160,24 +160,23 @@ class ReviewerKeyService(Service):
         )
         async with self.db.read() as session:
             keys = list(await key_repo.keys(session, await self.workspace_id(session), who))
-        active = [k for k in keys if k.revoked_at is None]
-        revoked = [k for k in keys if k.revoked_at is not None]
-        for key in active:
-            if signatures.verifies(signatures.parse_public_key(key.public_key), message, signature):
+        public = signatures.parse_public_key
+        signer = next(
+            (k for k in keys if signatures.verifies(public(k.public_key), message, signature)),
+            None,
+        )
+        if signer is not None:
+            shown = signatures.short(signer.fingerprint)
+            if signer.revoked_at is None:
                 return SignatureCheck(
-                    verified=True,
-                    reason=f"signed with key {signatures.short(key.fingerprint)} of {who}",
-                    fingerprint=signatures.short(key.fingerprint),
+                    verified=True, reason=f"signed with key {shown} of {who}", fingerprint=shown
                 )
-        for key in revoked:
-            if signatures.verifies(signatures.parse_public_key(key.public_key), message, signature):
-                assert key.revoked_at is not None
-                return SignatureCheck(
-                    verified=False,
-                    reason=f"{refused}: it was made with key {signatures.short(key.fingerprint)}"
-                    f" of {who}, revoked on {key.revoked_at:%Y-%m-%d %H:%M} UTC",
-                )
-        if not active:
+            return SignatureCheck(
+                verified=False,
+                reason=f"{refused}: it was made with key {shown} of {who}, revoked on "
+                f"{signer.revoked_at:%Y-%m-%d %H:%M} UTC",
+            )
+        if all(k.revoked_at is not None for k in keys):
             return SignatureCheck(
                 verified=False,
                 reason=f"{refused}: {who} has no active signing key (register one with "

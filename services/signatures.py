@@ -13,7 +13,6 @@ import binascii
 import hashlib
 import json
 import os
-import re
 import stat
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from models.errors import BadInput
+from models.names import PERSON_NAME
 from models.review import DecisionKind
 
 PUBLIC_KEY_PREFIX = "ed25519:"
@@ -30,8 +30,6 @@ SIGNATURE_BYTES = 64
 # Names what is signed, so a signature made for anything else can never pass for a decision.
 PURPOSE = "stageline-decision-v1"
 KEY_FILE_SUFFIX = ".ed25519"
-# A reviewer name that is safe as a file name (see services.environments.check_reviewer).
-_FILE_SAFE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,199}$")
 
 
 def decision_message(
@@ -139,7 +137,7 @@ def short(fingerprint_hex: str) -> str:
 def default_key_file(home: Path, reviewer: str) -> Path | None:
     """Where `stageline reviewer key generate` puts a reviewer's key by default; None for a
     name that cannot be a file name (it cannot be a reviewer either)."""
-    if not _FILE_SAFE.fullmatch(reviewer):
+    if not PERSON_NAME.fullmatch(reviewer):
         return None
     return home / "keys" / f"{reviewer}{KEY_FILE_SUFFIX}"
 

@@ -52,7 +52,7 @@ async def run_worker(settings: Settings, ready: Callable[[], None] | None = None
     db = Database(settings.database_url)
     try:
         await db.migrate()
-        client = await connect(settings)
+        client = await connect(settings, key)
         added = await ensure_search_attributes(client, settings.temporal_namespace)
         if added:
             log.info("registered search attributes %s", ", ".join(added))

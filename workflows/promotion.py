@@ -119,12 +119,13 @@ class PromotionWorkflow(Orchestration):
         # retries forever): a decision that cannot count is recorded as refused instead.
         try:
             decision = Decision.model_validate(only_input(args, kind))
-        except ApplicationError as exc:
-            reason = f"malformed {kind} ignored: {exc.message.removeprefix('invalid input: ')}"
-            self._status.refusals.append(reason)
-            return DecisionOutcome(accepted=False, reason=reason)
-        except ValidationError as exc:
-            reason = f"malformed {kind} ignored: {exc.errors()[0]['msg']}"
+        except (ApplicationError, ValidationError) as exc:
+            problem = (
+                exc.message.removeprefix("invalid input: ")
+                if isinstance(exc, ApplicationError)
+                else exc.errors()[0]["msg"]
+            )
+            reason = f"malformed {kind} ignored: {problem}"
             self._status.refusals.append(reason)
             return DecisionOutcome(accepted=False, reason=reason)
         if self._review is None or self._prepared is None:
