@@ -32,6 +32,7 @@ from services.deployments import DeploymentService
 from services.views import ViewService
 from store.database import Database
 from worker.client import connect
+from workflows.details import promotion_summary, rollback_summary, train_summary
 
 R = TypeVar("R")
 
@@ -94,6 +95,7 @@ def promote(
             app=app_name,
             environment=target,
             version=version,
+            summary=promotion_summary(app_name, version, target),
         )
         if attached and not as_json:
             done(f"attached to {handle.id}, already running")
@@ -107,7 +109,7 @@ def promote(
                     f"--env {target}' or in the Temporal UI"
                 )
             return ExitCode.OK
-        result = await follow(handle, timeout, Progress(enabled=not as_json))
+        result = await follow(handle, PromotionResult, timeout, Progress(enabled=not as_json))
         if as_json:
             emit_json(result)
         else:
@@ -128,6 +130,7 @@ async def _launch(
     app: str,
     environment: str,
     version: str | None,
+    summary: str,
 ) -> tuple[WorkflowHandle[Any, R], bool]:
     """Refuse unknown names before anything starts (exit 3), then start or attach."""
     await DeploymentService(db, settings).check_request(app, environment, version)
@@ -142,6 +145,7 @@ async def _launch(
         app=app,
         environment=environment,
         version=version,
+        summary=summary,
     )
 
 
@@ -192,6 +196,7 @@ def train(
             app=app_name,
             environment=through,
             version=version,
+            summary=train_summary(app_name, version, through),
         )
         if not wait:
             if as_json:
@@ -199,7 +204,7 @@ def train(
             else:
                 done(f"started {handle.id}; approvals sent to it reach the stage that waits")
             return ExitCode.OK
-        result = await follow(handle, timeout, Progress(enabled=not as_json))
+        result = await follow(handle, TrainResult, timeout, Progress(enabled=not as_json))
         if as_json:
             emit_json(result)
         else:
@@ -269,6 +274,7 @@ def rollback(
             app=app_name,
             environment=environment,
             version=to_version,
+            summary=rollback_summary(app_name, environment, to_version),
         )
         if not wait:
             if as_json:
@@ -276,7 +282,7 @@ def rollback(
             else:
                 done(f"started {handle.id}")
             return ExitCode.OK
-        result = await follow(handle, timeout, Progress(enabled=not as_json))
+        result = await follow(handle, RollbackResult, timeout, Progress(enabled=not as_json))
         if as_json:
             emit_json(result)
         elif result.status == "rolled_back":

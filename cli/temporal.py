@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import click
+from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
@@ -19,6 +20,7 @@ from models.settings import Settings
 from workflows.search_attributes import initial
 
 R = TypeVar("R")
+M = TypeVar("M", bound=BaseModel)
 
 
 class TimedOut(StagelineError):
@@ -36,8 +38,11 @@ async def start(
     app: str,
     environment: str,
     version: str | None,
+    summary: str,
 ) -> tuple[WorkflowHandle[Any, R], bool]:
     """Start a workflow, or attach to the one already running under the same id.
+
+    `summary` is the one line the Temporal UI shows for it (e.g. `web 1.4.0 -> production`).
 
     Returns the handle and whether it attached to an existing run (a retried CI job).
     """
@@ -62,6 +67,10 @@ async def start(
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             search_attributes=initial(app, environment, version, "validating"),
+            static_summary=summary,
+            static_details=f"Requested by {getattr(arg, 'requested_by', 'unknown')} with "
+            "stageline. Its status query, or `stageline status`, shows gates, approvals and "
+            "steps.",
         )
     except RPCError as exc:
         raise Unavailable(f"cannot start {workflow} on Temporal ({exc.message})") from None
@@ -117,11 +126,14 @@ class Progress:
 
 
 async def follow(
-    handle: WorkflowHandle[Any, R],
+    handle: WorkflowHandle[Any, Any],
+    result_type: type[M],
     timeout: float | None,
     progress: Progress,
-) -> R:
-    """Wait for the result, showing progress; TimedOut when `timeout` runs out."""
+) -> M:
+    """Wait for the result (also of a workflow that ended Failed with its outcome), showing
+    progress; TimedOut when `timeout` runs out."""
+    from worker.client import result_of
 
     async def watch() -> None:
         while True:
@@ -132,7 +144,7 @@ async def follow(
 
     watcher = asyncio.create_task(watch()) if progress.enabled else None
     try:
-        return await asyncio.wait_for(handle.result(), timeout)
+        return await asyncio.wait_for(result_of(handle, result_type), timeout)
     except TimeoutError:
         raise TimedOut(
             f"{handle.id} is still running after {timeout:g}s; it goes on without you: "

@@ -11,11 +11,12 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.duration_pb2 import Duration
 from google.protobuf.message import Message
+from pydantic import BaseModel
 from temporalio.api.common.v1 import Payload
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest
@@ -34,8 +35,11 @@ from store.database import Database
 from tests.conftest import KEY_TEXT, Cli
 from vault.codec import data_converter
 from vault.keys import MasterKey
+from worker.client import result_of
 from worker.main import build_worker
 from workflows.search_attributes import ALL
+
+M = TypeVar("M", bound=BaseModel)
 
 TEMPORAL = str(Path(sys.executable).parent / "temporal")
 # As in production: every payload the tests' clients and workers write is encrypted.
@@ -110,8 +114,19 @@ class Stack:
 
     async def promote(self, app: str, version: str, target: str, **kw: Any) -> PromotionResult:
         handle = await self.start_promotion(app, version, target, **kw)
-        result: PromotionResult = await handle.result()
-        return result
+        return await result_of(handle, PromotionResult)
+
+
+@overload
+async def outcome(handle: WorkflowHandle[Any, Any]) -> PromotionResult: ...
+@overload
+async def outcome(handle: WorkflowHandle[Any, Any], model: type[M]) -> M: ...
+async def outcome(
+    handle: WorkflowHandle[Any, Any], model: type[BaseModel] = PromotionResult
+) -> Any:
+    """How a workflow ended, as its result model: what it returned, or what its outcome
+    failure carries (a promotion that did not deploy ends Failed)."""
+    return await result_of(handle, model)
 
 
 async def fresh_namespace(env: WorkflowEnvironment) -> Client:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import Any, TypeVar
 
+from pydantic import BaseModel
 from temporalio.api.enums.v1 import IndexedValueType
 from temporalio.api.operatorservice.v1 import (
     AddSearchAttributesRequest,
     ListSearchAttributesRequest,
 )
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -23,7 +25,10 @@ from models.errors import Unavailable
 from models.settings import Settings
 from vault.codec import data_converter
 from vault.keys import KeyProvider, load_master_key, load_previous_keys
+from workflows.outcomes import outcome_of
 from workflows.search_attributes import ALL
+
+M = TypeVar("M", bound=BaseModel)
 
 _runtime_ready = False
 
@@ -101,3 +106,17 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
             )
         ) from None
     return missing
+
+
+async def result_of(handle: WorkflowHandle[Any, Any], model: type[M]) -> M:
+    """A stageline workflow's result, however it ended: what it returned, or the result that
+    its outcome failure carries (a promotion that did not deploy ends Failed; see
+    workflows.outcomes). Any other failure is raised as it is."""
+    try:
+        result = await handle.result()
+    except WorkflowFailureError as exc:
+        outcome = outcome_of(exc, model)
+        if outcome is None:
+            raise
+        return outcome
+    return result if isinstance(result, model) else model.model_validate(result)

@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         WorkflowRef,
     )
     from workflows import search_attributes as sa
+    from workflows.details import promotion_details
     from workflows.options import step, store
 
 PASSING_PHASES = {Phase.GATES, Phase.VERIFYING}
@@ -32,21 +33,35 @@ QUEUE_POLL = timedelta(seconds=3)
 
 
 class Orchestration:
+    kind = "promotion"  # what the UI's current details call this workflow
+
     def __init__(self) -> None:
         self._status = PromotionStatus(promotion_id=workflow.info().workflow_id)
         self._queue_moved = False
 
-    @workflow.query(name="status")
+    @workflow.query(
+        name="status",
+        description="The current phase, gates, approvals received versus required and who "
+        "may still approve, refused decisions, and each pipeline step's progress.",
+    )
     def status(self) -> PromotionStatus:
         return self._status
 
-    @workflow.signal(name="queue_moved")
+    @workflow.signal(
+        name="queue_moved",
+        description="Internal, sent by stageline itself: the deployment ahead of this one "
+        "left the queue. Never needed by hand.",
+    )
     def queue_moved(self, *_: Any) -> None:
-        """Sent by the deployment ahead of this one when it leaves the queue."""
         self._queue_moved = True
+
+    def _publish(self) -> None:
+        """Refresh what the Temporal UI shows as this workflow's current details."""
+        workflow.set_current_details(promotion_details(self._status, self.kind))
 
     def _set_phase(self, phase: Phase) -> None:
         self._status.phase = phase
+        self._publish()
         # The StagelineStatus search attribute follows the phases people filter on (waiting
         # ones, deploying, the outcome); each upsert costs the server a visibility write, so
         # passing phases (gates, verifying) are only in the status query.
@@ -89,6 +104,7 @@ class Orchestration:
         progress = self._status.steps[position]
         progress.status = "running"
         progress.started_at = workflow.now()
+        self._publish()
         try:
             outcome = await step(
                 StepRequest(
@@ -101,17 +117,20 @@ class Orchestration:
         except ActivityError:
             progress.status = "failed"
             progress.finished_at = workflow.now()
+            self._publish()
             raise
         progress.status = "succeeded" if outcome.succeeded else "failed"
         progress.started_at, progress.finished_at = outcome.started_at, outcome.finished_at
         progress.exit_code = outcome.exit_code
         progress.detail = outcome.detail
+        self._publish()
         return outcome
 
     def _skip_pending(self) -> None:
         for progress in self._status.steps:
             if progress.status == "pending":
                 progress.status = "skipped"
+        self._publish()
 
 
 def failure_reason(exc: BaseException) -> str:

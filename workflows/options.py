@@ -102,6 +102,8 @@ async def step(request: StepRequest) -> StepOutcome:
         retry_policy=STEP_RETRY,
         # On interruption, wait until the step's process is really gone before going on.
         cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        # What the Temporal UI's event history and timeline call this step.
+        summary=f"{request.step.section}/{request.step.name}",
     )
     return result
 

@@ -50,6 +50,7 @@ with workflow.unsafe.imports_passed_through():
         store_or_none,
         validate_input,
     )
+    from workflows.outcomes import OUTCOME_PATCH, outcome_error, outcome_of
     from workflows.review import Review
 
 # A freeze with no end is looked at again this often (`stageline env unfreeze` also wakes
@@ -70,23 +71,39 @@ class PromotionWorkflow(Orchestration):
 
     # -- reviewers: plain signals (UI, temporal CLI) and an update (stageline approve) -------
 
-    @workflow.signal(name="approve")
+    @workflow.signal(
+        name="approve",
+        description='A reviewer approves: {"reviewer": "alice", "comment": "optional"}. '
+        "Counts only from an eligible reviewer (not the requester, unless self-review is "
+        "allowed); a refusal shows in the status query.",
+    )
     async def approve(self, *args: Any) -> None:
         await self._decide("approve", *args)
 
-    @workflow.signal(name="reject")
+    @workflow.signal(
+        name="reject",
+        description='A reviewer rejects: {"reviewer": "alice", "comment": "why"}. The '
+        "promotion ends rejected before anything is deployed.",
+    )
     async def reject(self, *args: Any) -> None:
         await self._decide("reject", *args)
 
-    @workflow.signal(name="override")
+    @workflow.signal(
+        name="override",
+        description="Break-glass through a deploy freeze: "
+        '{"reviewer": "bob", "comment": "why"}, from a reviewer other than the requester, '
+        "with a comment; audited.",
+    )
     async def override(self, *args: Any) -> None:
-        """Break-glass: let this promotion through a deploy freeze (a reviewer, not the
-        requester, with a comment saying why)."""
         await self._decide("override", *args)
 
-    @workflow.update(name="decide")
+    @workflow.update(
+        name="decide",
+        description='approve, reject or override with an answer: {"kind": "approve", '
+        '"reviewer": "alice", "comment": "optional"}; returns whether the decision counted '
+        "and why (what `stageline approve` uses).",
+    )
     async def decide(self, raw: Any) -> DecisionOutcome:
-        """Like the signals, but the caller learns at once whether the decision counted."""
         request = DecisionRequest.model_validate(raw)
         return await self._decide(request.kind, request.model_dump(exclude={"kind"}))
 
@@ -94,24 +111,32 @@ class PromotionWorkflow(Orchestration):
     def _validate_decide(self, raw: Any) -> None:
         DecisionRequest.model_validate(raw)  # malformed: rejected before it reaches history
 
-    @workflow.signal(name="supersede")
+    @workflow.signal(
+        name="supersede",
+        description="Internal, sent by stageline itself: a newer promotion into the same app "
+        "and environment passed its gates, so this one, if not yet deploying, ends superseded.",
+    )
     def supersede(self, *args: Any) -> None:
-        """Sent when a newer promotion into the same app and environment passes its gates:
-        if this one has not started deploying, it ends `superseded`."""
         with suppress(ValidationError, ApplicationError):
             self._superseded_by = Interruption.model_validate(only_input(args, "supersede")).by
             self._status.superseded_by = self._superseded_by
 
-    @workflow.signal(name="preempt")
+    @workflow.signal(
+        name="preempt",
+        description="Internal, sent by stageline itself: a rollback of the same app and "
+        "environment takes precedence; stop deploying at once.",
+    )
     def preempt(self, *args: Any) -> None:
-        """Sent by a rollback of the same app and environment: stop deploying, at once."""
         with suppress(ValidationError, ApplicationError):
             self._preempted_by = Interruption.model_validate(only_input(args, "preempt")).by
             self._status.interrupted_by = self._preempted_by
 
-    @workflow.signal(name="freeze_changed")
+    @workflow.signal(
+        name="freeze_changed",
+        description="Internal, sent by stageline itself (`stageline env freeze|unfreeze`): "
+        "look at the environment's freezes again now.",
+    )
     def freeze_changed(self, *_: Any) -> None:
-        """Sent by `stageline env freeze|unfreeze`, so a held promotion looks again now."""
         self._freeze_changed = True
 
     async def _decide(self, kind: DecisionKind, *args: Any) -> DecisionOutcome:
@@ -193,6 +218,7 @@ class PromotionWorkflow(Orchestration):
             *self._review.refusals,
         ]
         self._status.override = self._review.override
+        self._publish()
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -288,7 +314,9 @@ class PromotionWorkflow(Orchestration):
             )
             try:
                 await workflow.wait_condition(
-                    lambda: self._stopped() is not None or review.approved, timeout=timeout
+                    lambda: self._stopped() is not None or review.approved,
+                    timeout=timeout,
+                    timeout_summary="approval timeout",
                 )
             except TimeoutError:
                 return Phase.REJECTED, (
@@ -303,7 +331,9 @@ class PromotionWorkflow(Orchestration):
             self._status.not_before = workflow.now() + wait
             self._set_phase(Phase.WAITING)
             with suppress(TimeoutError):
-                await workflow.wait_condition(lambda: self._stopped() is not None, timeout=wait)
+                await workflow.wait_condition(
+                    lambda: self._stopped() is not None, timeout=wait, timeout_summary="wait timer"
+                )
             if (stopped := self._stopped()) is not None:
                 return stopped
         return await self._hold_while_frozen(self._request.target)
@@ -345,6 +375,7 @@ class PromotionWorkflow(Orchestration):
                         or self._stopped() is not None
                     ),
                     timeout=timeout,
+                    timeout_summary="deploy freeze",
                 )
             self._status.reason = None
 
@@ -459,8 +490,11 @@ class PromotionWorkflow(Orchestration):
                 result_type=RollbackResult,
             )
         except Exception as exc:  # reported in the result, never swallowed
-            reason = f"{reason}; compensation failed too: {failure_reason(exc)}"
-        else:
+            # A rollback that did not roll back ends as a failure carrying its result.
+            compensation = outcome_of(exc, RollbackResult)
+            if compensation is None:
+                reason = f"{reason}; compensation failed too: {failure_reason(exc)}"
+        if compensation is not None:
             if compensation.status == "rolled_back":
                 reason = f"{reason}; {request.target} is back on {compensation.to_version}"
             else:
@@ -496,7 +530,7 @@ class PromotionWorkflow(Orchestration):
             ),
         )
         await workflow.wait_condition(workflow.all_handlers_finished)
-        return PromotionResult.model_validate(
+        result = PromotionResult.model_validate(
             {
                 "status": phase.value,
                 "app": self._request.app,
@@ -511,3 +545,7 @@ class PromotionWorkflow(Orchestration):
                 "compensation": compensation,
             }
         )
+        if phase != Phase.DEPLOYED and workflow.patched(OUTCOME_PATCH):
+            # Not deployed: the workflow ends Failed, so it never looks like a success.
+            raise outcome_error("promotion", phase.value, reason, result)
+        return result

@@ -25,10 +25,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.base import Orchestration, failure_reason
     from workflows.options import only_input, store, store_only, validate_input
+    from workflows.outcomes import OUTCOME_PATCH, outcome_error
 
 
 @workflow.defn(name="RollbackWorkflow")
 class RollbackWorkflow(Orchestration):
+    kind = "rollback"
+
     @workflow.run
     async def run(self, *args: Any) -> RollbackResult:
         request = validate_input(RollbackInput, only_input(args, "RollbackWorkflow"))
@@ -54,10 +57,14 @@ class RollbackWorkflow(Orchestration):
         try:
             if standalone:
                 await self._wait_for_turn(lock)  # a rollback is never interrupted
-            return await self._roll_back(request, run)
+            result = await self._roll_back(request, run)
         finally:
             if standalone:
                 await asyncio.shield(store_only("leave_queue", lock))
+        if result.status != "rolled_back" and workflow.patched(OUTCOME_PATCH):
+            # Not rolled back: the workflow ends Failed, so it never looks like a success.
+            raise outcome_error("rollback", result.status, result.reason, result)
+        return result
 
     async def _roll_back(self, request: RollbackInput, run: WorkflowRef) -> RollbackResult:
         self._set_phase(Phase.DEPLOYING)

@@ -27,7 +27,9 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes as sa
     from workflows.base import failure_reason
+    from workflows.details import train_details
     from workflows.options import only_input, store, validate_input
+    from workflows.outcomes import OUTCOME_PATCH, outcome_error, outcome_of
 
 
 @workflow.defn(name="ReleaseTrainWorkflow")
@@ -35,21 +37,40 @@ class ReleaseTrainWorkflow:
     def __init__(self) -> None:
         self._status = TrainStatus(train_id=workflow.info().workflow_id)
 
-    @workflow.query(name="status")
+    @workflow.query(
+        name="status",
+        description="Each stage's promotion and status, the stage now running, and "
+        "decisions that could not be forwarded.",
+    )
     def status(self) -> TrainStatus:
         return self._status
 
-    @workflow.signal(name="approve")
+    @workflow.signal(
+        name="approve",
+        description='Forwarded to the stage now running: {"reviewer": "alice", '
+        '"comment": "optional"}; that promotion judges it.',
+    )
     async def approve(self, *args: Any) -> None:
         await self._forward("approve", *args)
 
-    @workflow.signal(name="reject")
+    @workflow.signal(
+        name="reject",
+        description='Forwarded to the stage now running: {"reviewer": "alice", '
+        '"comment": "why"}; the train stops there.',
+    )
     async def reject(self, *args: Any) -> None:
         await self._forward("reject", *args)
 
-    @workflow.signal(name="override")
+    @workflow.signal(
+        name="override",
+        description='Forwarded to the stage now running: {"reviewer": "bob", "comment": '
+        '"why"}, a break-glass override of a deploy freeze.',
+    )
     async def override(self, *args: Any) -> None:
         await self._forward("override", *args)
+
+    def _publish(self) -> None:
+        workflow.set_current_details(train_details(self._status))
 
     async def _forward(self, signal: str, *args: Any) -> None:
         """Pass a decision on to the stage now running; it judges and records it."""
@@ -84,20 +105,23 @@ class ReleaseTrainWorkflow:
             )
             for env in plan.stages
         ]
+        self._publish()
         results: list[PromotionResult] = []
         for stage in self._status.stages:
             stage.status = "running"
             self._status.active = stage.promotion_id
+            self._publish()
             result = await self._promote(request, stage)
             self._status.active = None
             stage.status = result.status
+            self._publish()
             results.append(result)
             if result.status != "deployed":
                 break
         await workflow.wait_condition(workflow.all_handlers_finished)
         last = results[-1]
         workflow.upsert_search_attributes([sa.STATUS.value_set(last.status)])
-        return TrainResult.model_validate(
+        outcome = TrainResult.model_validate(
             {
                 "status": last.status,
                 "app": request.app,
@@ -109,6 +133,10 @@ class ReleaseTrainWorkflow:
                 "stages": results,
             }
         )
+        if outcome.status != "deployed" and workflow.patched(OUTCOME_PATCH):
+            # Stopped short: the train ends Failed, so it never looks like a success.
+            raise outcome_error("train", outcome.status, outcome.reason, outcome)
+        return outcome
 
     async def _promote(self, request: TrainInput, stage: TrainStage) -> PromotionResult:
         try:
@@ -125,6 +153,10 @@ class ReleaseTrainWorkflow:
                 result_type=PromotionResult,
             )
         except ChildWorkflowError as exc:
+            # A stage that did not deploy ends as a failure carrying its result.
+            outcome = outcome_of(exc, PromotionResult)
+            if outcome is not None:
+                return outcome
             return PromotionResult(
                 status="failed",
                 app=request.app,

@@ -19,6 +19,7 @@ from temporalio.client import Client
 
 from models.promotion import PromotionResult
 from tests.conftest import STAGELINE, Cli
+from tests.stack import outcome
 from vault.codec import ENCODING, data_converter
 from vault.keys import read_key_file
 from worker.codec_server import parse_payloads, render_payloads
@@ -126,7 +127,7 @@ async def test_dev_stack_serves_ui_and_demo_then_stops_cleanly(tmp_path: Path) -
             )
             await asyncio.sleep(0.5)
         assert handle is not None
-        result = await asyncio.wait_for(handle.result(), 60)
+        result = await asyncio.wait_for(outcome(handle), 60)
         assert result.status == "deployed", result.reason
         started = (await handle.fetch_history()).events[0]
         sealed = started.workflow_execution_started_event_attributes.input.payloads

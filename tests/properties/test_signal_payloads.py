@@ -36,7 +36,7 @@ from tests.properties.hostile import (
     json_values,
     object_inputs,
 )
-from tests.stack import Stack, stack, until_phase
+from tests.stack import Stack, outcome, stack, until_phase
 
 REVIEWER = "alice"
 PIPELINE = f"steps:\n  - name: noop\n    run: [{sys.executable!r}, '-c', 'pass']\n"
@@ -176,7 +176,7 @@ async def test_the_reviewer_still_approves_and_it_deploys(waiting: Waiting) -> N
     """Runs after the property above (same module, same waiting promotion)."""
     handle = waiting.handle
     await handle.signal("approve", {"reviewer": REVIEWER, "comment": "after the noise"})
-    result = await asyncio.wait_for(handle.result(), 60)
+    result = await asyncio.wait_for(outcome(handle), 60)
     assert PromotionResult.model_validate(result).status == "deployed"
     await no_failed_workflow_task(handle)
 

@@ -29,7 +29,8 @@ from temporalio.service import RPCError
 from models.promotion import PromotionInput, RollbackInput, TrainInput
 from models.workspace import Protection
 from tests.properties.hostile import as_received, examples, json_values, workflow_inputs
-from tests.stack import Stack, stack
+from tests.stack import Stack, outcome, stack
+from workflows.outcomes import OUTCOME_TYPES
 
 APPS, VERSIONS, ENVS = ["web"], ["1.0.0"], ["dev", "staging", "production"]
 QUICK = 10.0  # seconds: how long a refused input may take to end its workflow
@@ -192,7 +193,9 @@ async def run_hostile(ws: Stack, workflow: str, raw: Any, expectation: Expectati
     # Well-shaped: ended with a reason (an unknown name, or a refusal such as nothing to
     # roll back from).
     if failure is not None:
-        assert failure.type in BUSINESS_TYPES and failure.non_retryable, failure
+        # A business error, or an outcome that is not a success (e.g. RollbackRefused),
+        # which ends the workflow Failed with its reason as the message.
+        assert failure.type in BUSINESS_TYPES | OUTCOME_TYPES and failure.non_retryable, failure
         reason = failure.message
     else:
         assert result is not None and result["status"] in {"rejected", "failed", "refused"}, result
@@ -285,7 +288,7 @@ async def test_a_start_with_two_inputs_ends_at_once(ws: Stack, workflow: str) ->
         first = await first_task_outcome(handle)
         assert first != EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED, "the workflow task failed"
         with pytest.raises(WorkflowFailureError) as caught:
-            await asyncio.wait_for(handle.result(), QUICK)
+            await asyncio.wait_for(outcome(handle), QUICK)
         assert isinstance(caught.value.cause, ApplicationError)
         assert caught.value.cause.type == "InvalidInput"
     finally:
@@ -323,7 +326,7 @@ async def test_worker_still_deploys_after_the_hostile_inputs(ws: Stack) -> None:
     """Runs after the properties above (same module, same worker and workspace)."""
     handle = await ws.start_promotion("web", "1.0.0", "dev")
     try:
-        result = await asyncio.wait_for(handle.result(), 60)
+        result = await asyncio.wait_for(outcome(handle), 60)
     except TimeoutError:
         status = await handle.query("status")
         events = [EventType.Name(e.event_type) for e in (await handle.fetch_history()).events]

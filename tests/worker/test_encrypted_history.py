@@ -22,7 +22,7 @@ from temporalio.worker import Replayer
 from models.promotion import PromotionInput, PromotionResult
 from models.workspace import Protection
 from tests.http_recorder import recorder
-from tests.stack import CONVERTER, Stack, payloads_in, stack, until_phase
+from tests.stack import CONVERTER, Stack, outcome, payloads_in, stack, until_phase
 from vault.codec import ENCODING, KEY_ID, data_converter
 from vault.keys import MasterKey
 from vault.secret_value import SecretValue
@@ -129,7 +129,7 @@ async def test_history_holds_only_ciphertext_and_the_codec_client_reads_it(
             "approve", handle.id, "--reviewer", "bob", "--comment", UPDATE_COMMENT
         )
         assert approved.code == 0, approved.err
-        staging = await handle.result()
+        staging = await outcome(handle)
         assert isinstance(staging, PromotionResult) and staging.status == "deployed"
         # A release that does not exist: an activity failure, then a workflow failure.
         with pytest.raises(WorkflowFailureError) as refused:
@@ -142,7 +142,7 @@ async def test_history_holds_only_ciphertext_and_the_codec_client_reads_it(
         task_queue=s.settings.task_queue,
     )
     with pytest.raises(WorkflowFailureError) as failed:
-        await bad.result()
+        await outcome(bad)
     # The codec client reads everything back: results, the step output, failure messages.
     cause = failed.value.cause
     assert isinstance(cause, ApplicationError) and BAD_FIELD in cause.message

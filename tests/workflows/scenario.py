@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import func, select
 
 from store.tables import Deployment, Promotion
-from tests.stack import Stack
+from tests.stack import Stack, outcome
 from vault.secret_value import SecretValue
 
 SECRETS = {
@@ -118,7 +118,7 @@ def counts(marker: Path) -> dict[str, int]:
 async def assert_deployed_once(s: Stack, handle: Any, environment: str = "dev") -> None:
     """The new worker finished the promotion: one promotion record, one deployment, and the
     environment's pointer on the release."""
-    result = await asyncio.wait_for(handle.result(), 120)
+    result = await asyncio.wait_for(outcome(handle), 120)
     assert result.status == "deployed", result.reason
     [deployment] = await deployments_of(s, handle.id)
     assert deployment.status == "deployed" and deployment.finished_at is not None

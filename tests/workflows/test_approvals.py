@@ -13,7 +13,7 @@ import pytest
 
 from models.promotion import PromotionResult
 from tests.http_recorder import recorder
-from tests.stack import Stack, stack, until_phase
+from tests.stack import Stack, outcome, stack, until_phase
 from tests.workflows import scenario
 
 
@@ -72,7 +72,7 @@ async def test_two_distinct_reviewers_are_needed_and_refusals_change_nothing(ws:
     assert "1.0.0 awaiting approval 1/2" in matrix.out
 
     await handle.signal("approve", {"reviewer": "carol"})
-    result = await handle.result()
+    result = await outcome(handle)
     assert result.status == "deployed"
     assert await current(ws, "production") == "1.0.0"
 
@@ -97,8 +97,8 @@ async def test_a_rejection_ends_the_promotion_and_changes_nothing(ws: Stack) -> 
     await cli.run("approve", handle.id, "--reviewer", "bob")
     rejected = await cli.run("reject", handle.id, "--reviewer", "carol", "--comment", "not today")
     assert rejected.code == 0
-    outcome = await waiting
-    assert outcome.code == 2 and "rejected by carol: not today" in outcome.out
+    waited = await waiting
+    assert waited.code == 2 and "rejected by carol: not today" in waited.out
     assert await current(ws, "production") is None
     assert await ws.views.history("web", "production") == []
 
@@ -111,9 +111,9 @@ async def test_reviewer_groups_expand_to_their_members(ws: Stack) -> None:
     handle = await ws.start_promotion("web", "1.0.0", "production", requested_by="erin")
     status = await until_phase(handle, "awaiting_approval")
     assert status["may_approve"] == ["frank"]
-    outcome = await ws.cli().run("approve", handle.id, "--reviewer", "frank")
-    assert outcome.code == 0
-    assert (await handle.result()).status == "deployed"
+    answer = await ws.cli().run("approve", handle.id, "--reviewer", "frank")
+    assert answer.code == 0
+    assert (await outcome(handle)).status == "deployed"
 
 
 async def test_freeze_holds_a_promotion_until_an_approved_override(ws: Stack) -> None:
@@ -138,7 +138,7 @@ async def test_freeze_holds_a_promotion_until_an_approved_override(ws: Stack) ->
         "override", handle.id, "--reviewer", "carol", "--comment", "security fix CVE-1"
     )
     assert granted.code == 0, granted.err
-    result = await handle.result()
+    result = await outcome(handle)
     assert result.status == "deployed"
     history = json.loads((await cli.run("history", "web", "--env", "production", "--json")).out)
     overrides = [e for e in history["events"] if e["action"] == "promotion.override"]
@@ -156,5 +156,5 @@ async def test_unfreeze_releases_held_promotions_at_once(ws: Stack) -> None:
     await until_phase(handle, "frozen")
     lifted = await ws.cli().run("env", "unfreeze", "staging")
     assert lifted.code == 0 and "lifted 1 freeze" in lifted.out
-    result = await asyncio.wait_for(handle.result(), 20)  # no 5-minute poll: woken at once
+    result = await asyncio.wait_for(outcome(handle), 20)  # no 5-minute poll: woken at once
     assert result.status == "deployed"

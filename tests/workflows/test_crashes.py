@@ -24,7 +24,7 @@ from store.tables import StepRun
 from tests import postgres
 from tests.conftest import STAGELINE, Cli
 from tests.http_recorder import recorder
-from tests.stack import Stack, stack, until_phase
+from tests.stack import Stack, outcome, stack, until_phase
 from tests.workflows import scenario
 
 
@@ -109,7 +109,7 @@ async def test_worker_killed_inside_a_step_another_worker_finishes_once(
     await scenario.wait_for_line(marker, "1.0.0 dev start")
     workers.kill(first)
     workers.start()
-    result = await asyncio.wait_for(handle.result(), 120)
+    result = await asyncio.wait_for(outcome(handle), 120)
     assert result.status == "deployed"
     lines = marker.read_text().splitlines()
     whats = [line.split()[2] for line in lines]
@@ -127,13 +127,13 @@ async def test_worker_killed_while_waiting_for_approval_a_new_worker_carries_on(
     await s.releases.create_release("web", "1.0.0", scenario.pipeline(), actor="t")
     worker = workers.start()
     for target in ("dev", "staging"):
-        assert (await (await start(s, "1.0.0", target)).result()).status == "deployed"
+        assert (await outcome(await start(s, "1.0.0", target))).status == "deployed"
     handle = await start(s, "1.0.0", "production", by="alice")
     await until_phase(handle, "awaiting_approval")
     workers.kill(worker)
     await handle.signal("approve", {"reviewer": "bob"})  # arrives while no worker runs
     workers.start()
-    result = await asyncio.wait_for(handle.result(), 120)
+    result = await asyncio.wait_for(outcome(handle), 120)
     assert result.status == "deployed"
     assert len(await scenario.deployments_of(s, handle.id)) == 1
     assert (await s.views.status(environment="production")).cells[0].version == "1.0.0"
@@ -233,7 +233,7 @@ async def test_a_promotion_waiting_across_a_master_key_rotation_completes(
     await s.releases.create_release("web", "1.0.0", scenario.pipeline(), actor="t")
     old_worker = workers.start()
     for target in ("dev", "staging"):
-        assert (await (await start(s, "1.0.0", target)).result()).status == "deployed"
+        assert (await outcome(await start(s, "1.0.0", target))).status == "deployed"
     handle = await start(s, "1.0.0", "production", by="alice")
     await until_phase(handle, "awaiting_approval")
     workers.kill(old_worker)

@@ -1,8 +1,9 @@
 """Workflow histories: no secret value in any of them, and the code replays them all.
 
 The committed histories under histories/ were recorded from this scenario; replaying them
-makes a change that breaks determinism fail the suite. Re-record after an intended,
-versioned change with: STAGELINE_RECORD_HISTORIES=1 pytest tests/workflows/test_histories.py
+makes a change that breaks determinism fail the suite. After an intended, versioned change
+(workflow.patched), record a new generation beside the old ones (set GENERATION) with:
+STAGELINE_RECORD_HISTORIES=1 pytest tests/workflows/test_histories.py
 (histories recorded since payload encryption are ciphertext under the tests' master key; the
 older plaintext ones replay through the codec, which passes unencrypted payloads through).
 """
@@ -18,15 +19,19 @@ from typing import Any
 
 import pytest
 from sqlalchemy import text as sql
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from tests.http_recorder import Recorder, recorder
-from tests.stack import CONVERTER, Stack, payloads_in, stack, until_phase
+from tests.stack import CONVERTER, Stack, outcome, payloads_in, stack, until_phase
 from tests.workflows import scenario
 from worker.main import WORKFLOWS
 
 HISTORIES = Path(__file__).parent / "histories"
+# Each generation of recorded histories is kept, and the code must replay them all: the
+# first ones (top level) predate outcomes ending as failures (workflow.patched).
+GENERATION = HISTORIES / "outcomes-end-as-failures"
 
 
 @pytest.fixture
@@ -66,7 +71,7 @@ async def test_full_scenario_leaves_no_secret_in_any_history_and_replays(
     await until_phase(handle, "awaiting_approval")
     await handle.signal("approve", {"reviewer": "alice"})
     assert await cli("approve", handle.id, "--reviewer", "bob") == 0
-    assert (await handle.result()).status == "deployed"
+    assert (await outcome(handle)).status == "deployed"
     hooks.status = 503  # every hook and health check fails now: 1.1.0 is compensated
     failed = await s.promote("web", "1.1.0", "dev")
     assert failed.status == "failed" and failed.compensation is not None
@@ -131,17 +136,17 @@ async def test_full_scenario_leaves_no_secret_in_any_history_and_replays(
         assert all(value not in blob for blob in stored)
 
     if os.environ.get("STAGELINE_RECORD_HISTORIES"):
-        HISTORIES.mkdir(exist_ok=True)
+        GENERATION.mkdir(parents=True, exist_ok=True)
         for history in histories:
             name = history.workflow_id.replace("/", "_")
-            (HISTORIES / f"{name}.json").write_text(history.to_json())
+            (GENERATION / f"{name}.json").write_text(history.to_json())
 
 
 def recorded() -> list[Path]:
-    return sorted(HISTORIES.glob("*.json"))
+    return sorted(HISTORIES.glob("**/*.json"))
 
 
-@pytest.mark.parametrize("path", recorded(), ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", recorded(), ids=lambda p: str(p.relative_to(HISTORIES)))
 async def test_recorded_history_replays(path: Path) -> None:
     # Recorded before payload encryption: the codec passes their plain payloads through.
     history = WorkflowHistory.from_json(path.stem, path.read_text())
@@ -150,4 +155,8 @@ async def test_recorded_history_replays(path: Path) -> None:
 
 
 def test_recorded_histories_are_present() -> None:
-    assert len(recorded()) >= 10, "run with STAGELINE_RECORD_HISTORIES=1 to record them"
+    assert len(recorded()) >= 20, "run with STAGELINE_RECORD_HISTORIES=1 to record them"
+    # The newest generation holds a promotion that ended Failed under the patch.
+    failed = WorkflowHistory.from_json("f", (GENERATION / "promote-web-1.1.0-dev.json").read_text())
+    assert failed.events[-1].event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_FAILED
+    assert any(e.marker_recorded_event_attributes.marker_name for e in failed.events)

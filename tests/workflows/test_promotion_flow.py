@@ -14,7 +14,7 @@ from temporalio.exceptions import ApplicationError
 
 from models.promotion import PromotionResult
 from tests.http_recorder import Recorder, recorder
-from tests.stack import TEMPORAL, Stack, stack
+from tests.stack import TEMPORAL, Stack, outcome, stack
 from tests.workflows import scenario
 
 
@@ -129,7 +129,7 @@ async def test_start_from_the_temporal_cli_behaves_like_stageline(ws: Stack) -> 
     _, err = await proc.communicate()
     assert proc.returncode == 0, err.decode()
     handle = ws.client.get_workflow_handle("promote-web-1.0.0-dev", result_type=PromotionResult)
-    result = await handle.result()
+    result = await outcome(handle)
     assert result.status == "deployed" and result.environment == "dev"
     assert await current(ws, "dev") == "1.0.0"
     [entry] = await ws.views.history("web", "dev")
@@ -174,7 +174,7 @@ async def test_invalid_start_input_fails_the_workflow_at_once(
         task_queue=ws.settings.task_queue,
     )
     with pytest.raises(WorkflowFailureError) as caught:
-        await asyncio.wait_for(handle.result(), 20)
+        await asyncio.wait_for(outcome(handle), 20)
     cause = caught.value.cause
     assert isinstance(cause, ApplicationError) and cause.type == "InvalidInput"
     assert expected in cause.message
@@ -244,8 +244,8 @@ async def test_second_deployment_into_one_environment_waits_its_turn(
     await asyncio.sleep(1.0)
     waiting = await second.query("status")
     assert waiting["phase"] == "queued" and waiting["waiting_for"] == "promote-web-1.0.0-dev"
-    assert (await first.result()).status == "deployed"
-    assert (await second.result()).status == "deployed"
+    assert (await outcome(first)).status == "deployed"
+    assert (await outcome(second)).status == "deployed"
     lines = [line.split() for line in marker.read_text().splitlines()]
     assert [(v, what) for v, _, what, _ in lines] == [
         ("1.0.0", "start"),
@@ -294,7 +294,7 @@ async def test_wait_timeout_exits_4_and_the_promotion_goes_on(ws: Stack) -> None
     )
     assert result.code == 4 and "still running after 1s" in result.err
     handle = ws.client.get_workflow_handle("promote-web-1.0.0-dev", result_type=PromotionResult)
-    assert (await handle.result()).status == "deployed"
+    assert (await outcome(handle)).status == "deployed"
 
 
 async def test_environment_view_lists_what_the_release_exposes_and_config_without_values(
@@ -347,6 +347,6 @@ async def test_a_locked_database_delays_a_promotion_but_it_completes(ws: Stack) 
     finally:
         blocker.execute("COMMIT")
         blocker.close()
-    result = await asyncio.wait_for(handle.result(), 60)
+    result = await asyncio.wait_for(outcome(handle), 60)
     assert result.status == "deployed"
     assert len(await ws.views.history("web", "dev")) == 1

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from models.promotion import PromotionResult, RollbackInput, RollbackResult
 from store.tables import CurrentRelease, Deployment, StepRun
 from tests.http_recorder import recorder
-from tests.stack import Stack, stack, until_phase
+from tests.stack import Stack, outcome, stack, until_phase
 from tests.workflows import scenario
 from vault.secret_value import SecretValue
 
@@ -159,12 +159,12 @@ async def test_rollback_takes_precedence_over_a_running_promotion(
             break
         await asyncio.sleep(0.1)
     started = asyncio.get_running_loop().time()
-    outcome = await ws.cli().run("rollback", "web", "--env", "dev", "--wait", "--json")
+    answer = await ws.cli().run("rollback", "web", "--env", "dev", "--wait", "--json")
     took = asyncio.get_running_loop().time() - started
-    assert outcome.code == 0, outcome.err
-    rolled = json.loads(outcome.out)
+    assert answer.code == 0, answer.err
+    rolled = json.loads(answer.out)
     assert (rolled["from_version"], rolled["to_version"]) == ("1.1.0", "1.0.0")
-    interrupted = await promotion.result()
+    interrupted = await outcome(promotion)
     assert isinstance(interrupted, PromotionResult)
     assert interrupted.status == "rolled_back"
     assert "interrupted by rollback-web-dev-previous" in (interrupted.reason or "")
@@ -191,13 +191,13 @@ async def test_newer_promotion_supersedes_one_still_waiting_for_approval(ws: Sta
     await until_phase(older, "awaiting_approval")
     newer = await ws.start_promotion("web", "1.1.0", "production")
     await until_phase(newer, "awaiting_approval")
-    stale = await older.result()
+    stale = await outcome(older)
     assert stale.status == "superseded"
     assert "superseded by promote-web-1.1.0-production" in (stale.reason or "")
     refused = await ws.cli().run("approve", older.id, "--reviewer", "bob")
     assert refused.code != 0
     assert (await ws.cli().run("approve", newer.id, "--reviewer", "bob")).code == 0
-    assert (await newer.result()).status == "deployed"
+    assert (await outcome(newer)).status == "deployed"
     assert (await versions(ws))["production"] == "1.1.0"
     view = await ws.views.history_view("web", "production")
     assert "promotion.superseded" in [e.action for e in view.events]
@@ -221,19 +221,19 @@ async def test_twenty_concurrent_promotions_and_rollbacks_never_interleave(
     async def promote(n: int, version: str) -> tuple[str, str]:
         await asyncio.sleep(n * 0.25)
         handle = await ws.start_promotion("web", version, "dev")
-        return handle.id, str((await handle.result()).status)
+        return handle.id, str((await outcome(handle)).status)
 
     async def rollback(n: int) -> tuple[str, str]:
         await asyncio.sleep(n * 0.25)
         workflow_id = f"rollback-web-dev-{n}"
-        result = await ws.client.execute_workflow(
+        handle = await ws.client.start_workflow(
             "RollbackWorkflow",
             RollbackInput(app="web", environment="dev", requested_by="oncall"),
             id=workflow_id,
             task_queue=ws.settings.task_queue,
             result_type=RollbackResult,
         )
-        return workflow_id, str(result.status)
+        return workflow_id, str((await outcome(handle, RollbackResult)).status)
 
     fresh = iter(versions_[4:])
     launches = [rollback(n) if n % 5 in (1, 3) else promote(n, next(fresh)) for n in range(20)]

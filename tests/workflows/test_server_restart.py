@@ -12,7 +12,7 @@ from temporalio.client import Client
 
 from models.promotion import PromotionResult
 from tests.http_recorder import recorder
-from tests.stack import CONVERTER, TEMPORAL, stack
+from tests.stack import CONVERTER, TEMPORAL, outcome, stack
 from tests.workflows import scenario
 from workflows.search_attributes import ALL
 
@@ -88,7 +88,7 @@ async def test_promotion_completes_after_the_server_restarts(tmp_path: Path) -> 
                 server.stop()
                 await asyncio.sleep(2)
                 await server.start()
-                result = await asyncio.wait_for(handle.result(), 120)
+                result = await asyncio.wait_for(outcome(handle), 120)
                 assert isinstance(result, PromotionResult)
                 assert result.status == "deployed", result.reason
                 assert (await s.views.status(environment="dev")).cells[0].version == "1.0.0"

@@ -16,12 +16,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from temporalio.client import WorkflowHandle
 from temporalio.worker import Replayer
 
-from models.promotion import Phase, PromotionResult
+from models.promotion import Phase, PromotionResult, TrainResult
 from models.review import Decision, DecisionKind, SignatureCheck
 from services import signatures
 from tests.conftest import Cli
 from tests.http_recorder import recorder
-from tests.stack import Stack, stack, until_phase
+from tests.stack import Stack, outcome, stack, until_phase
 from tests.workflows import scenario
 from worker.main import WORKFLOWS
 from workflows.review import Review
@@ -165,7 +165,7 @@ async def test_only_a_signature_for_this_run_by_the_reviewers_key_counts(ws: Sta
     approved = await cli.run("approve", pid, "--reviewer", "bob", "--comment", "LGTM")
     assert approved.code == 0, approved.err
     assert "approved by bob (1/1)" in approved.out and "(signed)" in approved.out
-    result = await handle.result()
+    result = await outcome(handle)
     assert result.status == "deployed"
 
     audited = await decisions(cli)
@@ -228,8 +228,8 @@ async def test_a_train_forwards_a_signature_made_for_the_stage_run(ws: Stack) ->
     await train_handle.signal(
         "approve", {"reviewer": "bob", "comment": "ship it", "signature": right}
     )
-    result = await train_handle.result()
-    assert result["status"] == "deployed"
+    result = await outcome(train_handle, TrainResult)
+    assert result.status == "deployed"
 
 
 async def test_with_signed_mode_off_unsigned_approvals_keep_working(ws: Stack) -> None:
@@ -242,7 +242,7 @@ async def test_with_signed_mode_off_unsigned_approvals_keep_working(ws: Stack) -
     handle = await ws.start_promotion("web", "1.0.0", "production", requested_by="alice")
     assert (await until_phase(handle, "awaiting_approval"))["signed_approvals_required"] is False
     await handle.signal("approve", {"reviewer": "bob"})  # plain, as the Temporal UI sends it
-    result = await handle.result()
+    result = await outcome(handle)
     assert result.status == "deployed"
     assert [(w, a) for w, a, _ in await decisions(cli)] == [("bob", "promotion.approve")]
 

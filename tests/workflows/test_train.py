@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from models.promotion import TrainResult
 from tests.http_recorder import Recorder, recorder
@@ -88,3 +90,12 @@ async def test_train_stops_at_staging_when_its_verification_fails(
     assert result.reason.startswith("stopped at staging: verification 'health' failed")
     assert not [c for c in hooks.calls if c.path.endswith("/production")]
     assert (await s.views.status(environment="production")).cells[0].version is None
+    # In the Temporal UI the train and its failed stage read as failures, not successes.
+    for workflow_id, error_type in (
+        ("train-web-1.0.0-production", "TrainStopped"),
+        ("promote-web-1.0.0-staging", "PromotionFailed"),
+    ):
+        with pytest.raises(WorkflowFailureError) as caught:
+            await s.client.get_workflow_handle(workflow_id).result()
+        assert isinstance(caught.value.cause, ApplicationError)
+        assert caught.value.cause.type == error_type
