@@ -8,6 +8,7 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 
 import click
 
@@ -18,8 +19,8 @@ from vault.codec import EncryptionCodec
 from vault.keys import KeyProvider, load_master_key, load_previous_keys, write_key_file
 from worker import demo
 from worker.client import ensure_search_attributes
-from worker.codec_server import dev_ui_origins, serve_codec, ui_origin
-from worker.dev_stack import dev_server
+from worker.codec_server import dev_ui_origins, read_token_file, serve_codec, ui_origin
+from worker.dev_stack import dev_server, port_free
 from worker.main import build_worker, run_worker
 
 
@@ -94,14 +95,18 @@ def dev(port: int, ui_port: int, with_demo: bool, demo_port: int) -> None:
         try:
             # Before the server: the UI is started with the codec server's address.
             payload_codec = EncryptionCodec(key, load_previous_keys(settings))
-            with serve_codec(payload_codec, dev_ui_origins(ui_port)) as codec:
+            # Next to the UI, so the address is the same each time (the README's temporal
+            # examples use it); any free port when that one is taken, e.g. by a second stack.
+            codec_port = ui_port + 1 if ui_port < 65535 and port_free(ui_port + 1) else 0
+            with serve_codec(payload_codec, dev_ui_origins(ui_port), codec_port) as codec:
                 async with dev_server(settings, port, ui_port, key, codec.url) as client:
                     await ensure_search_attributes(client, settings.temporal_namespace)
                     async with build_worker(client, settings, db, key):
                         ui = f"http://127.0.0.1:{ui_port}"
                         click.echo(
                             f"\nTemporal UI:  {ui}\nTemporal:     127.0.0.1:{port}\n"
-                            f"Codec:        {codec.url} (the UI decodes payloads through it)\n"
+                            f"Codec:        {codec.url} (the UI decodes payloads through it; "
+                            "open to anyone on this machine, see README Security)\n"
                             f"State:        {settings.home}\n",
                             err=True,
                         )
@@ -140,7 +145,15 @@ def dev(port: int, ui_port: int, with_demo: bool, demo_port: int) -> None:
     help="Origin of the Temporal UI that may call it, e.g. https://cloud.temporal.io "
     "(repeatable; default: the local dev UI on port 8233).",
 )
-def codec_server(port: int, origins: tuple[str, ...]) -> None:
+@click.option(
+    "--token-file",
+    type=click.Path(path_type=Path),
+    default=None,
+    metavar="PATH",
+    help="Require 'Authorization: Bearer <token>' with the token in this file "
+    "(default: $STAGELINE_CODEC_TOKEN_FILE; without either, anyone on this machine may call it).",
+)
+def codec_server(port: int, origins: tuple[str, ...], token_file: Path | None) -> None:
     """Decode stageline's encrypted payloads for the Temporal UI and the temporal CLI.
 
     Set the UI's codec endpoint (or `temporal --codec-endpoint`) to the printed address. It
@@ -150,13 +163,20 @@ def codec_server(port: int, origins: tuple[str, ...]) -> None:
     settings = Settings.from_env()
     key = load_master_key(settings)
     allowed = [ui_origin(o) for o in origins] or dev_ui_origins(8233)
+    token_file = token_file or settings.codec_token_file
+    token = read_token_file(token_file) if token_file else None
+    access = (
+        f"requires the bearer token in {token_file}"
+        if token_file
+        else "open to anyone on this machine (no --token-file; see README Security)"
+    )
 
     async def main() -> None:
         codec = EncryptionCodec(key, load_previous_keys(settings))
-        with serve_codec(codec, allowed, port) as server:
+        with serve_codec(codec, allowed, port, token) as server:
             click.echo(
                 f"codec server: {server.url} (master key {key.key_id}); UI origins: "
-                f"{', '.join(allowed)}\nStop with Ctrl-C.",
+                f"{', '.join(allowed)}; {access}\nStop with Ctrl-C.",
                 err=True,
             )
             await asyncio.Event().wait()
@@ -171,6 +191,7 @@ async def _start_demo(
 
     from cli.temporal import start
     from models.promotion import PromotionResult
+    from workflows.details import promotion_summary
 
     assert isinstance(client, Client)
     await demo.ensure_workspace(db, settings, key, url)
@@ -187,6 +208,7 @@ async def _start_demo(
         app=demo.APP,
         environment="dev",
         version=demo.VERSION,
+        summary=promotion_summary(demo.APP, demo.VERSION, "dev"),
     )
     click.echo(
         f"Demo: promoting {demo.APP}@{demo.VERSION} to dev as {handle.id}; watch it at\n"

@@ -30,6 +30,8 @@ class Settings(BaseModel):
     # Master keys retired by `stageline vault rotate`, still needed to read Temporal payloads
     # written before the rotation (decoding only; see vault.codec).
     previous_master_key_files: tuple[Path, ...] = ()
+    # The bearer token `stageline codec-server` requires (a file, so it stays out of `env`).
+    codec_token_file: Path | None = None
 
     @property
     def dev_key_file(self) -> Path:
@@ -56,4 +58,7 @@ class Settings(BaseModel):
                 for p in (env.get("STAGELINE_PREVIOUS_MASTER_KEY_FILES") or "").split(os.pathsep)
                 if p
             ),
+            codec_token_file=Path(env["STAGELINE_CODEC_TOKEN_FILE"]).expanduser()
+            if env.get("STAGELINE_CODEC_TOKEN_FILE")
+            else None,
         )
