@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test dev clean bench
+.PHONY: install lint test test-fast test-browser screenshots dev clean bench
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -21,6 +21,18 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# Everything but the browser suite (tests/browser: the real Temporal UI in chromium).
+test-fast: lint
+	$(BIN)/pytest -q -m "not browser"
+
+# Only the browser suite; needs chromium at /usr/bin/chromium (apt-get install chromium).
+test-browser: $(STAMP)
+	$(BIN)/pytest -q -m browser tests/browser
+
+# The README's screenshots of the Temporal UI, taken by the browser suite.
+screenshots: $(STAMP)
+	STAGELINE_SCREENSHOTS=docs $(BIN)/pytest -q -m browser tests/browser
 
 dev: $(STAMP)
 	$(BIN)/stageline dev --demo

@@ -34,7 +34,7 @@ def train_summary(app: str, version: str, through: str) -> str:
 def _steps(steps: list[StepProgress]) -> list[str]:
     if not steps:
         return []
-    lines = ["", "**Steps**"]
+    lines = ["", "**Steps**", ""]
     for s in steps:
         line = f"- {_STEP_MARK.get(s.status, '?')} {s.section}/{s.name}: {s.status}"
         if s.status == "failed" and s.exit_code is not None:
