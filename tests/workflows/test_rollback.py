@@ -210,10 +210,12 @@ async def test_twenty_concurrent_promotions_and_rollbacks_never_interleave(
     """Twelve promotions and eight rollbacks into one app and environment at once: one
     deployment at a time, every record consistent with its workflow's result, and the
     pointer on the last deployment admitted."""
-    versions_ = [f"1.{n}.0" for n in range(16)]
+    versions_ = [f"1.{n}.0" for n in range(21)]
     for version in versions_:
         await ws.releases.create_release("web", version, scenario.pipeline(sleep=0.2), actor="t")
-    for version in versions_[:4]:  # a history for the rollbacks to go back through
+    # A history for the rollbacks to go back through: deep enough that all eight could step
+    # back in a row (under load most promotions between them may be interrupted).
+    for version in versions_[:9]:
         assert (await ws.promote("web", version, "dev")).status == "deployed"
 
     # Launched a little apart, so most are admitted in turn rather than all superseded at
@@ -235,12 +237,17 @@ async def test_twenty_concurrent_promotions_and_rollbacks_never_interleave(
         )
         return workflow_id, str((await outcome(handle, RollbackResult)).status)
 
-    fresh = iter(versions_[4:])
+    fresh = iter(versions_[9:])
     launches = [rollback(n) if n % 5 in (1, 3) else promote(n, next(fresh)) for n in range(20)]
     assert next(fresh, None) is None  # twelve promotions, eight rollbacks
     outcomes = dict(await asyncio.gather(*launches))
     assert set(outcomes.values()) <= {"deployed", "superseded", "rolled_back", "refused"}
-    assert "deployed" in outcomes.values() and "rolled_back" in outcomes.values()
+    # Both kinds really deployed: a rollback rolled back, and a promotion deployed or was
+    # taken over mid-deploy (which of the two depends on the machine's load).
+    assert any(k.startswith("rollback") and v == "rolled_back" for k, v in outcomes.items())
+    assert any(
+        k.startswith("promote") and v in ("deployed", "rolled_back") for k, v in outcomes.items()
+    )
 
     async with ws.db.read() as session:
         runs = (await session.scalars(select(StepRun))).all()
