@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
 
@@ -12,7 +13,8 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities import step_http, step_run, step_tool
-from activities.masking import mask, tail
+from activities.masking import MAX_OUTPUT_CHARS, mask
+from activities.sandbox import StepSandbox
 from models.errors import StagelineError, Unavailable
 from models.promotion import (
     BeginDeployment,
@@ -20,6 +22,8 @@ from models.promotion import (
     DeploymentStarted,
     FinishDeployment,
     Interruption,
+    InterruptionCheck,
+    InterruptionToVerify,
     LockRequest,
     LockState,
     PlanRollback,
@@ -41,6 +45,7 @@ from models.review import (
     SignatureCheck,
 )
 from models.settings import Settings
+from models.text import tail
 from services.deployments import DeploymentService, InvalidRequest
 from services.queue import QueueService
 from services.reviewers import ReviewerKeyService
@@ -49,6 +54,10 @@ from store.tables import utcnow
 from vault.keys import KeyProvider
 
 HEARTBEAT_EVERY = 1.0  # the worker sends at most one every 2 s (see worker.main)
+# The only workflows whose runs may call these activities (see `_caller`).
+STAGELINE_WORKFLOWS = frozenset({"PromotionWorkflow", "RollbackWorkflow", "ReleaseTrainWorkflow"})
+
+log = logging.getLogger("stageline.activities")
 
 
 @contextmanager
@@ -85,15 +94,52 @@ async def heartbeating() -> AsyncIterator[None]:
 
 class PromotionActivities:
     def __init__(
-        self, db: Database, settings: Settings, key: KeyProvider, client: Client | None = None
+        self,
+        db: Database,
+        settings: Settings,
+        key: KeyProvider,
+        client: Client | None = None,
+        *,
+        step_sandbox: StepSandbox | None,
     ) -> None:
+        """`step_sandbox`: where `run:` steps execute (activities.sandbox); None only when
+        the operator opted out of sandboxing."""
+        self.step_sandbox = step_sandbox
         self.deployments = DeploymentService(db, settings, key)
         self.queue = QueueService(db, settings, key)
         self.reviewer_keys = ReviewerKeyService(db, settings, key)
         self.client = client
 
+    async def _caller(self, run: WorkflowRef | None = None, *, local: bool = True) -> WorkflowRef:
+        """The workflow run this activity serves; refused (and audited) unless it is a run of
+        one of stageline's workflows, calling it the way they do: database activities only as
+        local activities (which nobody outside the worker can start), and never on behalf of
+        another run. Anyone with access to the Temporal namespace can execute an activity by
+        name (`temporal activity execute`); that must not deploy or forge a record."""
+        info = activity.info()
+        problem = None
+        if info.workflow_type not in STAGELINE_WORKFLOWS:
+            problem = "it runs only inside stageline's workflows, not " + (
+                f"from a {info.workflow_type}" if info.workflow_type else "on its own"
+            )
+        elif local and not info.is_local:
+            problem = "it runs only as a local activity of stageline's workflows"
+        caller = WorkflowRef(workflow_id=info.workflow_id or "", run_id=info.workflow_run_id or "")
+        if problem is None and run is not None and run != caller:
+            problem = f"it names the run {run.workflow_id}/{run.run_id}, not the one calling it"
+        if problem is None:
+            return caller
+        who = f"{info.workflow_type or 'standalone'}:{info.workflow_id or info.activity_id}"
+        log.warning("refused activity %s from %s: %s", info.activity_type, who, problem)
+        with suppress(Exception):  # the refusal stands even if the audit cannot be written
+            await self.deployments.refuse_activity(info.activity_type, who, problem)
+        raise ApplicationError(
+            f"refused: activity {info.activity_type}: {problem}", type="Refused", non_retryable=True
+        )
+
     @activity.defn(name="prepare_promotion")
     async def prepare_promotion(self, request: PrepareInput) -> PreparedPromotion:
+        await self._caller(request.run)
         with business_errors():
             prepared = await self.deployments.prepare_promotion(request.promotion, request.run)
         for older in prepared.supersedes:
@@ -110,6 +156,7 @@ class PromotionActivities:
 
     @activity.defn(name="plan_train")
     async def plan_train(self, request: TrainInput) -> TrainPlan:
+        await self._caller()
         with business_errors():
             stages = await self.deployments.plan_train(
                 request.app, request.version, request.through
@@ -118,26 +165,36 @@ class PromotionActivities:
 
     @activity.defn(name="record_decision")
     async def record_decision(self, decision: DecisionRecord) -> None:
+        caller = await self._caller()
         with business_errors():
-            await self.deployments.record_decision(decision)
+            await self.deployments.record_decision(decision, caller=caller)
 
     @activity.defn(name="verify_decision")
     async def verify_decision(self, decision: DecisionToVerify) -> SignatureCheck:
         """Check a signed decision against its reviewer's active keys (crypto stays out of
         workflow code); a bad signature is an answer, not an error."""
+        caller = await self._caller()
+        if (decision.workflow_id, decision.run_id) != (caller.workflow_id, caller.run_id):
+            return SignatureCheck(verified=False, reason="the decision is for another run")
         with business_errors():
             return await self.reviewer_keys.verify_decision(decision)
 
     @activity.defn(name="freeze_state")
     async def freeze_state(self, query: FreezeQuery) -> FreezeState:
+        await self._caller()
         with business_errors():
             return await self.deployments.environments.freeze_state(query.environment, query.at)
 
     @activity.defn(name="record_promotion_outcome")
     async def record_promotion_outcome(self, outcome: PromotionOutcome) -> None:
+        caller = await self._caller()
         with business_errors():
             await self.deployments.record_promotion_outcome(
-                outcome.promotion_record_id, outcome.status, outcome.reason, outcome.gates
+                outcome.promotion_record_id,
+                outcome.status,
+                outcome.reason,
+                outcome.gates,
+                caller=caller,
             )
 
     async def _is_running(self, workflow_id: str, run_id: str) -> bool:
@@ -151,9 +208,20 @@ class PromotionActivities:
             raise
         return described.status == WorkflowExecutionStatus.RUNNING
 
+    @activity.defn(name="verify_interruption")
+    async def verify_interruption(self, check: InterruptionToVerify) -> InterruptionCheck:
+        """Whether a supersede or preempt signal really comes from a later promotion or a
+        rollback of the same app and environment (anyone with namespace access can send one)."""
+        await self._caller(check.target)
+        with business_errors():
+            return await self.deployments.check_interruption(check)
+
     @activity.defn(name="enter_queue")
     async def enter_queue(self, request: LockRequest) -> LockState:
-        kind = "rollback" if request.run.workflow_id.startswith("rollback-") else "promotion"
+        await self._caller(request.run)
+        # The kind comes from the caller's workflow type, whatever its workflow id says.
+        workflow_type = activity.info().workflow_type
+        kind = "rollback" if workflow_type == "RollbackWorkflow" else "promotion"
         with business_errors():
             state = await self.queue.enter(
                 request.app, request.environment, request.run, kind, self._is_running
@@ -164,6 +232,7 @@ class PromotionActivities:
 
     @activity.defn(name="leave_queue")
     async def leave_queue(self, request: LockRequest) -> None:
+        await self._caller(request.run)
         with business_errors():
             following = await self.queue.leave(request.run)
         if following is not None and self.client is not None:
@@ -175,19 +244,26 @@ class PromotionActivities:
 
     @activity.defn(name="begin_deployment")
     async def begin_deployment(self, request: BeginDeployment) -> DeploymentStarted:
+        await self._caller(request.run)
         with business_errors():
             return await self.deployments.begin_deployment(request.promotion_record_id, request.run)
 
     @activity.defn(name="finish_deployment")
     async def finish_deployment(self, request: FinishDeployment) -> DeploymentFinished:
+        caller = await self._caller()
         with business_errors():
             status = await self.deployments.finish_deployment(
-                request.deployment_id, request.succeeded, request.reason, request.interrupted
+                request.deployment_id,
+                request.succeeded,
+                request.reason,
+                request.interrupted,
+                caller=caller,
             )
         return DeploymentFinished(status=status)
 
     @activity.defn(name="plan_rollback")
     async def plan_rollback(self, request: PlanRollback) -> RollbackPlan:
+        await self._caller(request.run)
         with business_errors():
             return await self.deployments.plan_rollback(request.request, request.run)
 
@@ -195,14 +271,23 @@ class PromotionActivities:
     async def run_step(self, request: StepRequest) -> StepOutcome:
         """Decrypt the step's own configuration, run it, and return masked output only."""
         started = utcnow()
+        caller = await self._caller(local=False)
         with business_errors():
-            ctx = await self.deployments.step_context(request.deployment_id, request.step)
+            ctx = await self.deployments.step_context(
+                request.deployment_id, request.step, caller=caller
+            )
         secrets = ctx.config.secret_values()
         exit_code: int | None = None
         try:
             async with heartbeating():
                 if ctx.step.run is not None:
-                    ran = await step_run.run_step(ctx, request.run_id, activity.heartbeat)
+                    ran = await step_run.run_step(
+                        ctx,
+                        request.run_id,
+                        activity.heartbeat,
+                        sandbox=self.step_sandbox,
+                        secrets=secrets,
+                    )
                     ok, exit_code, output = ran.exit_code == 0, ran.exit_code, ran.output
                     if ran.timed_out:
                         output += f"\n[timed out after {ctx.step.timeout_seconds}s; killed]"
@@ -232,7 +317,7 @@ class PromotionActivities:
             raise ApplicationError(
                 mask(f"{type(exc).__name__}: {exc}", secrets), type="StepError"
             ) from None
-        detail = tail(mask(output, secrets))
+        detail = tail(mask(output, secrets), MAX_OUTPUT_CHARS)
         finished = utcnow()
         with business_errors():
             await self.deployments.record_step(
@@ -260,6 +345,7 @@ class PromotionActivities:
             self.record_decision,
             self.verify_decision,
             self.freeze_state,
+            self.verify_interruption,
             self.record_promotion_outcome,
             self.enter_queue,
             self.leave_queue,

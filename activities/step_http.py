@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from activities.masking import mask
 from activities.step_run import render
 from services.deployments import StepContext
 
@@ -24,6 +25,8 @@ async def check_http(ctx: StepContext, heartbeat: Callable[[], None]) -> CheckRe
     check = ctx.step.http
     assert check is not None
     url = render(ctx, check.url)
+    # A secret in the URL (a token in the query) must not reach the output.
+    shown = mask(url, ctx.config.secret_values())
     headers = {key: render(ctx, value) for key, value in check.headers.items()}
     deadline = time.monotonic() + check.deadline_seconds
     attempts = 0
@@ -42,13 +45,13 @@ async def check_http(ctx: StepContext, heartbeat: Callable[[], None]) -> CheckRe
                     return CheckResult(
                         ok=True,
                         status=status,
-                        output=f"{check.method} {url}: {last} after {attempts} attempt(s)",
+                        output=f"{check.method} {shown}: {last} after {attempts} attempt(s)",
                     )
             if time.monotonic() + check.interval_seconds >= deadline:
                 return CheckResult(
                     ok=False,
                     status=status,
-                    output=f"{check.method} {url}: expected HTTP {check.expect_status}, last got "
+                    output=f"{check.method} {shown}: expected HTTP {check.expect_status}, last got "
                     f"{last} after {attempts} attempt(s) in {check.deadline_seconds:g}s",
                 )
             await asyncio.sleep(check.interval_seconds)

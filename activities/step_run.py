@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import codecs
 import ctypes
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass
 
+from activities.masking import StreamMasker
+from activities.sandbox import StepSandbox
 from models.pipeline import Reference, substitute
 from services.deployments import StepContext
 
@@ -83,8 +87,14 @@ async def run_process(
     timeout: float,
     heartbeat: Callable[[], None],
     cwd: str | None = None,
+    *,
+    secrets: Sequence[str] = (),
+    die_with_worker: bool = True,
 ) -> RunResult:
-    """Run argv, capture stdout+stderr, kill the whole process group on timeout or cancel."""
+    """Run argv, capture stdout+stderr, kill the whole process group on timeout or cancel.
+
+    The output is masked as it is read (`secrets`), and only masked text is capped.
+    """
     try:
         process = await asyncio.create_subprocess_exec(
             *argv,
@@ -94,22 +104,34 @@ async def run_process(
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
             start_new_session=True,
-            preexec_fn=_die_with_worker if sys.platform == "linux" else None,
+            # Not needed when argv sees to it (bwrap --die-with-parent); without a preexec
+            # function Python spawns with vfork instead of forking the whole worker.
+            preexec_fn=_die_with_worker if die_with_worker and sys.platform == "linux" else None,
         )
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         return RunResult(exit_code=127, output=f"cannot start {argv[0]!r}: {exc.strerror}")
     assert process.stdout is not None
-    chunks: list[bytes] = []
+    # Mask first, then cap: a cap on raw output could keep the end of a secret whose start
+    # it dropped, which no longer matches the secret. A UTF-8 character split across reads
+    # is decoded whole.
+    masker = StreamMasker(secrets)
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+    kept: deque[str] = deque()
     size = 0
 
-    async def read() -> None:
+    def keep(masked: str) -> None:
         nonlocal size
+        if not masked:
+            return
+        kept.append(masked)
+        size += len(masked)
+        while size - len(kept[0]) >= MAX_CAPTURE:
+            size -= len(kept.popleft())
+
+    async def read() -> None:
         assert process.stdout is not None
         while chunk := await process.stdout.read(READ_CHUNK):
-            chunks.append(chunk)
-            size += len(chunk)
-            while size > MAX_CAPTURE and len(chunks) > 1:
-                size -= len(chunks.pop(0))
+            keep(masker.feed(decoder.decode(chunk)))
 
     reader = asyncio.ensure_future(read())
     timed_out = False
@@ -130,7 +152,8 @@ async def run_process(
             _kill_group(process.pid)
             await process.wait()
         await reader
-    output = b"".join(chunks).decode(errors="replace")
+    keep(masker.feed(decoder.decode(b"", final=True)) + masker.finish())
+    output = "".join(kept)[-MAX_CAPTURE:]
     return RunResult(
         exit_code=None if timed_out else process.returncode, output=output, timed_out=timed_out
     )
@@ -156,9 +179,39 @@ def _kill_group(pid: int) -> None:
         os.killpg(pid, signal.SIGKILL)
 
 
-async def run_step(ctx: StepContext, run_id: str, heartbeat: Callable[[], None]) -> RunResult:
+async def run_step(
+    ctx: StepContext,
+    run_id: str,
+    heartbeat: Callable[[], None],
+    *,
+    sandbox: StepSandbox | None,
+    secrets: Sequence[str] = (),
+) -> RunResult:
+    """Run the step in `sandbox` (the worker's; None only when its operator opted out), its
+    output masked for `secrets` as it is read."""
     assert ctx.step.run is not None
     argv = [render(ctx, arg) for arg in ctx.step.run]
-    return await run_process(
-        argv, step_environment(ctx, run_id), float(ctx.step.timeout_seconds), heartbeat
-    )
+    env = step_environment(ctx, run_id)
+    timeout = float(ctx.step.timeout_seconds)
+    if sandbox is None:
+        return await run_process(argv, env, timeout, heartbeat, secrets=secrets)
+    async with sandbox.workdir() as workdir:
+        ran = await run_process(
+            sandbox.command(argv, workdir),
+            sandbox.environment(env),
+            timeout,
+            heartbeat,
+            secrets=secrets,
+            die_with_worker=False,
+        )
+    return _exec_failure(argv, ran)
+
+
+def _exec_failure(argv: list[str], ran: RunResult) -> RunResult:
+    """bwrap reports a program it cannot start as `bwrap: execvp PROG: REASON`, exit 1; say
+    it as an unsandboxed start failure reads (exit 127)."""
+    prefix = f"bwrap: execvp {argv[0]}: "
+    if ran.exit_code == 1 and ran.output.startswith(prefix):
+        reason = ran.output.removeprefix(prefix).strip()
+        return RunResult(exit_code=127, output=f"cannot start {argv[0]!r}: {reason}")
+    return ran

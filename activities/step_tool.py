@@ -9,10 +9,12 @@ from dataclasses import dataclass
 
 import httpx
 
+from activities.masking import mask
 from activities.step_run import render
 from services.deployments import StepContext
 
 USER_AGENT = "stageline"
+MAX_RESPONSE_CHARS = 2000
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,7 @@ async def call_tool(ctx: StepContext, run_id: str, heartbeat: Callable[[], None]
     """
     assert ctx.step.tool is not None
     profile = ctx.config.tools[ctx.step.tool]
+    secrets = ctx.config.secret_values()
     headers = {"User-Agent": USER_AGENT, **profile.headers, "X-Stageline-Run-Id": run_id}
     if profile.auth_secret:
         secret = ctx.config.secrets[profile.auth_secret].value
@@ -61,9 +64,12 @@ async def call_tool(ctx: StepContext, run_id: str, heartbeat: Callable[[], None]
                     profile.url, json=body, headers=headers, params=profile.params
                 )
             except httpx.HTTPError as exc:
-                last = f"{ctx.step.tool}: {type(exc).__name__} calling {profile.url}"
+                last = mask(f"{ctx.step.tool}: {type(exc).__name__} calling {profile.url}", secrets)
             else:
-                summary = f"{ctx.step.tool}: HTTP {response.status_code}\n{response.text[:2000]}"
+                # The whole answer is masked before it is cut: a receiver may echo the
+                # request (its Authorization header, its JSON body) anywhere in it.
+                answer = mask(response.text, secrets)[:MAX_RESPONSE_CHARS]
+                summary = f"{ctx.step.tool}: HTTP {response.status_code}\n{answer}"
                 if response.is_success:
                     return ToolResult(ok=True, status=response.status_code, output=summary)
                 if response.status_code < 500:

@@ -28,6 +28,7 @@ from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from bench import sandbox as step_sandbox
 from bench import seed
 from bench.baseline import TASK_QUEUE as BARE_QUEUE
 from bench.baseline import Done, Work
@@ -401,6 +402,7 @@ async def main() -> dict[str, Any]:
             ("rollback", bench.rollback()),
             ("throughput and memory", bench.throughput(worker.pid, bare.pid)),
             ("configuration resolution", bench.resolution()),
+            ("step sandbox", _sandbox(bench.results)),
         ]
         only = os.environ.get("BENCH_ONLY")  # e.g. "throughput", while profiling
         for label, coro in steps:
@@ -437,6 +439,10 @@ async def main() -> dict[str, Any]:
         "repeat": REPEAT,
     }
     return bench.results
+
+
+async def _sandbox(results: dict[str, Any]) -> None:
+    results["sandbox"] = await step_sandbox.measure()
 
 
 def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
@@ -510,6 +516,8 @@ def report(results: dict[str, Any]) -> str:
             f"{view['backend']} (in process / CLI wall, median ms) | "
             f"{view['in_process']['median_ms']:.0f} / {view['cli_wall']['median_ms']:.0f} | | |"
         )
+    if "sandbox" in results:
+        lines += ["", step_sandbox.report(results["sandbox"])]
     lines.append("")
     lines.append("| target | measured | holds |")
     lines.append("| --- | --- | --- |")

@@ -46,6 +46,13 @@ PROMOTION_EXIT = {
 ROLLBACK_EXIT = {"rolled_back": ExitCode.OK, "failed": ExitCode.FAILED, "refused": ExitCode.REFUSED}
 
 
+def _requester(claimed: str | None) -> dict[str, str | None]:
+    """The requester is who runs the command; a different `--requested-by` is a claim, kept
+    as whom they act for (a name on a command line proves nothing)."""
+    who = actor()
+    return {"requested_by": who, "on_behalf_of": claimed if claimed and claimed != who else None}
+
+
 def _source() -> Source:
     return "ci" if os.environ.get("CI", "").lower() in ("1", "true", "yes") else "cli"
 
@@ -54,7 +61,12 @@ def _source() -> Source:
 @click.argument("app_name", metavar="APP")
 @click.argument("version")
 @click.option("--to", "target", required=True, metavar="ENV", help="The environment to deploy to.")
-@click.option("--requested-by", metavar="WHO", help="Who asks (default: STAGELINE_USER or login).")
+@click.option(
+    "--requested-by",
+    metavar="WHO",
+    help="Who you act for, e.g. a bot; recorded beside you (STAGELINE_USER, else your login), "
+    "and neither of you may approve it.",
+)
 @click.option("--wait", is_flag=True, help="Wait for the outcome; the exit code tells it.")
 @click.option(
     "--timeout",
@@ -79,7 +91,7 @@ def promote(
         app=app_name,
         version=version,
         target=target,
-        requested_by=requested_by or actor(),
+        **_requester(requested_by),
         source=_source(),
         force=force,
     )
@@ -181,7 +193,7 @@ def train(
         app=app_name,
         version=version,
         through=through,
-        requested_by=requested_by or actor(),
+        **_requester(requested_by),
         source=_source(),
     )
 

@@ -48,11 +48,28 @@ def _serve(main: Callable[[], Awaitable[None]]) -> None:
     asyncio.run(runner())
 
 
+def _unsandboxed_option(command: Callable[..., None]) -> Callable[..., None]:
+    return click.option(
+        "--allow-unsandboxed-steps",
+        is_flag=True,
+        default=False,
+        help="Run pipeline run: steps without the bubblewrap sandbox (any pipeline can then "
+        "read every secret); same as STAGELINE_ALLOW_UNSANDBOXED_STEPS=1. Logged and audited.",
+    )(command)
+
+
+def _opt_out(settings: Settings, allow_unsandboxed_steps: bool) -> Settings:
+    if not allow_unsandboxed_steps:
+        return settings
+    return settings.model_copy(update={"allow_unsandboxed_steps": True})
+
+
 @click.command()
-def worker() -> None:
+@_unsandboxed_option
+def worker(allow_unsandboxed_steps: bool) -> None:
     """Run a worker against TEMPORAL_ADDRESS and STAGELINE_DATABASE_URL until stopped."""
     _logging()
-    settings = Settings.from_env()
+    settings = _opt_out(Settings.from_env(), allow_unsandboxed_steps)
     load_master_key(settings)  # refuse to start without a key, before connecting anywhere
     _serve(lambda: run_worker(settings))
 
@@ -82,10 +99,13 @@ def _dev_key(settings: Settings) -> KeyProvider:
     show_default=True,
     help="Where the demo's deploy target listens.",
 )
-def dev(port: int, ui_port: int, with_demo: bool, demo_port: int) -> None:
+@_unsandboxed_option
+def dev(
+    port: int, ui_port: int, with_demo: bool, demo_port: int, allow_unsandboxed_steps: bool
+) -> None:
     """Run the embedded stack: Temporal dev server + UI, worker, SQLite store."""
     _logging()
-    base = Settings.from_env()
+    base = _opt_out(Settings.from_env(), allow_unsandboxed_steps)
     settings = base.model_copy(update={"temporal_address": f"127.0.0.1:{port}"})
     key = _dev_key(settings)
 

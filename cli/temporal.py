@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sys
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -14,7 +15,7 @@ from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from models.errors import BadInput, ExitCode, StagelineError, Unavailable
+from models.errors import BadInput, ExitCode, Refused, StagelineError, Unavailable
 from models.promotion import PromotionStatus
 from models.settings import Settings
 from workflows.search_attributes import initial
@@ -52,6 +53,7 @@ async def start(
     try:
         described = await existing.describe()
         if described.status == WorkflowExecutionStatus.RUNNING:
+            await _same_request(client, existing, described.workflow_type, workflow, arg)
             return existing, True
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
@@ -68,13 +70,51 @@ async def start(
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             search_attributes=initial(app, environment, version, "validating"),
             static_summary=summary,
-            static_details=f"Requested by {getattr(arg, 'requested_by', 'unknown')} with "
-            "stageline. Its status query, or `stageline status`, shows gates, approvals and "
-            "steps.",
+            static_details=_requested(arg) + " with stageline. Its status query, or "
+            "`stageline status`, shows gates, approvals and steps.",
         )
     except RPCError as exc:
         raise Unavailable(f"cannot start {workflow} on Temporal ({exc.message})") from None
     return handle, False
+
+
+# What a request is about: a run found under the same id must agree on each of these.
+_IDENTITY = ("app", "version", "target", "environment", "to_version", "through")
+
+
+async def _same_request(
+    client: Client, running: WorkflowHandle[Any, Any], running_type: str, workflow: str, arg: Any
+) -> None:
+    """Attach only to the same request (a retried CI job); anything else squatting the id
+    is refused, never waited on."""
+    wid = running.id
+    terminate = f"temporal workflow terminate --workflow-id {wid}"
+    if running_type != workflow:
+        raise Refused(
+            f"the workflow id {wid} is taken by a running {running_type}, not a {workflow}; "
+            f"stageline will not attach to it: ask who started it, or stop it with '{terminate}'"
+        )
+    wanted = {k: v for k, v in arg.model_dump(mode="json").items() if k in _IDENTITY}
+    found: Any = None
+    async for event in running.fetch_history_events():
+        payloads = event.workflow_execution_started_event_attributes.input.payloads
+        with contextlib.suppress(Exception):  # unreadable input: not the same request
+            [found] = await client.data_converter.decode(payloads)
+        break
+    got = {k: found.get(k) for k in wanted} if isinstance(found, dict) else None
+    if got != wanted:
+        raise Refused(
+            f"the workflow id {wid} is taken by a running {workflow} for "
+            f"{got if got is not None else 'an input that is not a request'}, not {wanted}; "
+            f"stageline will not attach to it: let it finish, or stop it with '{terminate}'"
+        )
+
+
+def _requested(request: Any) -> str:
+    text = f"Requested by {getattr(request, 'requested_by', 'unknown')}"
+    if on_behalf_of := getattr(request, "on_behalf_of", None):
+        text += f" for {on_behalf_of}"
+    return text
 
 
 async def query_status(

@@ -52,17 +52,28 @@ class PromotionInput(BaseModel):
     version: VersionName
     target: ResourceName
     requested_by: str = Field(min_length=1, max_length=200)
+    # Who the requester says they act for (`--requested-by` naming someone else): recorded,
+    # and barred from approving it just like the requester.
+    on_behalf_of: str | None = Field(default=None, min_length=1, max_length=200)
     source: Source = "ui"
     force: bool = False
 
 
+def _id(kind: str, *parts: str) -> str:
+    """Readable, deterministic and unambiguous: parts joined by `-`, a `-` inside a part
+    doubled. Names never start with `-`, so a run of hyphens always reads one way: `web-4`
+    version `0.0` is `promote-web--4-0.0-dev`, `web` version `4-0.0` is
+    `promote-web-4--0.0-dev`. Names without hyphens read as they always did."""
+    return "-".join([kind, *(part.replace("-", "--") for part in parts)])
+
+
 def promotion_workflow_id(app: str, version: str, target: str) -> str:
     """Readable and deterministic, so a retried CI job attaches to the running promotion."""
-    return f"promote-{app}-{version}-{target}"
+    return _id("promote", app, version, target)
 
 
 def rollback_workflow_id(app: str, environment: str, suffix: str) -> str:
-    return f"rollback-{app}-{environment}-{suffix}"
+    return _id("rollback", app, environment, suffix)
 
 
 class GateResult(BaseModel):
@@ -119,6 +130,7 @@ class PromotionStatus(BaseModel):
     version: str | None = None
     environment: str | None = None
     requested_by: str | None = None
+    on_behalf_of: str | None = None
     phase: Phase = Phase.VALIDATING
     gates: list[GateResult] = Field(default_factory=list)
     approvals_required: int = 0
@@ -295,11 +307,12 @@ class TrainInput(BaseModel):
     version: VersionName
     through: ResourceName
     requested_by: str = Field(min_length=1, max_length=200)
+    on_behalf_of: str | None = Field(default=None, min_length=1, max_length=200)
     source: Source = "ui"
 
 
 def train_workflow_id(app: str, version: str, through: str) -> str:
-    return f"train-{app}-{version}-{through}"
+    return _id("train", app, version, through)
 
 
 class TrainPlan(BaseModel):
@@ -335,3 +348,17 @@ class Interruption(BaseModel):
     """The `supersede` and `preempt` signals: which workflow stops this one."""
 
     by: str = Field(min_length=1, max_length=255)
+
+
+class InterruptionToVerify(BaseModel):
+    """Input of `verify_interruption`: the run a supersede or preempt signal reached (from the
+    workflow itself) and the workflow the signal names."""
+
+    kind: Literal["supersede", "preempt"]
+    target: WorkflowRef
+    by: str
+
+
+class InterruptionCheck(BaseModel):
+    verified: bool
+    reason: str

@@ -9,10 +9,73 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from models.errors import ConfigurationError
 
 TASK_QUEUE = "stageline"
 DEV_KEY_FILE = "dev-master.key"
+# What the sandbox provides itself: a declared path may not be or cover one, nor sit inside
+# one, except inside /tmp (mounted over the sandbox's private /tmp).
+SANDBOX_RESERVED = ("/proc", "/dev", "/step", "/tmp")
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("", "0", "false", "no", "off")
+
+
+class StepPath(BaseModel):
+    """A host path the operator lets `run:` steps see, at the same path, read-only unless
+    `writable` (STAGELINE_STEP_PATHS)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    path: Path
+    writable: bool = False
+
+    @field_validator("path")
+    @classmethod
+    def _plain_absolute(cls, path: Path) -> Path:
+        text = str(path)
+        if not path.is_absolute() or ".." in path.parts or "," in text or ":" in text:
+            raise ValueError(f"{text!r}: a step path must be absolute, without '..', ',' or ':'")
+        if path == Path("/"):
+            raise ValueError("'/' would show steps the whole machine; declare what they need")
+        for reserved in SANDBOX_RESERVED:
+            inside = path.is_relative_to(reserved) and reserved != "/tmp"
+            if inside or Path(reserved).is_relative_to(path):
+                raise ValueError(f"{text!r} overlaps {reserved}, which the sandbox provides")
+        return path
+
+    def __str__(self) -> str:
+        return f"{self.path}:{'rw' if self.writable else 'ro'}"
+
+
+def parse_step_paths(text: str) -> tuple[StepPath, ...]:
+    """`/opt/tools:ro,/srv/deploy:rw`: comma-separated paths, each `:ro` (the default when
+    omitted) or `:rw`."""
+    paths = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        path, _, mode = entry.partition(":")
+        if mode not in ("", "ro", "rw"):
+            raise ConfigurationError(
+                f"STAGELINE_STEP_PATHS: {entry!r} must be PATH, PATH:ro or PATH:rw "
+                "(entries separated by ',', e.g. /opt/tools:ro,/srv/deploy:rw)"
+            )
+        try:
+            paths.append(StepPath(path=Path(path), writable=mode == "rw"))
+        except ValidationError as exc:
+            reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            raise ConfigurationError(f"STAGELINE_STEP_PATHS: {reason}") from None
+    return tuple(paths)
+
+
+def parse_flag(name: str, text: str | None) -> bool:
+    value = (text or "").strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ConfigurationError(f"{name} must be 1 or 0 (true/false), not {text!r}")
 
 
 class Settings(BaseModel):
@@ -32,6 +95,11 @@ class Settings(BaseModel):
     previous_master_key_files: tuple[Path, ...] = ()
     # The bearer token `stageline codec-server` requires (a file, so it stays out of `env`).
     codec_token_file: Path | None = None
+    # Host paths `run:` steps may see besides the system directories (see activities.sandbox).
+    step_paths: tuple[StepPath, ...] = ()
+    # The operator's explicit choice to run steps without the sandbox, e.g. where bubblewrap
+    # cannot work; the worker warns loudly and records it in the audit log.
+    allow_unsandboxed_steps: bool = False
 
     @property
     def dev_key_file(self) -> Path:
@@ -61,4 +129,8 @@ class Settings(BaseModel):
             codec_token_file=Path(env["STAGELINE_CODEC_TOKEN_FILE"]).expanduser()
             if env.get("STAGELINE_CODEC_TOKEN_FILE")
             else None,
+            step_paths=parse_step_paths(env.get("STAGELINE_STEP_PATHS") or ""),
+            allow_unsandboxed_steps=parse_flag(
+                "STAGELINE_ALLOW_UNSANDBOXED_STEPS", env.get("STAGELINE_ALLOW_UNSANDBOXED_STEPS")
+            ),
         )

@@ -41,6 +41,9 @@ from vault.keys import KeyProvider
 from vault.secret_value import SecretValue
 
 MAX_SECRET_BYTES = 64 * 1024
+# Step output masks a secret wherever it appears: a value this short is easy to guess, and
+# masking it would also hide ordinary words and numbers. Stored ones of any length are masked.
+MIN_SECRET_CHARS = 8
 MAX_VARIABLE_CHARS = 64 * 1024
 
 
@@ -57,6 +60,11 @@ def check_secret_value(key: str, kind: str, value: SecretValue) -> None:
         ) from None
     if not plain.strip():
         raise BadInput(f"secret {key!r} is empty; pipe its value on stdin or pass --from-file")
+    if len(plain.strip()) < MIN_SECRET_CHARS:
+        raise BadInput(
+            f"secret {key!r} is shorter than {MIN_SECRET_CHARS} characters, too easy to guess "
+            "and to mistake for ordinary text in step output; set a longer value"
+        )
     if len(plain.encode()) > MAX_SECRET_BYTES:
         raise BadInput(f"secret {key!r} is larger than {MAX_SECRET_BYTES // 1024} KiB")
     if kind == "certificate":

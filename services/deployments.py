@@ -17,6 +17,8 @@ from models.promotion import (
     ConfigVersions,
     DeploymentStarted,
     GateResult,
+    InterruptionCheck,
+    InterruptionToVerify,
     PreparedPromotion,
     PromotionInput,
     RollbackInput,
@@ -208,6 +210,7 @@ class DeploymentService(Service):
                         "workflow_id": run.workflow_id,
                         "source": request.source,
                         "force": request.force,
+                        "on_behalf_of": request.on_behalf_of,
                     },
                 )
             else:
@@ -246,11 +249,70 @@ class DeploymentService(Service):
         assert app is not None and env is not None
         return record, app, env, await release_repo.release_by_id(session, record.release_id)
 
+    async def check_interruption(self, check: InterruptionToVerify) -> InterruptionCheck:
+        """Whether a supersede or preempt signal comes from what it claims: a later promotion
+        of the same app into the same environment that passed its gates, or a rollback of that
+        app and environment waiting in the queue. A forged signal is refused and audited."""
+        async with self.db.write() as session:
+            mine = await release_repo.find_promotion_of_run(
+                session, check.target.workflow_id, check.target.run_id
+            )
+            if mine is None:
+                return InterruptionCheck(verified=False, reason="this run has no promotion record")
+            reason = None
+            if check.kind == "supersede":
+                newer = await release_repo.later_promotion(session, mine, check.by)
+                if newer is None or not all(g.get("passed") for g in newer.gates or []):
+                    reason = (
+                        f"{check.by} is not a later promotion of the same app into the same "
+                        "environment that passed its gates"
+                    )
+            else:
+                rollback = await release_repo.waiting_rollback(session, mine, check.by)
+                if rollback is None:
+                    reason = (
+                        f"{check.by} is not a rollback of the same app and environment waiting "
+                        "for its turn"
+                    )
+            if reason is None:
+                return InterruptionCheck(verified=True, reason=f"{check.kind} by {check.by}")
+            _, app, env, release = await self._promotion(session, mine.id)
+            audit.record(
+                session,
+                app.workspace_id,
+                check.by,
+                f"promotion.{check.kind}_refused",
+                f"{app.name}@{release.version} -> {env.name}",
+                environment=env.name,
+                app=app.name,
+                detail={"workflow_id": mine.workflow_id, "reason": reason},
+            )
+            return InterruptionCheck(verified=False, reason=reason)
+
+    async def refuse_activity(self, activity_type: str, caller: str, problem: str) -> None:
+        """Audit an activity call that did not come from a run of stageline's workflows."""
+        async with self.db.write() as session:
+            audit.record(
+                session,
+                await self.workspace_id(session),
+                caller,
+                "activity.refused",
+                activity_type,
+                detail={"reason": problem},
+            )
+
     async def record_promotion_outcome(
-        self, record_id: int, status: str, reason: str | None, gate_results: list[GateResult]
+        self,
+        record_id: int,
+        status: str,
+        reason: str | None,
+        gate_results: list[GateResult],
+        *,
+        caller: WorkflowRef | None = None,
     ) -> None:
         async with self.db.write() as session:
             record, app, env, release = await self._promotion(session, record_id)
+            _owned_by(record.workflow_id, record.run_id, caller, f"promotion record {record_id}")
             if record.finished_at is not None:
                 return
             record.status = status
@@ -271,10 +333,17 @@ class DeploymentService(Service):
                 detail={"workflow_id": record.workflow_id, "reason": reason},
             )
 
-    async def record_decision(self, decision: DecisionRecord) -> None:
-        """Audit a reviewer's decision, counted or refused, with who, when and the comment."""
+    async def record_decision(
+        self, decision: DecisionRecord, *, caller: WorkflowRef | None = None
+    ) -> None:
+        """Audit a reviewer's decision, counted or refused, with who, when and the comment;
+        only the promotion run it belongs to records it."""
         async with self.db.write() as session:
-            _, app, env, release = await self._promotion(session, decision.promotion_record_id)
+            record, app, env, release = await self._promotion(session, decision.promotion_record_id)
+            what = f"promotion record {decision.promotion_record_id}"
+            _owned_by(record.workflow_id, record.run_id, caller, what)
+            if caller is not None and decision.workflow_id != caller.workflow_id:
+                raise Refused(f"the decision names {decision.workflow_id}, not its caller")
             action = f"promotion.{decision.kind}" if decision.accepted else "promotion.refused"
             audit.record(
                 session,
@@ -303,6 +372,12 @@ class DeploymentService(Service):
                     deployment_id=existing.id, config=ConfigVersions.model_validate(existing.config)
                 )
             record, app, env, release = await self._promotion(session, record_id)
+            # Only the run that recorded the promotion, once its gates passed, deploys it.
+            _owned_by(record.workflow_id, record.run_id, run, f"promotion record {record_id}")
+            if record.finished_at is not None or not all(
+                gate.get("passed") for gate in record.gates or []
+            ):
+                raise Refused(f"promotion record {record_id} is finished or did not pass its gates")
             resolved = await self.configuration.resolve_in(
                 session, env.name, app.name, pipeline_of(release).references()
             )
@@ -326,13 +401,22 @@ class DeploymentService(Service):
             return DeploymentStarted(deployment_id=deployment.id, config=resolved.versions())
 
     async def finish_deployment(
-        self, deployment_id: int, succeeded: bool, reason: str | None, interrupted: bool = False
+        self,
+        deployment_id: int,
+        succeeded: bool,
+        reason: str | None,
+        interrupted: bool = False,
+        *,
+        caller: WorkflowRef | None = None,
     ) -> str:
         """Close a deployment, once; on success the environment's pointer moves to its
         release. Returns the status on record."""
         async with self.db.write() as session:
             deployment = await session.get(Deployment, deployment_id)
-            assert deployment is not None
+            if deployment is None:
+                raise Refused(f"deployment {deployment_id} does not exist")
+            what = f"deployment {deployment_id}"
+            _owned_by(deployment.workflow_id, deployment.run_id, caller, what)
             if deployment.finished_at is not None:
                 return str(deployment.status)
             now = utcnow()
@@ -354,10 +438,18 @@ class DeploymentService(Service):
 
     # -- steps -----------------------------------------------------------------------------
 
-    async def step_context(self, deployment_id: int, spec: StepSpec) -> StepContext:
+    async def step_context(
+        self, deployment_id: int, spec: StepSpec, *, caller: WorkflowRef | None = None
+    ) -> StepContext:
         async with self.db.read() as session:
             deployment = await session.get(Deployment, deployment_id)
-            assert deployment is not None
+            if deployment is None:
+                raise Refused(f"deployment {deployment_id} does not exist")
+            # A step decrypts its environment's secrets: only for the run deploying it.
+            what = f"deployment {deployment_id}"
+            _owned_by(deployment.workflow_id, deployment.run_id, caller, what)
+            if deployment.finished_at is not None:
+                raise Refused(f"deployment {deployment_id} is finished; its steps cannot run")
             app = await session.get(App, deployment.app_id)
             env = await session.get(Environment, deployment.environment_id)
             release = await release_repo.release_by_id(session, deployment.release_id)
@@ -545,3 +637,11 @@ class DeploymentService(Service):
                 f"{app.name} has no earlier successful release in {env.name} to roll back to"
             )
         return earlier[-1]
+
+
+def _owned_by(
+    workflow_id: str | None, run_id: str | None, caller: WorkflowRef | None, what: str
+) -> None:
+    """Refuse a run that touches a record another run made (a forged or replayed call)."""
+    if caller is not None and (workflow_id, run_id) != (caller.workflow_id, caller.run_id):
+        raise Refused(f"{what} belongs to another workflow run than {caller.workflow_id}")

@@ -8,7 +8,16 @@ from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.pipeline import Pipeline, Reference
-from store.tables import App, CurrentRelease, Deployment, Promotion, Release, StepRun, utcnow
+from store.tables import (
+    App,
+    CurrentRelease,
+    Deployment,
+    DeploymentTicket,
+    Promotion,
+    Release,
+    StepRun,
+    utcnow,
+)
 
 
 async def find_release(session: AsyncSession, app_id: int, version: str) -> Release | None:
@@ -104,6 +113,37 @@ async def find_promotion_of_run(
 ) -> Promotion | None:
     return await session.scalar(
         select(Promotion).where(Promotion.workflow_id == workflow_id, Promotion.run_id == run_id)
+    )
+
+
+async def later_promotion(
+    session: AsyncSession, mine: Promotion, workflow_id: str
+) -> Promotion | None:
+    """A promotion recorded after `mine`, of the same app into the same environment, by the
+    workflow `workflow_id`."""
+    return await session.scalar(
+        select(Promotion).where(
+            Promotion.workflow_id == workflow_id,
+            Promotion.app_id == mine.app_id,
+            Promotion.environment_id == mine.environment_id,
+            Promotion.id > mine.id,
+        )
+    )
+
+
+async def waiting_rollback(
+    session: AsyncSession, mine: Promotion, workflow_id: str
+) -> DeploymentTicket | None:
+    """The queue ticket of the rollback `workflow_id` of the same app and environment as
+    `mine`, while it waits or holds."""
+    return await session.scalar(
+        select(DeploymentTicket).where(
+            DeploymentTicket.workflow_id == workflow_id,
+            DeploymentTicket.kind == "rollback",
+            DeploymentTicket.app_id == mine.app_id,
+            DeploymentTicket.environment_id == mine.environment_id,
+            DeploymentTicket.state != "done",
+        )
     )
 
 

@@ -26,7 +26,7 @@ from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from models.promotion import PromotionInput, PromotionResult, promotion_workflow_id
-from models.settings import Settings
+from models.settings import Settings, StepPath
 from services.configuration import ConfigurationService
 from services.environments import EnvironmentService
 from services.releases import ReleaseService
@@ -91,6 +91,7 @@ class Stack:
             STAGELINE_TASK_QUEUE=self.settings.task_queue,
             TEMPORAL_ADDRESS=self.settings.temporal_address,
             TEMPORAL_NAMESPACE=self.settings.temporal_namespace,
+            STAGELINE_STEP_PATHS=f"{self.home.parent}:rw",
         )
         return Cli(env)
 
@@ -169,6 +170,9 @@ async def stack(
         temporal_namespace=client.namespace,
         task_queue="stageline" if own_namespace else f"stageline-{uuid.uuid4().hex[:8]}",
         master_key=KEY_TEXT,
+        # Test pipelines leave markers and probes beside `home`; the step sandbox shows them
+        # that directory and still hides `home` (the database) inside it.
+        step_paths=(StepPath(path=home.parent, writable=True),),
     )
     key = MasterKey.from_text(KEY_TEXT, "test")
     db = Database(settings.database_url)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import getpass
 import logging
+import socket
 from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities import sandbox
 from activities.promotion import PromotionActivities
 from models.settings import Settings
+from services.base import Service
+from store import audit
 from store.database import Database
 from vault.keys import KeyProvider, load_master_key
 from worker.client import connect, ensure_search_attributes
@@ -31,9 +36,15 @@ def build_worker(
     db: Database,
     key: KeyProvider,
     task_queue: str | None = None,
+    *,
+    step_sandbox: sandbox.StepSandbox | Literal["from-settings"] | None = "from-settings",
     **options: Any,
 ) -> Worker:
-    activities = PromotionActivities(db, settings, key, client)
+    """`step_sandbox`: what `sandbox.prepare(settings)` returned, if the caller already
+    called it; by default it is called here, so every worker sandboxes its steps (or refuses
+    to be built) unless its settings opt out."""
+    box = sandbox.prepare(settings) if step_sandbox == "from-settings" else step_sandbox
+    activities = PromotionActivities(db, settings, key, client, step_sandbox=box)
     return Worker(
         client,
         task_queue=task_queue or settings.task_queue,
@@ -46,17 +57,36 @@ def build_worker(
     )
 
 
+async def record_unsandboxed(db: Database, settings: Settings) -> None:
+    """The opt-out lands in the audit log, where reviewers of the workspace will see it."""
+    async with db.write() as session:
+        workspace = await Service(db, settings).workspace_id(session)
+        audit.record(
+            session,
+            workspace,
+            f"{getpass.getuser()}@{socket.gethostname()}",
+            "worker.unsandboxed_steps",
+            f"worker on task queue {settings.task_queue}",
+            detail={"warning": "run: steps execute without the bubblewrap sandbox"},
+        )
+
+
 async def run_worker(settings: Settings, ready: Callable[[], None] | None = None) -> None:
-    """Run until cancelled. The master key and both services are checked before serving."""
+    """Run until cancelled. The master key, the step sandbox and both services are checked
+    before serving."""
     key = load_master_key(settings)
+    # Before connecting anywhere: without a working sandbox (or the opt-out) refuse to start.
+    box = sandbox.prepare(settings)
     db = Database(settings.database_url)
     try:
         await db.migrate()
+        if box is None:
+            await record_unsandboxed(db, settings)
         client = await connect(settings, key)
         added = await ensure_search_attributes(client, settings.temporal_namespace)
         if added:
             log.info("registered search attributes %s", ", ".join(added))
-        worker = build_worker(client, settings, db, key)
+        worker = build_worker(client, settings, db, key, step_sandbox=box)
         async with worker:
             log.info(
                 "worker serving task queue %r at %s", settings.task_queue, settings.temporal_address

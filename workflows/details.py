@@ -53,6 +53,8 @@ def promotion_details(status: PromotionStatus, kind: str = "promotion") -> str:
         head = f"**{status.app} {status.version} -> {status.environment}**"
     if status.requested_by:
         head += f", requested by {status.requested_by}"
+    if status.on_behalf_of:
+        head += f" for {status.on_behalf_of}"
     lines = [head, "", f"**Phase:** {status.phase.value.replace('_', ' ')}"]
     if status.gates:
         lines.append(

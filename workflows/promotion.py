@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import suppress
 from datetime import timedelta
-from typing import Any
+from typing import Any, Literal
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
@@ -19,6 +19,8 @@ with workflow.unsafe.imports_passed_through():
         DeploymentStarted,
         FinishDeployment,
         Interruption,
+        InterruptionCheck,
+        InterruptionToVerify,
         LockRequest,
         Phase,
         PreparedPromotion,
@@ -41,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         FreezeState,
         SignatureCheck,
     )
+    from models.text import head, tail
     from workflows import search_attributes as sa
     from workflows.base import Orchestration, failure_reason
     from workflows.options import (
@@ -52,6 +55,15 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.outcomes import OUTCOME_PATCH, outcome_error, outcome_of
     from workflows.review import Review
+
+# A reason quotes at most this much of a failed step's output (the end, where failures are
+# explained), and is at most REASON_LIMIT in all: it travels in the compensation's input, the
+# result, the failure message and the audit log.
+REASON_OUTPUT = 1_000
+REASON_LIMIT = 2_000
+
+# supersede and preempt signals are checked against the database before they count.
+VERIFY_INTERRUPTIONS_PATCH = "verify-interruption-signals"
 
 # A freeze with no end is looked at again this often (`stageline env unfreeze` also wakes
 # held promotions at once).
@@ -68,6 +80,8 @@ class PromotionWorkflow(Orchestration):
         self._freeze_changed = False
         self._superseded_by: str | None = None
         self._preempted_by: str | None = None
+        # Refusals the review policy does not keep: malformed and unverified signals.
+        self._signal_refusals: list[str] = []
 
     # -- reviewers: plain signals (UI, temporal CLI) and an update (stageline approve) -------
 
@@ -116,20 +130,54 @@ class PromotionWorkflow(Orchestration):
         description="Internal, sent by stageline itself: a newer promotion into the same app "
         "and environment passed its gates, so this one, if not yet deploying, ends superseded.",
     )
-    def supersede(self, *args: Any) -> None:
-        with suppress(ValidationError, ApplicationError):
-            self._superseded_by = Interruption.model_validate(only_input(args, "supersede")).by
-            self._status.superseded_by = self._superseded_by
+    async def supersede(self, *args: Any) -> None:
+        by = await self._verified_interruption("supersede", args)
+        if by is not None:
+            self._superseded_by = by
+            self._status.superseded_by = by
 
     @workflow.signal(
         name="preempt",
         description="Internal, sent by stageline itself: a rollback of the same app and "
         "environment takes precedence; stop deploying at once.",
     )
-    def preempt(self, *args: Any) -> None:
-        with suppress(ValidationError, ApplicationError):
-            self._preempted_by = Interruption.model_validate(only_input(args, "preempt")).by
-            self._status.interrupted_by = self._preempted_by
+    async def preempt(self, *args: Any) -> None:
+        by = await self._verified_interruption("preempt", args)
+        if by is not None:
+            self._preempted_by = by
+            self._status.interrupted_by = by
+
+    async def _verified_interruption(
+        self, kind: Literal["supersede", "preempt"], args: tuple[Any, ...]
+    ) -> str | None:
+        """Who a supersede or preempt signal says stops this promotion, once checked: anyone
+        with access to the namespace can send one, so it counts only if the database shows a
+        later promotion or a waiting rollback of the same app and environment under that name.
+        A handler never raises: a forged or malformed signal is refused in the status query."""
+        try:
+            by = Interruption.model_validate(only_input(args, kind)).by
+        except (ValidationError, ApplicationError):
+            self._refuse_signal(f"malformed {kind} ignored")
+            return None
+        if not workflow.patched(VERIFY_INTERRUPTIONS_PATCH):
+            return by  # recorded before verification: replay as it ran
+        info = workflow.info()
+        try:
+            check = await store(
+                "verify_interruption",
+                InterruptionToVerify(
+                    kind=kind,
+                    target=WorkflowRef(workflow_id=info.workflow_id, run_id=info.run_id),
+                    by=by,
+                ),
+                InterruptionCheck,
+            )
+        except (ActivityError, ApplicationError) as exc:
+            check = InterruptionCheck(verified=False, reason=failure_reason(exc))
+        if not check.verified:
+            self._refuse_signal(f"{kind} from {by} refused: {check.reason}")
+            return None
+        return by
 
     @workflow.signal(
         name="freeze_changed",
@@ -151,7 +199,7 @@ class PromotionWorkflow(Orchestration):
                 else exc.errors()[0]["msg"]
             )
             reason = f"malformed {kind} ignored: {problem}"
-            self._status.refusals.append(reason)
+            self._refuse_signal(reason)
             return DecisionOutcome(accepted=False, reason=reason)
         if self._review is None or self._prepared is None:
             reason = "the promotion is not ready for decisions yet; try again in a moment"
@@ -209,14 +257,16 @@ class PromotionWorkflow(Orchestration):
                 "send the decision again",
             )
 
+    def _refuse_signal(self, reason: str) -> None:
+        self._signal_refusals.append(reason)
+        self._status.refusals.append(reason)
+        self._publish()
+
     def _sync_review(self) -> None:
         assert self._review is not None
         self._status.approvals = list(self._review.approvals)
         self._status.may_approve = self._review.may_approve()
-        self._status.refusals = [
-            *[r for r in self._status.refusals if r.startswith("malformed")],
-            *self._review.refusals,
-        ]
+        self._status.refusals = [*self._signal_refusals, *self._review.refusals]
         self._status.override = self._review.override
         self._publish()
 
@@ -230,6 +280,7 @@ class PromotionWorkflow(Orchestration):
         run = WorkflowRef(workflow_id=info.workflow_id, run_id=info.run_id)
         self._status.app, self._status.version = request.app, request.version
         self._status.environment, self._status.requested_by = request.target, request.requested_by
+        self._status.on_behalf_of = request.on_behalf_of
         workflow.upsert_search_attributes(
             [
                 sa.APP.value_set(request.app),
@@ -255,6 +306,7 @@ class PromotionWorkflow(Orchestration):
 
         self._review = Review(
             requester=request.requested_by,
+            on_behalf_of=request.on_behalf_of,
             environment=request.target,
             eligible=prepared.eligible_reviewers,
             required=prepared.protection.required_approvals,
@@ -409,7 +461,8 @@ class PromotionWorkflow(Orchestration):
                 outcome = step.result()
                 if not outcome.succeeded:
                     what = "verification" if spec.section == "verify" else "step"
-                    reason = f"{what} {spec.name!r} failed: {outcome.detail or 'no output'}"
+                    output = tail(outcome.detail or "no output", REASON_OUTPUT)
+                    reason = f"{what} {spec.name!r} failed: {output}"
                     return await self._compensate(request, prepared, started, reason)
                 if self._preempted_by is not None:
                     return await self._interrupted(prepared, started)
@@ -417,7 +470,8 @@ class PromotionWorkflow(Orchestration):
             await asyncio.shield(self._compensate(request, prepared, started, "cancelled"))
             raise
         except ActivityError as exc:
-            return await self._compensate(request, prepared, started, failure_reason(exc))
+            reason = head(failure_reason(exc), REASON_OUTPUT)
+            return await self._compensate(request, prepared, started, reason)
         await store_only(
             "finish_deployment",
             FinishDeployment(deployment_id=started.deployment_id, succeeded=True),
@@ -483,7 +537,9 @@ class PromotionWorkflow(Orchestration):
                     environment=request.target,
                     requested_by=request.requested_by,
                     source="compensation",
-                    reason=f"compensating {workflow.info().workflow_id}: {reason}",
+                    reason=head(
+                        f"compensating {workflow.info().workflow_id}: {reason}", REASON_LIMIT
+                    ),
                     compensating_deployment_id=started.deployment_id,
                 ),
                 id=f"{workflow.info().workflow_id}-compensation",

@@ -28,6 +28,8 @@ class Review:
     # Signed mode: every decision must carry a signature that a registered, unrevoked key of
     # its reviewer made for this promotion run (checked by the `verify_decision` activity).
     signed: bool = False
+    # Whom the requester said they act for: barred from approving exactly like the requester.
+    on_behalf_of: str | None = None
     approvals: list[str] = field(default_factory=list)
     rejection: str | None = None
     override: str | None = None
@@ -41,8 +43,13 @@ class Review:
         return [
             person
             for person in self.eligible
-            if person not in self.approvals and (self.allow_self_review or person != self.requester)
+            if person not in self.approvals
+            and (self.allow_self_review or person not in self._requesters)
         ]
+
+    @property
+    def _requesters(self) -> set[str]:
+        return {self.requester} | ({self.on_behalf_of} if self.on_behalf_of else set())
 
     def needs_verification(self, kind: DecisionKind, decision: Decision, phase: Phase) -> bool:
         """Whether the workflow must check this decision's signature before deciding: only in
@@ -86,14 +93,16 @@ class Review:
             return f"the promotion is {phase.value}; it can no longer be {kind}ed"
         if reviewer not in self.eligible:
             return f"{reviewer} is not a reviewer of {self.environment}"
-        if reviewer == self.requester:
+        if reviewer in self._requesters:
+            asked = (
+                "requested this promotion"
+                if reviewer == self.requester
+                else f"is whom {self.requester} requested this promotion for"
+            )
             if kind == "override":
-                return (
-                    f"{reviewer} requested this promotion; a break-glass override needs "
-                    "someone else"
-                )
+                return f"{reviewer} {asked}; a break-glass override needs someone else"
             if kind == "approve" and not self.allow_self_review:
-                return f"{reviewer} requested this promotion and may not approve it"
+                return f"{reviewer} {asked} and may not approve it"
         if kind == "approve" and reviewer in self.approvals:
             return f"{reviewer} already approved"
         if kind == "override" and not (decision.comment or "").strip():

@@ -22,10 +22,15 @@ with workflow.unsafe.imports_passed_through():
         RollbackResult,
         WorkflowRef,
     )
+    from models.text import head, tail
     from workflows import search_attributes as sa
     from workflows.base import Orchestration, failure_reason
     from workflows.options import only_input, store, store_only, validate_input
     from workflows.outcomes import OUTCOME_PATCH, outcome_error
+
+
+# How much of a failed activate step's output its reason quotes (the end).
+REASON_OUTPUT = 1_000
 
 
 @workflow.defn(name="RollbackWorkflow")
@@ -88,10 +93,12 @@ class RollbackWorkflow(Orchestration):
             try:
                 outcome = await self._run_step(position, spec, plan.deployment_id, run)
             except ActivityError as exc:
-                reason = f"activate step {spec.name!r} failed: {failure_reason(exc)}"
+                problem = head(failure_reason(exc), REASON_OUTPUT)
+                reason = f"activate step {spec.name!r} failed: {problem}"
                 break
             if not outcome.succeeded:
-                reason = f"activate step {spec.name!r} failed: {outcome.detail or 'no output'}"
+                output = tail(outcome.detail or "no output", REASON_OUTPUT)
+                reason = f"activate step {spec.name!r} failed: {output}"
                 break
         self._skip_pending()
         await store_only(

@@ -147,6 +147,7 @@ class ReleaseTrainWorkflow:
                     version=request.version,
                     target=stage.environment,
                     requested_by=request.requested_by,
+                    on_behalf_of=request.on_behalf_of,
                     source="train",
                 ),
                 id=stage.promotion_id,

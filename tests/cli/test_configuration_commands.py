@@ -221,6 +221,11 @@ def test_secret_from_file_and_certificate_kind(cli: Cli, workspace: Path, tmp_pa
         (["secret", "set", "EMPTY", "--env", "dev"], "", "secret 'EMPTY' is empty"),
         (["secret", "set", "EMPTY", "--env", "dev"], "\n", "secret 'EMPTY' is empty"),
         (
+            ["secret", "set", "PIN", "--env", "dev"],
+            "Q7x\n",
+            "secret 'PIN' is shorter than 8 characters, too easy to guess",
+        ),
+        (
             ["secret", "set", "X", "--env", "dev", "--kind", "password"],
             "v",
             "Invalid value for '--kind'",
@@ -326,7 +331,7 @@ def test_secret_from_file_and_certificate_kind(cli: Cli, workspace: Path, tmp_pa
         ),
         (
             ["secret", "set", "Feature", "--env", "dev", "--app", "web"],
-            "v",
+            "v-secret-value",
             "secret 'Feature' differs only by case from the existing variable 'FEATURE'",
         ),
         (["env", "create"], None, "Missing argument 'NAME'"),
@@ -355,12 +360,12 @@ def test_no_master_key_refuses_and_stores_nothing(cli: Cli, workspace: Path) -> 
     env = {k: v for k, v in cli.env.items() if k != "STAGELINE_MASTER_KEY"}
     result = Cli(env)("env", "create", "qa")
     assert result.code == 3 and "no master key is configured" in result.err
-    result = Cli(env)("secret", "set", "X", "--env", "dev", input="value")
+    result = Cli(env)("secret", "set", "X", "--env", "dev", input="a-secret-value")
     assert result.code == 3 and "no master key is configured" in result.err
     bad_key = Cli({**env, "STAGELINE_MASTER_KEY": "short"})("env", "create", "qa")
     assert bad_key.code == 3 and "not a base64-encoded 32-byte key" in bad_key.err
     wrong_key = Cli({**env, "STAGELINE_MASTER_KEY": "A" * 43 + "="})
-    result = wrong_key("secret", "set", "X", "--env", "dev", input="value")
+    result = wrong_key("secret", "set", "X", "--env", "dev", input="a-secret-value")
     assert result.code != 0 and "another master key" in result.err
     assert snapshot(workspace) == before
     # Commands that touch no secret still work without a key.
@@ -383,8 +388,8 @@ def test_vault_rotation_through_the_cli(cli: Cli, workspace: Path, tmp_path: Pat
     )
     env = {k: v for k, v in cli.env.items() if k != "STAGELINE_MASTER_KEY"}
     rotated = Cli({**env, "STAGELINE_MASTER_KEY_FILE": str(key_file)})
-    assert rotated("secret", "set", "NEW", "--env", "dev", input="x-value").code == 0
-    assert cli("secret", "set", "NEW", "--env", "dev", input="y-value").code != 0
+    assert rotated("secret", "set", "NEW", "--env", "dev", input="x-secret-value").code == 0
+    assert cli("secret", "set", "NEW", "--env", "dev", input="y-secret-value").code != 0
 
 
 def test_diff_names_every_differing_key_and_never_a_secret_value(cli: Cli, workspace: Path) -> None:

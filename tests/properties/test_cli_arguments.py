@@ -128,7 +128,7 @@ def workspace(home: Path) -> Iterator[Stageline]:
             (["env", "create", "production", "--required-approvals", "1", "--reviewer", "a"], ""),
             (["app", "create", "web", "--env", "dev", "--env", "production"], ""),
             (["var", "set", "FEATURE", "on", "--env", "dev"], ""),
-            (["secret", "set", "DATABASE_URL", "--env", "dev"], "s3cret"),
+            (["secret", "set", "DATABASE_URL", "--env", "dev"], "s3cret-value"),
             (["tool", "create", "deploy-hook", "--kind", "webhook"], ""),
         ]:
             done = run(*args, stdin=stdin)
@@ -284,8 +284,8 @@ def test_configuration_commands_succeed_or_refuse_in_one_line_and_change_nothing
     [
         (["var", "set", "database_url", "x", "--env", "dev"], ""),
         (["var", "set", "Feature", "x", "--env", "dev"], ""),
-        (["secret", "set", "feature", "--env", "dev"], "v"),
-        (["secret", "set", "Database_Url", "--env", "dev", "--app", "web"], "v"),
+        (["secret", "set", "feature", "--env", "dev"], "v-secret-value"),
+        (["secret", "set", "Database_Url", "--env", "dev", "--app", "web"], "v-secret-value"),
         (["var", "set", "env", "x", "--env", "dev", "--app", "web"], ""),
     ],
 )

@@ -45,7 +45,7 @@ async def config(db: Database, settings: Settings) -> ConfigurationService:
     await envs.create_app("api", ["dev"], actor="t")
     service = ConfigurationService(db, settings)
     await service.set_variable("dev", "FEATURE", "on", actor="t")
-    await service.set_secret("dev", "DATABASE_URL", SecretValue("s3cret"), actor="t")
+    await service.set_secret("dev", "DATABASE_URL", SecretValue("s3cret-value"), actor="t")
     return service
 
 
@@ -73,7 +73,7 @@ async def test_a_key_differing_only_by_case_is_refused_and_nothing_is_stored(
         if kind == "variable":
             await config.set_variable("dev", key, "x", actor="t", app=app)
         else:
-            await config.set_secret("dev", key, SecretValue("x"), actor="t", app=app)
+            await config.set_secret("dev", key, SecretValue("x-secret-value"), actor="t", app=app)
     message = caught.value.message
     assert f"{kind} {key!r} differs only by case from the existing {existing} {where}" in message
     assert "use '" in message
@@ -99,7 +99,7 @@ async def test_the_same_spelling_is_a_new_version_and_may_be_both_kinds(
 ) -> None:
     again = await config.set_variable("dev", "FEATURE", "off", actor="t")
     assert again.version == 2
-    both = await config.set_secret("dev", "FEATURE", SecretValue("x"), actor="t")
+    both = await config.set_secret("dev", "FEATURE", SecretValue("x-secret-value"), actor="t")
     assert both.version == 1
 
 
@@ -146,7 +146,7 @@ async def test_a_second_spelling_is_refused_exactly_when_it_differs(
 
     async def set_key(name: str, secret: bool) -> None:
         if secret:
-            await shared.set_secret(env, name, SecretValue("v"), actor="t")
+            await shared.set_secret(env, name, SecretValue("v-secret-value"), actor="t")
         else:
             await shared.set_variable(env, name, "v", actor="t")
 

@@ -10,6 +10,7 @@ the program receives them unchanged.
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 import uuid
 from pathlib import Path
@@ -19,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from activities.sandbox import build
 from activities.step_run import run_step
 from models.pipeline import PipelineError, Step, parse_pipeline
 from models.resolution import ResolvedConfiguration, ResolvedVariable
@@ -26,6 +28,8 @@ from services.deployments import StepContext
 from tests.properties.hostile import SHELL, examples
 
 PRINT_ARGV = "import json, os, sys; print(json.dumps([sys.argv[1:], os.environ.get('PAYLOAD')]))"
+# Steps run as the worker runs them: in the sandbox (no declared paths).
+SANDBOX = build(shutil.which("bwrap") or "bwrap")
 
 
 def context(run: list[str], env: dict[str, str], variables: dict[str, str]) -> StepContext:
@@ -49,7 +53,7 @@ def context(run: list[str], env: dict[str, str], variables: dict[str, str]) -> S
 
 
 async def run(ctx: StepContext) -> tuple[int | None, str]:
-    done = await run_step(ctx, "promote-web-1.0.0-dev/run", lambda: None)
+    done = await run_step(ctx, "promote-web-1.0.0-dev/run", lambda: None, sandbox=SANDBOX)
     return done.exit_code, done.output
 
 

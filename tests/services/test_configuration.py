@@ -185,6 +185,21 @@ async def test_secret_values_are_checked_without_being_quoted(
     assert await workspace.list_secrets("dev") == []
 
 
+async def test_a_secret_shorter_than_the_minimum_is_refused_without_being_quoted(
+    workspace: ConfigurationService,
+) -> None:
+    for short in ("Q7", "1234567", "  abc1234  \n"):
+        with pytest.raises(BadInput) as caught:
+            await workspace.set_secret("dev", "PIN", SecretValue(short), actor="t")
+        message = caught.value.message
+        assert message.startswith("secret 'PIN' is shorter than 8 characters")
+        assert "set a longer value" in message and short.strip() not in message
+    assert await workspace.list_secrets("dev") == []
+    # Eight characters is enough.
+    await workspace.set_secret("dev", "PIN", SecretValue("12345678"), actor="t")
+    assert [v.key for v in await workspace.list_secrets("dev")] == ["PIN"]
+
+
 async def test_app_scoped_value_needs_the_app_to_point_to_the_environment(
     workspace: ConfigurationService,
 ) -> None:

@@ -128,10 +128,11 @@ async def test_promotion_shows_summary_live_details_and_described_handlers(ws: S
 
     described = await handle.describe()
     assert await described.static_summary() == "web 1.0.0 -> production"
-    assert "Requested by dave" in (await described.static_details() or "")
+    # The requester is who ran the command; --requested-by names whom they act for.
+    assert "Requested by tester for dave" in (await described.static_details() or "")
     meta = await metadata(handle)
     details = meta.current_details
-    assert "**web 1.0.0 -> production**, requested by dave" in details
+    assert "**web 1.0.0 -> production**, requested by tester for dave" in details
     assert "**Phase:** awaiting approval" in details
     assert "**Approvals:** 0 of 1" in details
     assert "**May still approve:** alice, bob, carol" in details
