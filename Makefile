@@ -4,7 +4,27 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install lint test test-fast test-browser screenshots dev clean bench
+.PHONY: install lint test test-fast test-browser screenshots dev clean bench sandbox-deps browser-deps
+
+# Debian packages, installed with apt-get when missing (as root, else with sudo): bubblewrap,
+# the sandbox every pipeline step runs in; chromium, for the browser suite (Playwright drives
+# it; it never downloads a browser).
+define apt_install
+	@missing=""; for pair in $(1); do command -v "$${pair%%:*}" >/dev/null 2>&1 || \
+		missing="$$missing $${pair##*:}"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing$$missing with apt-get"; \
+		sudo=""; [ "$$(id -u)" -eq 0 ] || sudo=sudo; \
+		$$sudo apt-get update -qq && \
+		$$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+endef
+
+sandbox-deps:
+	$(call apt_install,bwrap:bubblewrap)
+
+browser-deps:
+	$(call apt_install,bwrap:bubblewrap chromium:chromium)
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -19,22 +39,22 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy .
 
-test: lint
+test: lint browser-deps
 	$(BIN)/pytest -q
 
 # Everything but the browser suite (tests/browser: the real Temporal UI in chromium).
-test-fast: lint
+test-fast: lint sandbox-deps
 	$(BIN)/pytest -q -m "not browser"
 
-# Only the browser suite; needs chromium at /usr/bin/chromium (apt-get install chromium).
-test-browser: $(STAMP)
+# Only the browser suite (about a minute).
+test-browser: $(STAMP) browser-deps
 	$(BIN)/pytest -q -m browser tests/browser
 
 # The README's screenshots of the Temporal UI, taken by the browser suite.
-screenshots: $(STAMP)
+screenshots: $(STAMP) browser-deps
 	STAGELINE_SCREENSHOTS=docs $(BIN)/pytest -q -m browser tests/browser
 
-dev: $(STAMP)
+dev: $(STAMP) sandbox-deps
 	$(BIN)/stageline dev --demo
 
 clean:

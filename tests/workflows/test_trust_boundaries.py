@@ -8,6 +8,7 @@ import asyncio
 import itertools
 import json
 import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -314,3 +315,26 @@ async def test_a_squatted_workflow_id_is_refused_at_once(ws: tuple[Stack, Record
     await other.terminate("test")
     # Gone: the id is free again and the promotion runs.
     assert (await cli.run("promote", "web", "1.0.0", "--to", "dev", "--wait")).code == 0
+
+
+async def test_compensation_runs_however_much_the_failing_step_printed(
+    ws: tuple[Stack, Recorder],
+) -> None:
+    s, _ = ws
+    loud = f"""\
+steps:
+  - name: deploy
+    run: [{sys.executable!r}, "-c", "print('deployed')"]
+verify:
+  - name: smoke
+    run: [{sys.executable!r}, "-c", "print('why ' * 50000); raise SystemExit(1)"]
+"""
+    await s.releases.create_release("web", "1.1.0", loud, actor="t")
+    assert (await s.promote("web", "1.0.0", "dev")).status == "deployed"
+    failed = await s.promote("web", "1.1.0", "dev")
+    assert failed.status == "failed"
+    assert failed.compensation is not None and failed.compensation.status == "rolled_back"
+    assert "dev is back on 1.0.0" in (failed.reason or "")
+    assert len(failed.reason or "") < 3_000  # bounded where it was made
+    assert "characters cut" in (failed.reason or "")
+    assert (await s.views.status(environment="dev")).cells[0].version == "1.0.0"
