@@ -12,6 +12,7 @@ from pathlib import Path
 
 import click
 
+from activities import sandbox
 from models.promotion import PromotionInput, promotion_workflow_id
 from models.settings import Settings
 from store.database import Database
@@ -108,6 +109,8 @@ def dev(
     base = _opt_out(Settings.from_env(), allow_unsandboxed_steps)
     settings = base.model_copy(update={"temporal_address": f"127.0.0.1:{port}"})
     key = _dev_key(settings)
+    # Before anything starts: without a working step sandbox (or the opt-out), refuse.
+    box = sandbox.prepare(settings)
 
     async def main() -> None:
         db = Database(settings.database_url)
@@ -121,7 +124,7 @@ def dev(
             with serve_codec(payload_codec, dev_ui_origins(ui_port), codec_port) as codec:
                 async with dev_server(settings, port, ui_port, key, codec.url) as client:
                     await ensure_search_attributes(client, settings.temporal_namespace)
-                    async with build_worker(client, settings, db, key):
+                    async with build_worker(client, settings, db, key, step_sandbox=box):
                         ui = f"http://127.0.0.1:{ui_port}"
                         click.echo(
                             f"\nTemporal UI:  {ui}\nTemporal:     127.0.0.1:{port}\n"

@@ -401,3 +401,7 @@ def test_without_bwrap_stageline_dev_refuses_too(tmp_path: Path) -> None:
     assert done.returncode == 3, done.stderr
     assert "apt-get install bubblewrap" in done.stderr
     assert "--allow-unsandboxed-steps" in done.stderr
+    # Refused before anything started: no Temporal server, no database.
+    assert "Temporal UI" not in done.stderr
+    assert not (tmp_path / "home" / "temporal.db").exists()
+    assert not (tmp_path / "home" / "stageline.db").exists()
