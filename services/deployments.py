@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.errors import BadInput, NotFound, Refused
+from models.errors import BadInput, NotFound, Refused, Unavailable
 from models.pipeline import Pipeline, Step
 from models.promotion import (
     ConfigVersions,
@@ -195,6 +195,7 @@ class DeploymentService(Service):
                     source=request.source,
                     status="running",
                     gates=[g.model_dump() for g in results],
+                    required_approvals=protection_of(env).required_approvals,
                 )
                 session.add(record)
                 await session.flush()
@@ -344,6 +345,8 @@ class DeploymentService(Service):
             _owned_by(record.workflow_id, record.run_id, caller, what)
             if caller is not None and decision.workflow_id != caller.workflow_id:
                 raise Refused(f"the decision names {decision.workflow_id}, not its caller")
+            if decision.accepted and decision.kind == "approve":
+                record.approved_by = sorted({*record.approved_by, decision.reviewer})
             action = f"promotion.{decision.kind}" if decision.accepted else "promotion.refused"
             audit.record(
                 session,
@@ -378,6 +381,14 @@ class DeploymentService(Service):
                 gate.get("passed") for gate in record.gates or []
             ):
                 raise Refused(f"promotion record {record_id} is finished or did not pass its gates")
+            approved = len(record.approved_by or [])
+            if record.required_approvals is not None and approved < record.required_approvals:
+                # Retried, not refused: the run's own record_decision may still be landing
+                # (it runs beside the run's next steps). Only a run that was approved gets past.
+                raise Unavailable(
+                    f"promotion record {record_id} has {approved} of "
+                    f"{record.required_approvals} approvals on record; it cannot deploy yet"
+                )
             resolved = await self.configuration.resolve_in(
                 session, env.name, app.name, pipeline_of(release).references()
             )

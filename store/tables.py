@@ -214,6 +214,10 @@ class Promotion(Base):
     status: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(Text)
     gates: Mapped[list[Any]] = mapped_column(default=list)
+    # What protection asked of this run when its gates ran, and the reviewers whose approvals
+    # counted (recorded by the run itself): a deployment begins only when they add up.
+    required_approvals: Mapped[int | None] = mapped_column()
+    approved_by: Mapped[list[Any]] = mapped_column(default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column()
 

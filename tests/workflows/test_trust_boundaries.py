@@ -17,11 +17,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
+from models.errors import Refused, Unavailable
 from models.promotion import (
+    WorkflowRef,
     promotion_workflow_id,
     rollback_workflow_id,
     train_workflow_id,
 )
+from services.deployments import DeploymentService
 from store.tables import AuditEvent, CurrentRelease, Deployment, Promotion
 from tests.conftest import Cli
 from tests.http_recorder import Recorder, recorder
@@ -338,3 +341,33 @@ verify:
     assert len(failed.reason or "") < 3_000  # bounded where it was made
     assert "characters cut" in (failed.reason or "")
     assert (await s.views.status(environment="dev")).cells[0].version == "1.0.0"
+
+
+async def test_a_deployment_begins_only_with_the_approvals_on_record(
+    ws: tuple[Stack, Recorder],
+) -> None:
+    """Behind the caller checks: even the run's own begin_deployment finds the approvals its
+    environment asked for (recorded by the run as they counted), or it does not deploy."""
+    s, _ = ws
+    for env in ("dev", "staging"):
+        assert (await s.promote("web", "1.0.0", env)).status == "deployed"
+    handle = await s.start_promotion("web", "1.0.0", "production", requested_by="mallory")
+    await until_phase(handle, "awaiting_approval")
+    async with s.db.read() as session:
+        record = (
+            await session.scalars(select(Promotion).where(Promotion.workflow_id == handle.id))
+        ).one()
+    assert (record.required_approvals, record.approved_by) == (1, [])
+    service = DeploymentService(s.db, s.settings, s.key)
+    run = WorkflowRef(workflow_id=record.workflow_id, run_id=record.run_id)
+    with pytest.raises(Unavailable, match="0 of 1 approvals on record"):
+        await service.begin_deployment(record.id, run)
+    elsewhere = WorkflowRef(workflow_id="promote-forged", run_id="r")
+    with pytest.raises(Refused, match="belongs to another workflow run"):
+        await service.begin_deployment(record.id, elsewhere)
+
+    assert (await s.cli().run("approve", handle.id, "--reviewer", "alice")).code == 0
+    assert (await outcome(handle)).status == "deployed"
+    async with s.db.read() as session:
+        again = await session.get(Promotion, record.id)
+        assert again is not None and again.approved_by == ["alice"]
