@@ -74,7 +74,13 @@ async def send_decision(
 
     Given a release train's id, the decision goes to the stage that is running.
     """
-    if promotion_id.startswith("train-"):
+    # What the workflow is, from Temporal, never from how its id looks (any id can be
+    # given to a workflow started from the UI).
+    try:
+        described = await client.get_workflow_handle(promotion_id).describe()
+    except RPCError as exc:
+        raise _not_reachable(promotion_id, exc) from None
+    if described.workflow_type == "ReleaseTrainWorkflow":
         try:
             train = await client.get_workflow_handle(promotion_id).query(
                 "status", result_type=TrainStatus
