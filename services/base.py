@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.errors import NotFound
@@ -20,8 +22,12 @@ def _unknown(kind: str, name: str, known: list[str], command: str) -> NotFound:
         quoted, how = repr(name), f"create it with '{command}'"
     except InvalidName:
         quoted, how = shown(name), "nor is that a valid name"
+    # A typo is likelier than a missing environment: name the closest one first.
+    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
+    guess = f" (did you mean {close[0]}?)" if close else ""
     return NotFound(
-        f"{kind} {quoted} does not exist; known {kind}s: {', '.join(known) or 'none yet'} ({how})"
+        f"{kind} {quoted} does not exist{guess}; known {kind}s: "
+        f"{', '.join(known) or 'none yet'} ({how})"
     )
 
 

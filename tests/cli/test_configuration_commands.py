@@ -209,6 +209,12 @@ def test_secret_from_file_and_certificate_kind(cli: Cli, workspace: Path, tmp_pa
         ),
         (["var", "set", "X", "1", "--env", "qa"], None, "environment 'qa' does not exist"),
         (
+            ["var", "list", "--env", "prodution"],
+            None,
+            "environment 'prodution' does not exist (did you mean production?)",
+        ),
+        (["promote", "web", "1.0.0", "--to", "stagin"], None, "(did you mean staging?)"),
+        (
             ["var", "set", "BAD-KEY", "1", "--env", "dev"],
             None,
             "variable name 'BAD-KEY' is not valid",
