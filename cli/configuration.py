@@ -15,6 +15,7 @@ from cli.output import done, emit_json, table
 from models.errors import BadInput
 from models.names import InvalidName, check_key, check_resource_name, shown
 from models.settings import Settings
+from models.text import duration
 from models.workspace import SECRET_KINDS, AuthScheme, Protection, SecretKind
 from services.configuration import ConfigurationService
 from services.environments import EnvironmentService
@@ -152,8 +153,10 @@ def _protection_text(p: Protection) -> str:
             parts.append("self-review allowed")
         if p.require_signed_approvals:
             parts.append("signed approvals")
+        if p.approval_timeout_minutes:
+            parts.append(f"approval timeout {duration(p.approval_timeout_minutes)}")
     if p.wait_minutes:
-        parts.append(f"wait {p.wait_minutes} min")
+        parts.append(f"wait {duration(p.wait_minutes)}")
     return "; ".join(parts)
 
 

@@ -26,6 +26,7 @@ from models.names import shown
 from models.promotion import TrainStatus
 from models.review import DecisionKind, DecisionOutcome, DecisionRequest
 from models.settings import Settings
+from models.text import duration
 from services import signatures
 from services.environments import EnvironmentService
 from services.reviewers import ReviewerKeyService, check_person
@@ -413,7 +414,8 @@ def env_protect(
         done(
             f"{name}: {p.required_approvals} approval(s) from {', '.join(p.reviewers) or '-'}"
             f", self-review {'allowed' if p.allow_self_review else 'not allowed'}, wait "
-            f"{p.wait_minutes} min, approval timeout {p.approval_timeout_minutes or 'none'}"
+            f"{duration(p.wait_minutes)}, approval timeout "
+            f"{duration(p.approval_timeout_minutes) if p.approval_timeout_minutes else 'none'}"
             f", signed approvals {'required' if p.require_signed_approvals else 'not required'}"
         )
         if p.require_signed_approvals:

@@ -20,3 +20,16 @@ def head(text: str, limit: int) -> str:
     if space > len(cut) * 3 // 4:
         cut = cut[:space]
     return cut + marker
+
+
+def duration(minutes: float) -> str:
+    """A duration as people read it, always with its unit: `7d`, `2h 30m`, `45m`, `0m`."""
+    left = round(minutes)
+    parts = []
+    for unit, size in (("d", 24 * 60), ("h", 60)):
+        if left >= size:
+            parts.append(f"{left // size}{unit}")
+            left %= size
+    if left or not parts:
+        parts.append(f"{left}m")
+    return " ".join(parts)

@@ -43,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
         FreezeState,
         SignatureCheck,
     )
-    from models.text import head, tail
+    from models.text import duration, head, tail
     from workflows import search_attributes as sa
     from workflows.base import Orchestration, failure_reason
     from workflows.options import (
@@ -373,7 +373,7 @@ class PromotionWorkflow(Orchestration):
             except TimeoutError:
                 return Phase.REJECTED, (
                     f"timed out: {len(review.approvals)} of {review.required} approval(s) "
-                    f"within {protection.approval_timeout_minutes} minutes"
+                    f"within {duration(protection.approval_timeout_minutes)}"
                 )
             if (stopped := self._stopped()) is not None:
                 return stopped

@@ -97,7 +97,7 @@ def test_environment_chain_and_apps_through_the_cli(cli: Cli, workspace: Path) -
     }
     assert all(e["apps"] == ["web"] for e in envs)
     human = cli.ok("env", "list").out
-    assert "1 approval(s) from alice" in human
+    assert "1 approval(s) from alice; approval timeout 7d" in human  # units, always
     cli.ok(
         "env", "create", "audit", "--required-approvals", "1", "--reviewer", "bob",
         "--require-signed-approvals",
