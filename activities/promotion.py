@@ -9,7 +9,7 @@ from contextlib import asynccontextmanager, contextmanager, suppress
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, ApplicationErrorCategory
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities import step_http, step_run, step_tool
@@ -68,12 +68,20 @@ def business_errors() -> Iterator[None]:
     """
     try:
         yield
-    except InvalidRequest as exc:
-        raise ApplicationError(exc.message, type="InvalidInput", non_retryable=True) from None
     except Unavailable as exc:
         raise ApplicationError(exc.message, type="Unavailable") from None
     except StagelineError as exc:
-        raise ApplicationError(exc.message, type=type(exc).__name__, non_retryable=True) from None
+        kind = "InvalidInput" if isinstance(exc, InvalidRequest) else type(exc).__name__
+        # An expected outcome, not a fault: one line in the worker's log, and BENIGN so the
+        # SDK keeps its traceback at DEBUG.
+        where = activity.info().activity_type if activity.in_activity() else "stageline"
+        log.info("%s: %s: %s", where, kind, exc.message)
+        raise ApplicationError(
+            exc.message,
+            type=kind,
+            non_retryable=True,
+            category=ApplicationErrorCategory.BENIGN,
+        ) from None
 
 
 @asynccontextmanager
@@ -134,7 +142,10 @@ class PromotionActivities:
         with suppress(Exception):  # the refusal stands even if the audit cannot be written
             await self.deployments.refuse_activity(info.activity_type, who, problem)
         raise ApplicationError(
-            f"refused: activity {info.activity_type}: {problem}", type="Refused", non_retryable=True
+            f"refused: activity {info.activity_type}: {problem}",
+            type="Refused",
+            non_retryable=True,
+            category=ApplicationErrorCategory.BENIGN,  # logged above, in one line
         )
 
     @activity.defn(name="prepare_promotion")
