@@ -625,9 +625,6 @@ class DeploymentService(Service):
     ) -> Deployment:
         by_id = {d.id: d for d in history}
         current = by_id[current_deployment_id]
-        # Where the current state came from: a rollback points at what it restored, so a
-        # second rollback keeps going back instead of returning to where the first began.
-        origin = by_id.get(current.restores_deployment_id or 0, current)
         good = [d for d in history if d.kind == "promotion" and d.status == "deployed"]
         if to_version is not None:
             release = await release_repo.find_release(session, app.id, to_version)
@@ -642,12 +639,25 @@ class DeploymentService(Service):
                     "a rollback only goes back to a release that ran there"
                 )
             return chosen[-1]
-        earlier = [d for d in good if d.id < origin.id and d.release_id != current.release_id]
-        if not earlier:
-            raise Refused(
-                f"{app.name} has no earlier successful release in {env.name} to roll back to"
-            )
-        return earlier[-1]
+        # The states the environment went through, up to now. A release a rollback or a
+        # compensation moved away from is bad until a promotion deploys it again: a plain
+        # rollback never goes back to it (`--to` still can).
+        states = [d for d in history if d.status == "deployed" and d.id <= current.id]
+        bad: set[int] = set()
+        for state in states:
+            if state.kind == "promotion":
+                bad.discard(state.release_id)
+            elif state.previous_release_id is not None:
+                bad.add(state.previous_release_id)
+        for state in reversed(states):
+            if state.release_id == current.release_id or state.release_id in bad:
+                continue
+            # Re-run what deployed that release (a rollback's state came from a promotion).
+            return by_id.get(state.restores_deployment_id or 0, state)
+        raise Refused(
+            f"{app.name} has no earlier successful release in {env.name} to roll back to "
+            "(releases rolled back out count as bad; name one with --to)"
+        )
 
 
 def _owned_by(

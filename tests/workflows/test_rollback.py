@@ -140,6 +140,29 @@ async def test_rolling_back_twice_goes_further_back_and_back_again_needs_to(ws: 
     assert unknown.code == 3 and "release web@9.9.9 does not exist" in unknown.err
 
 
+async def test_a_rollback_never_returns_to_a_release_rolled_back_out(ws: Stack) -> None:
+    """1.0.0, 2.0.0, roll back (2.0.0 was bad), 3.0.0, roll back: 1.0.0, not 2.0.0."""
+    for version in ("1.0.0", "2.0.0", "3.0.0"):
+        await ws.releases.create_release("web", version, scenario.pipeline(), actor="t")
+    cli = ws.cli()
+
+    async def rollback() -> dict[str, Any]:
+        out = await cli.run("rollback", "web", "--env", "dev", "--wait", "--json")
+        assert out.code == 0, out.err
+        result: dict[str, Any] = json.loads(out.out)
+        return result
+
+    for version in ("1.0.0", "2.0.0"):
+        assert (await ws.promote("web", version, "dev")).status == "deployed"
+    assert (await rollback())["to_version"] == "1.0.0"
+    assert (await ws.promote("web", "3.0.0", "dev")).status == "deployed"
+    assert (await rollback())["to_version"] == "1.0.0"
+    # Deployed again on purpose, 2.0.0 is good again.
+    assert (await ws.promote("web", "2.0.0", "dev", force=True)).status == "deployed"
+    assert (await ws.promote("web", "3.0.0", "dev", force=True)).status == "deployed"
+    assert (await rollback())["to_version"] == "2.0.0"
+
+
 async def test_rollback_takes_precedence_over_a_running_promotion(
     ws: Stack, tmp_path: Path
 ) -> None:
