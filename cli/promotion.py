@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from typing import Any, TypeVar
 
 import click
@@ -44,6 +45,17 @@ PROMOTION_EXIT = {
     "superseded": ExitCode.REFUSED,
 }
 ROLLBACK_EXIT = {"rolled_back": ExitCode.OK, "failed": ExitCode.FAILED, "refused": ExitCode.REFUSED}
+
+
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+def _rollback_suffix(current: int | None, to_version: str | None) -> str:
+    """Without a request id, a rollback is named for where it starts (the deployment now
+    current) and where it goes: two started at once are one, but once it has moved the
+    environment, the same command again is a new rollback, one release further back."""
+    start = f"from-{current}" if current is not None else "from-nothing"
+    return f"{start}-to-{to_version}" if to_version else start
 
 
 def _requester(claimed: str | None) -> dict[str, str | None]:
@@ -143,6 +155,7 @@ async def _launch(
     environment: str,
     version: str | None,
     summary: str,
+    once: bool = False,
 ) -> tuple[WorkflowHandle[Any, R], bool]:
     """Refuse unknown names before anything starts (exit 3), then start or attach."""
     await DeploymentService(db, settings).check_request(app, environment, version)
@@ -158,6 +171,7 @@ async def _launch(
         environment=environment,
         version=version,
         summary=summary,
+        once=once,
     )
 
 
@@ -252,6 +266,14 @@ def _print_promotion(result: PromotionResult) -> None:
 @click.option("--to", "to_version", metavar="VERSION", help="A release that ran there before.")
 @click.option("--requested-by", metavar="WHO")
 @click.option("--reason", metavar="TEXT", help="Why, for the record.")
+@click.option(
+    "--request-id",
+    metavar="ID",
+    envvar="STAGELINE_REQUEST_ID",
+    help="Names this request, so running the same command again (a CI retry) returns the "
+    "first one's answer instead of rolling back one release further, e.g. "
+    '"$GITHUB_RUN_ID-$GITHUB_JOB". Letters, digits, ".", "_", "-".',
+)
 @click.option("--wait", is_flag=True)
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS")
 @click.option("--json", "as_json", is_flag=True)
@@ -261,11 +283,17 @@ def rollback(
     to_version: str | None,
     requested_by: str | None,
     reason: str | None,
+    request_id: str | None,
     wait: bool,
     timeout: float | None,
     as_json: bool,
 ) -> int:
     """Put APP in ENV back on its previous release (or --to VERSION), without rebuilding."""
+    if request_id is not None and not REQUEST_ID.fullmatch(request_id):
+        raise click.BadParameter(
+            f"{request_id!r} is not a request id: use 1-100 letters, digits, '.', '_' or '-'",
+            param_hint="'--request-id'",
+        )
     request = RollbackInput(
         app=app_name,
         environment=environment,
@@ -276,23 +304,35 @@ def rollback(
     )
 
     async def work(settings: Settings, db: Database) -> int:
-        handle, _ = await _launch(
+        handle, attached = await _launch(
             settings,
             db,
             "RollbackWorkflow",
             request,
-            rollback_workflow_id(app_name, environment, to_version or "previous"),
+            rollback_workflow_id(
+                app_name,
+                environment,
+                f"request-{request_id}"
+                if request_id
+                else _rollback_suffix(
+                    await DeploymentService(db, settings).current_deployment_id(
+                        app_name, environment
+                    ),
+                    to_version,
+                ),
+            ),
             RollbackResult,
             app=app_name,
             environment=environment,
             version=to_version,
             summary=rollback_summary(app_name, environment, to_version),
+            once=True,
         )
         if not wait:
             if as_json:
-                emit_json({"rollback_id": handle.id, "status": "running"})
+                emit_json({"rollback_id": handle.id, "status": "running", "attached": attached})
             else:
-                done(f"started {handle.id}")
+                done(f"{'attached to' if attached else 'started'} {handle.id}")
             return ExitCode.OK
         result = await follow(handle, RollbackResult, timeout, Progress(enabled=not as_json))
         if as_json:

@@ -12,7 +12,7 @@ import click
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.exceptions import ApplicationError
+from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from models.errors import BadInput, ExitCode, Refused, StagelineError, Unavailable
@@ -40,12 +40,15 @@ async def start(
     environment: str,
     version: str | None,
     summary: str,
+    once: bool = False,
 ) -> tuple[WorkflowHandle[Any, R], bool]:
     """Start a workflow, or attach to the one already running under the same id.
 
     `summary` is the one line the Temporal UI shows for it (e.g. `web 1.4.0 -> production`).
 
     Returns the handle and whether it attached to an existing run (a retried CI job).
+    With `once`, a run that already completed under the id is the answer too: the request is
+    not carried out twice (a retried rollback must not roll back one release further).
     """
     existing: WorkflowHandle[Any, R] = client.get_workflow_handle(
         workflow_id, result_type=result_type
@@ -67,12 +70,18 @@ async def start(
             task_queue=settings.task_queue,
             result_type=result_type,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            # `once`: a completed run stands; a failed one may be tried again.
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
+            if once
+            else WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             search_attributes=initial(app, environment, version, "validating"),
             static_summary=summary,
             static_details=_requested(arg) + " with stageline. Its status query, or "
             "`stageline status`, shows gates, approvals and steps.",
         )
+    except WorkflowAlreadyStartedError:
+        # Only with `once`: it completed already; its result is this request's answer.
+        return existing, True
     except RPCError as exc:
         raise Unavailable(f"cannot start {workflow} on Temporal ({exc.message})") from None
     return handle, False

@@ -114,6 +114,14 @@ class DeploymentService(Service):
         async with self.db.read() as session:
             await self._lookup(session, app, environment, version)
 
+    async def current_deployment_id(self, app: str, environment: str) -> int | None:
+        """The deployment the environment's release pointer is on (None: no release yet);
+        a rollback's id is derived from it, so a retried rollback is the same request."""
+        async with self.db.read() as session:
+            app_row, env, _ = await self._lookup(session, app, environment, None)
+            pointer = await release_repo.current_release(session, app_row.id, env.id)
+            return pointer.deployment_id if pointer else None
+
     async def plan_train(self, app: str, version: str, through: str) -> list[str]:
         """The app's environments from its first up to `through`, in chain order."""
         async with self.db.read() as session:

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from models.promotion import PromotionResult, RollbackInput, RollbackResult
 from store.tables import CurrentRelease, Deployment, StepRun
+from tests.conftest import Cli
 from tests.http_recorder import recorder
 from tests.stack import Stack, outcome, stack, until_phase
 from tests.workflows import scenario
@@ -163,6 +164,36 @@ async def test_a_rollback_never_returns_to_a_release_rolled_back_out(ws: Stack) 
     assert (await rollback())["to_version"] == "2.0.0"
 
 
+async def test_a_retried_rollback_does_not_roll_back_one_release_further(ws: Stack) -> None:
+    """A CI job that runs the same rollback again (after a network error) with the same
+    --request-id gets the first one's answer; without one, running it again is a new rollback,
+    one release further back, as documented."""
+    for version in ("1.0.0", "1.1.0", "1.2.0", "1.3.0"):
+        await ws.releases.create_release("web", version, scenario.pipeline(), actor="t")
+        assert (await ws.promote("web", version, "dev")).status == "deployed"
+    cli = ws.cli()
+    asked = ("rollback", "web", "--env", "dev", "--wait", "--json", "--request-id", "gh-41-deploy")
+    first = await cli.run(*asked)
+    retried = await cli.run(*asked)
+    assert first.code == 0 and retried.code == 0, (first.err, retried.err)
+    assert json.loads(retried.out) == json.loads(first.out)
+    assert json.loads(first.out)["to_version"] == "1.2.0"
+    assert (await versions(ws))["dev"] == "1.2.0"
+    rollbacks = [e for e in await ws.views.history("web", "dev") if e.kind == "rollback"]
+    assert len(rollbacks) == 1
+    # From the environment: STAGELINE_REQUEST_ID names it the same way; without --wait the
+    # retry reports it attached to the finished rollback.
+    again = await Cli({**cli.env, "STAGELINE_REQUEST_ID": "gh-41-deploy"}).run(
+        "rollback", "web", "--env", "dev", "--json"
+    )
+    assert json.loads(again.out)["attached"] is True
+    # A new request: one release further back.
+    further = await cli.run("rollback", "web", "--env", "dev", "--wait", "--json")
+    assert json.loads(further.out)["to_version"] == "1.1.0"
+    bad = await cli.run("rollback", "web", "--env", "dev", "--request-id", "no spaces")
+    assert bad.code != 0 and "is not a request id" in bad.err
+
+
 async def test_rollback_takes_precedence_over_a_running_promotion(
     ws: Stack, tmp_path: Path
 ) -> None:
@@ -190,7 +221,7 @@ async def test_rollback_takes_precedence_over_a_running_promotion(
     interrupted = await outcome(promotion)
     assert isinstance(interrupted, PromotionResult)
     assert interrupted.status == "rolled_back"
-    assert "interrupted by rollback-web-dev-previous" in (interrupted.reason or "")
+    assert "interrupted by rollback-web-dev-from-" in (interrupted.reason or "")
     assert interrupted.compensation is None
     assert took < 30, f"the rollback waited {took:.0f}s for the 60 s step"
     assert "1.2.0 dev end" not in marker.read_text()  # its process was killed
