@@ -125,6 +125,15 @@ def promote(
             done(f"attached to {handle.id}, already running")
         if not wait:
             phase = await _settled_phase(handle)
+            if phase not in ("running", "awaiting_approval"):
+                # Over already (a gate refused it, or nothing to do): say how it ended, as
+                # --wait would, rather than "started".
+                ended = await follow(handle, PromotionResult, 30, Progress(enabled=False))
+                if as_json:
+                    emit_json({**ended.model_dump(mode="json"), "attached": attached})
+                else:
+                    _print_promotion(ended)
+                return PROMOTION_EXIT[ended.status]
             if as_json:
                 emit_json({"promotion_id": handle.id, "status": phase, "attached": attached})
             else:
@@ -176,10 +185,13 @@ async def _launch(
 
 
 async def _settled_phase(handle: Any) -> str:
-    """`running` or `awaiting_approval`: looks for a few seconds, until the gates are done."""
+    """`running`, `awaiting_approval`, or the outcome when it is over already (a refused gate
+    or a no-op ends within a second): looks for a few seconds, until the gates have run."""
     for _ in range(10):
         status = await query_status(handle)
         if status is not None and status.phase not in (Phase.VALIDATING, Phase.GATES):
+            if status.phase.is_terminal:
+                return status.phase.value
             return "awaiting_approval" if status.phase == Phase.AWAITING_APPROVAL else "running"
         await asyncio.sleep(0.5)
     return "running"

@@ -189,7 +189,7 @@ class DeploymentService(Service):
                     noop = True
                     reason = (
                         f"{app.name}@{release.version} is already deployed and verified in "
-                        f"{env.name}; nothing to do (use --force to redeploy)"
+                        f"{env.name} (use --force to redeploy)"
                     )
             record = await release_repo.find_promotion_of_run(session, run.workflow_id, run.run_id)
             if record is None:

@@ -79,6 +79,13 @@ async def test_a_gate_refusal_ends_failed_and_promote_wait_exits_2(ws: Stack) ->
     failure = await failure_of(handle)
     assert failure.type == "PromotionRejected"
     assert "has not been deployed and verified in dev" in failure.message
+    # Without --wait: over within the second, so it says how it ended, not "started".
+    quick = await ws.cli().run("promote", "web", "1.0.0", "--to", "production")
+    assert quick.code == 2 and quick.out.startswith("rejected: web@1.0.0 -> production"), quick
+    done = await ws.cli().run("promote", "web", "1.0.0", "--to", "dev", "--wait")
+    assert done.code == 0, done
+    again = await ws.cli().run("promote", "web", "1.0.0", "--to", "dev")
+    assert again.code == 0 and again.out.count("nothing to do") == 1, again
 
 
 async def test_a_compensated_promotion_ends_failed_with_its_rollback_completed(
