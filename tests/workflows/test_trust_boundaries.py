@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from temporalio.client import WorkflowHandle
 
 from models.errors import Refused, Unavailable
 from models.promotion import (
@@ -39,6 +40,20 @@ async def ws(temporal: Any, tmp_path: Path) -> AsyncIterator[tuple[Stack, Record
             await scenario.build(s, hooks.url, production_approvals=1)
             await s.releases.create_release("web", "1.0.0", scenario.pipeline(), actor="t")
             yield s, hooks
+
+
+async def waiting_in_production(s: Stack) -> tuple[WorkflowHandle[Any, Any], Promotion]:
+    """web 1.0.0 through dev and staging, then into production, waiting for approval; with
+    its promotion record (whose ids are easy to guess)."""
+    for env in ("dev", "staging"):
+        assert (await s.promote("web", "1.0.0", env)).status == "deployed"
+    handle = await s.start_promotion("web", "1.0.0", "production", requested_by="mallory")
+    await until_phase(handle, "awaiting_approval")
+    async with s.db.read() as session:
+        record = (
+            await session.scalars(select(Promotion).where(Promotion.workflow_id == handle.id))
+        ).one()
+    return handle, record
 
 
 async def execute_activity(s: Stack, activity_type: str, payload: dict[str, Any]) -> str:
@@ -76,15 +91,8 @@ async def test_activities_called_from_outside_a_workflow_are_refused_and_audited
     ws: tuple[Stack, Recorder],
 ) -> None:
     s, hooks = ws
-    for env in ("dev", "staging"):
-        assert (await s.promote("web", "1.0.0", env)).status == "deployed"
-    # A real promotion into production waits for approval; its record ids are easy to guess.
-    handle = await s.start_promotion("web", "1.0.0", "production", requested_by="mallory")
-    await until_phase(handle, "awaiting_approval")
+    handle, record = await waiting_in_production(s)
     async with s.db.read() as session:
-        record = (
-            await session.scalars(select(Promotion).where(Promotion.workflow_id == handle.id))
-        ).one()
         deployments_before = len((await session.scalars(select(Deployment))).all())
     run = {"workflow_id": record.workflow_id, "run_id": record.run_id}
     calls_before = len(hooks.calls)
@@ -196,10 +204,7 @@ async def test_forged_supersede_and_preempt_signals_are_refused_and_audited(
     ws: tuple[Stack, Recorder],
 ) -> None:
     s, _ = ws
-    for env in ("dev", "staging"):
-        assert (await s.promote("web", "1.0.0", env)).status == "deployed"
-    handle = await s.start_promotion("web", "1.0.0", "production", requested_by="mallory")
-    await until_phase(handle, "awaiting_approval")
+    handle, _ = await waiting_in_production(s)
 
     # An outsider names workflows that exist (the dev and staging promotions) or none at all.
     await signal_with_temporal_cli(s, handle.id, "supersede", '{"by": "promote-web-1.0.0-dev"}')
@@ -349,14 +354,7 @@ async def test_a_deployment_begins_only_with_the_approvals_on_record(
     """Behind the caller checks: even the run's own begin_deployment finds the approvals its
     environment asked for (recorded by the run as they counted), or it does not deploy."""
     s, _ = ws
-    for env in ("dev", "staging"):
-        assert (await s.promote("web", "1.0.0", env)).status == "deployed"
-    handle = await s.start_promotion("web", "1.0.0", "production", requested_by="mallory")
-    await until_phase(handle, "awaiting_approval")
-    async with s.db.read() as session:
-        record = (
-            await session.scalars(select(Promotion).where(Promotion.workflow_id == handle.id))
-        ).one()
+    handle, record = await waiting_in_production(s)
     assert (record.required_approvals, record.approved_by) == (1, [])
     service = DeploymentService(s.db, s.settings, s.key)
     run = WorkflowRef(workflow_id=record.workflow_id, run_id=record.run_id)
