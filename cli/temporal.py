@@ -18,6 +18,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from models.errors import BadInput, ExitCode, Refused, StagelineError, Unavailable
 from models.promotion import PromotionStatus
 from models.settings import Settings
+from worker.client import result_of
 from workflows.search_attributes import initial
 
 R = TypeVar("R")
@@ -182,7 +183,6 @@ async def follow(
 ) -> M:
     """Wait for the result (also of a workflow that ended Failed with its outcome), showing
     progress; TimedOut when `timeout` runs out."""
-    from worker.client import result_of
 
     async def watch() -> None:
         while True:

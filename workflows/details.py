@@ -8,7 +8,7 @@ from __future__ import annotations
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from models.promotion import PromotionStatus, StepProgress, TrainStatus
+    from models.promotion import Phase, PromotionStatus, StepProgress, TrainStatus
 
 _STEP_MARK = {
     "pending": "○",
@@ -67,13 +67,13 @@ def promotion_details(status: PromotionStatus, kind: str = "promotion") -> str:
         if status.signed_approvals_required:
             approvals += ", signed decisions only"
         lines.append(approvals)
-        if status.phase.value == "awaiting_approval":
+        if status.phase == Phase.AWAITING_APPROVAL:
             lines.append(
                 "**May still approve:** " + (", ".join(status.may_approve) or "nobody eligible")
             )
     if status.waiting_for:
         lines.append(f"**Queued behind:** {status.waiting_for}")
-    if status.not_before is not None and status.phase.value == "waiting":
+    if status.not_before is not None and status.phase == Phase.WAITING:
         lines.append(f"**Wait timer until:** {status.not_before.isoformat(timespec='seconds')}")
     if status.frozen_until is not None:
         lines.append(f"**Frozen until:** {status.frozen_until.isoformat(timespec='seconds')}")
