@@ -12,7 +12,7 @@ from temporalio.client import WorkflowHandle
 
 from cli.context import actor, run
 from cli.output import done, emit_json, table
-from cli.temporal import Progress, follow, query_status, start
+from cli.temporal import Progress, TrainProgress, follow, query_status, start
 from models.errors import ConfigurationError, ExitCode, Unavailable
 from models.promotion import (
     Phase,
@@ -28,7 +28,8 @@ from models.promotion import (
     train_workflow_id,
 )
 from models.settings import Settings
-from models.views import StatusView
+from models.text import clip
+from models.views import HistoryEvent, StatusView
 from services.deployments import DeploymentService
 from services.views import ViewService
 from store.database import Database
@@ -242,7 +243,8 @@ def train(
             else:
                 done(f"started {handle.id}; approvals sent to it reach the stage that waits")
             return ExitCode.OK
-        result = await follow(handle, TrainResult, timeout, Progress(enabled=not as_json))
+        progress = TrainProgress(lambda: connect(settings), enabled=not as_json)
+        result = await follow(handle, TrainResult, timeout, progress)
         if as_json:
             emit_json(result)
         else:
@@ -465,6 +467,14 @@ def history(app_name: str, environment: str, as_json: bool) -> None:
         if as_json:
             emit_json(view)
             return
+        cut = False
+
+        def cell(text: str | None) -> str:
+            nonlocal cut
+            shown, clipped = clip(text or "", HISTORY_TEXT_WIDTH)
+            cut = cut or clipped
+            return shown
+
         table(
             ["#", "WHEN", "KIND", "RELEASE", "STATUS", "BY", "CONFIG", "REASON"],
             [
@@ -476,7 +486,7 @@ def history(app_name: str, environment: str, as_json: bool) -> None:
                     e.status,
                     e.requested_by,
                     _config_text(e.config),
-                    (e.reason or "")[:80],
+                    cell(e.reason),
                 )
                 for e in view.deployments
             ],
@@ -492,13 +502,35 @@ def history(app_name: str, environment: str, as_json: bool) -> None:
                         e.actor,
                         e.action,
                         e.subject,
-                        (e.detail.get("comment") or e.detail.get("reason") or "")[:80],
+                        cell(_event_text(e)),
                     )
                     for e in view.events
                 ],
             )
+        if cut:
+            done(
+                f"\n… marks a reason or comment cut at a word to fit {HISTORY_TEXT_WIDTH} "
+                f"characters; 'stageline history {app_name} --env {environment} --json' has "
+                "each whole"
+            )
 
     run(work)
+
+
+# Reasons and comments in `history` tables: cut at a word beyond this, marked with `…`.
+HISTORY_TEXT_WIDTH = 80
+
+
+def _event_text(event: HistoryEvent) -> str:
+    """What a person wants to read of an audit event: why a refusal was refused (a refused
+    decision's comment is only what the refused person wrote), else the comment given, else
+    the reason recorded."""
+    detail = event.detail
+    order = ("reason", "comment") if event.action.endswith(".refused") else ("comment", "reason")
+    for key in order:
+        if detail.get(key):
+            return str(detail[key])
+    return ""
 
 
 @click.command()

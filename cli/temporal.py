@@ -4,19 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from datetime import datetime
+from typing import IO, Any, TypeVar
 
-import click
 from pydantic import BaseModel
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from cli.progress import Event, PromotionTracker, Renderer, TrainTracker, renderer
 from models.errors import BadInput, ExitCode, Refused, StagelineError, Unavailable
-from models.promotion import PromotionStatus
+from models.promotion import (
+    PromotionResult,
+    PromotionStatus,
+    RollbackResult,
+    TrainResult,
+    TrainStatus,
+)
 from models.settings import Settings
 from worker.client import result_of
 from workflows.search_attributes import initial
@@ -130,49 +136,111 @@ def _requested(request: Any) -> str:
 async def query_status(
     handle: WorkflowHandle[Any, Any], timeout: float = 3.0
 ) -> PromotionStatus | None:
+    return await _query(handle, PromotionStatus, timeout)
+
+
+async def _query(handle: WorkflowHandle[Any, Any], model: type[M], timeout: float) -> M | None:
+    """The workflow's `status` query as `model`, or None when it does not answer in time."""
     try:
-        status: PromotionStatus = await asyncio.wait_for(
-            handle.query("status", result_type=PromotionStatus), timeout
-        )
+        status: M = await asyncio.wait_for(handle.query("status", result_type=model), timeout)
     except (TimeoutError, RPCError):
         return None
     return status
 
 
 class Progress:
-    """Prints what changed since the last look: gates, phase, steps. Terminal only."""
+    """Shows a promotion (or rollback) while `follow` waits for it, on stderr: every gate,
+    phase and step, each once and in order (see cli.progress), from the `status` query polled
+    and then from the result. Rich on a terminal, plain lines elsewhere; off for --json."""
 
-    def __init__(self, enabled: bool = True) -> None:
-        self.seen: set[str] = set()
-        self.enabled = enabled and sys.stdout.isatty()
+    def __init__(self, enabled: bool = True, stream: IO[str] | None = None) -> None:
+        self.enabled = enabled
+        self._stream = stream
+        self._out: Renderer | None = None
+        self.tracker = PromotionTracker()
 
-    def show(self, status: PromotionStatus) -> None:
-        if not self.enabled:
+    def begin(self) -> None:
+        if self.enabled and self._out is None:
+            self._out = renderer(self._live, self._stream)
+
+    def end(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
+    def _live(self, now: datetime) -> str | None:
+        return self.tracker.live(now)
+
+    def _show(self, events: list[Event]) -> None:
+        if self._out is not None and events:
+            self._out.show(events)
+
+    async def poll(self, handle: WorkflowHandle[Any, Any]) -> None:
+        status = await query_status(handle)
+        if status is not None:
+            self._show(self.tracker.update(status))
+
+    def finish(self, result: BaseModel) -> None:
+        """What the polls missed, from the result."""
+        if isinstance(result, PromotionResult | RollbackResult):
+            self._show(self.tracker.finish(result))
+
+
+class TrainProgress(Progress):
+    """Shows a release train: its stages in turn, each as a promotion (gates, approvals,
+    phases, steps), and each stage's outcome. Each stage is a child PromotionWorkflow whose
+    id the train's status names; it is queried with `client`, made when first needed."""
+
+    def __init__(
+        self,
+        connect: Callable[[], Awaitable[Client]],
+        enabled: bool = True,
+        stream: IO[str] | None = None,
+    ) -> None:
+        super().__init__(enabled, stream)
+        self._connect = connect
+        self._client: Client | None = None
+        self.train = TrainTracker()
+
+    def _live(self, now: datetime) -> str | None:
+        return self.train.live(now)
+
+    async def poll(self, handle: WorkflowHandle[Any, Any]) -> None:
+        status = await _query(handle, TrainStatus, 3.0)
+        if status is None:
             return
-        lines = [
-            f"  {click.style('pass', fg='green') if g.passed else click.style('FAIL', fg='red')}"
-            f" {g.name}: {g.reason}"
-            for g in status.gates
-        ]
-        lines.append(f"phase: {status.phase.value}")
-        if status.waiting_for:
-            lines.append(f"  waiting for {status.waiting_for} to finish")
-        if status.approvals_required:
-            lines.append(
-                f"  approvals {len(status.approvals)}/{status.approvals_required}"
-                + (f" ({', '.join(status.approvals)})" if status.approvals else "")
-                + (", signed only" if status.signed_approvals_required else "")
-            )
-        lines += [f"  refused: {r}" for r in status.refusals]
-        lines += [
-            f"  step {s.section}/{s.name}: {s.status}"
-            for s in status.steps
-            if s.status != "pending"
-        ]
-        for line in lines:
-            if line not in self.seen:
-                self.seen.add(line)
-                click.echo(line)
+        if self._client is None:
+            self._client = await self._connect()
+        self._show(self.train.plan(status))
+        for stage in status.stages:
+            if stage.status == "pending":
+                break
+            child = self._client.get_workflow_handle(stage.promotion_id)
+            if stage.status == "running":
+                self._show(
+                    self.train.stage_update(
+                        stage.environment, stage.promotion_id, await query_status(child)
+                    )
+                )
+                break
+            if not self.train.ended(stage.environment):
+                # Over: its result has every gate and step, so the stage reads complete
+                # before the next one begins.
+                final: PromotionResult | PromotionStatus | None
+                try:
+                    final = await asyncio.wait_for(result_of(child, PromotionResult), 5)
+                except (TimeoutError, RPCError, WorkflowFailureError):
+                    final = await query_status(child)
+                reason = final.reason if final is not None else None
+                self._show(
+                    self.train.stage_end(
+                        stage.environment, stage.promotion_id, stage.status, final, reason
+                    )
+                )
+
+    def finish(self, result: BaseModel) -> None:
+        if isinstance(result, TrainResult):
+            self._show(self.train.finish(result.stages))
 
 
 async def follow(
@@ -186,14 +254,24 @@ async def follow(
 
     async def watch() -> None:
         while True:
-            status = await query_status(handle)
-            if status is not None:
-                progress.show(status)
+            # A look that fails (Temporal busy, an answer that does not parse) is skipped:
+            # the next look, or the result, makes up for it.
+            with contextlib.suppress(Exception):
+                await progress.poll(handle)
             await asyncio.sleep(0.5)
 
+    progress.begin()
     watcher = asyncio.create_task(watch()) if progress.enabled else None
     try:
-        return await asyncio.wait_for(result_of(handle, result_type), timeout)
+        try:
+            result = await asyncio.wait_for(result_of(handle, result_type), timeout)
+        finally:
+            if watcher is not None:
+                watcher.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watcher
+        progress.finish(result)
+        return result
     except TimeoutError:
         raise TimedOut(
             f"{handle.id} is still running after {timeout:g}s; it goes on without you: "
@@ -205,8 +283,7 @@ async def follow(
             raise BadInput(cause.message) from None
         raise StagelineError(f"{handle.id} failed: {cause or exc}") from None
     finally:
-        if watcher is not None:
-            watcher.cancel()
+        progress.end()
 
 
 async def with_client(settings: Settings, work: Callable[[Client], Awaitable[R]]) -> R:
