@@ -272,6 +272,12 @@ class PromotionActivities:
             )
         return DeploymentFinished(status=status)
 
+    @activity.defn(name="check_rollback")
+    async def check_rollback(self, request: PlanRollback) -> RollbackPlan:
+        await self._caller(request.run)
+        with business_errors():
+            return await self.deployments.check_rollback(request.request)
+
     @activity.defn(name="plan_rollback")
     async def plan_rollback(self, request: PlanRollback) -> RollbackPlan:
         await self._caller(request.run)
@@ -362,6 +368,7 @@ class PromotionActivities:
             self.leave_queue,
             self.begin_deployment,
             self.finish_deployment,
+            self.check_rollback,
             self.plan_rollback,
             self.run_step,
         ]

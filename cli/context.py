@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 import os
+import re
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -20,6 +21,21 @@ def actor() -> str:
         return os.environ.get("STAGELINE_USER") or getpass.getuser()
     except (KeyError, OSError):
         return "unknown"
+
+
+def ci_job_request_id() -> str | None:
+    """The CI job this command runs in, as a request id that stays the same when the job is
+    re-run or retried, so a retried `rollback` is the same request: GitHub Actions' run id and
+    job (a re-run attempt keeps both), GitLab's pipeline id and job name (a retried job keeps
+    both). None outside those (or when STAGELINE_REQUEST_ID names the request instead)."""
+    env = os.environ
+    if env.get("GITHUB_RUN_ID") and env.get("GITHUB_JOB"):
+        raw = f"gh-{env['GITHUB_RUN_ID']}-{env['GITHUB_JOB']}"
+    elif env.get("CI_PIPELINE_ID") and env.get("CI_JOB_NAME"):
+        raw = f"gl-{env['CI_PIPELINE_ID']}-{env['CI_JOB_NAME']}"
+    else:
+        return None
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", raw)[:100]
 
 
 def run(work: Callable[[Settings, Database], Awaitable[T]]) -> T:

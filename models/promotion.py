@@ -282,6 +282,9 @@ class PromotionOutcome(BaseModel):
 
 class RollbackPlan(BaseModel):
     possible: bool
+    # Not possible because a rule said no (nothing to roll back to): the rollback ends
+    # `refused`, not `failed`.
+    refused: bool = False
     reason: str | None = None
     from_version: str | None = None
     to_version: str | None = None

@@ -164,6 +164,8 @@ class DeploymentService(Service):
                 pipeline=pipeline,
                 app_chain=await self._app_chain(session, app),
                 preflight=preflight,
+                workflow_id=run.workflow_id,
+                force=request.force,
             )
             results = await gates.evaluate(context)
             verified = await gates.verified_in_previous_stage(context)
@@ -453,7 +455,34 @@ class DeploymentService(Service):
                 )
             else:
                 deployment.status = "interrupted" if interrupted else "failed"
+            if deployment.kind != "promotion":
+                # A promotion's outcome is audited with its record; a rollback's or a
+                # compensation's here.
+                await self._audit_rollback_outcome(session, deployment)
             return str(deployment.status)
+
+    async def _audit_rollback_outcome(self, session: AsyncSession, deployment: Deployment) -> None:
+        app = await session.get(App, deployment.app_id)
+        env = await session.get(Environment, deployment.environment_id)
+        assert app is not None and env is not None
+        release = await release_repo.release_by_id(session, deployment.release_id)
+        previous = (
+            await release_repo.release_by_id(session, deployment.previous_release_id)
+            if deployment.previous_release_id
+            else None
+        )
+        outcome = "rolled_back" if deployment.status == "deployed" else str(deployment.status)
+        audit.record(
+            session,
+            app.workspace_id,
+            deployment.requested_by,
+            f"{deployment.kind}.{outcome}",
+            f"{app.name} in {env.name}: "
+            f"{previous.version if previous else '-'} -> {release.version}",
+            environment=env.name,
+            app=app.name,
+            detail={"workflow_id": deployment.workflow_id, "reason": deployment.reason},
+        )
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -525,6 +554,27 @@ class DeploymentService(Service):
 
     # -- rollback --------------------------------------------------------------------------
 
+    async def check_rollback(self, request: RollbackInput) -> RollbackPlan:
+        """Whether a rollback has somewhere to go, before it queues: a rollback that will be
+        refused must not take its place ahead of (and interrupt) a deploying promotion. A
+        refusal is audited here; nothing else is written."""
+        async with self.db.write() as session:
+            app, env, _ = await self._lookup(session, request.app, request.environment, None)
+            try:
+                current, target = await self._choose_rollback(session, app, env, request)
+            except Refused as exc:
+                self._audit_rollback_refused(session, app, env, request, exc.message)
+                return RollbackPlan(possible=False, refused=True, reason=exc.message)
+            if target is None:
+                return RollbackPlan(possible=False, reason="nothing to compensate")
+            to_release = await release_repo.release_by_id(session, target.release_id)
+            from_release = await release_repo.release_by_id(session, current) if current else None
+            return RollbackPlan(
+                possible=True,
+                from_version=from_release.version if from_release else None,
+                to_version=to_release.version,
+            )
+
     async def plan_rollback(self, request: RollbackInput, run: WorkflowRef) -> RollbackPlan:
         """Choose the release to go back to, record the rollback, and move the pointer."""
         kind = "compensation" if request.compensating_deployment_id else "rollback"
@@ -535,34 +585,27 @@ class DeploymentService(Service):
             if existing is not None:
                 return await self._plan_of(session, existing)
             app, env, _ = await self._lookup(session, request.app, request.environment, None)
-            history = list(await release_repo.deployments_in(session, app.id, env.id))
-            pointer = await release_repo.current_release(session, app.id, env.id)
-            if request.compensating_deployment_id is not None:
-                failed = await session.get(Deployment, request.compensating_deployment_id)
-                if failed is None or (failed.app_id, failed.environment_id) != (app.id, env.id):
-                    raise InvalidRequest(
-                        f"deployment {request.compensating_deployment_id} is not a deployment "
-                        f"of {app.name} in {env.name}; nothing to compensate"
-                    )
-                current_release_id: int | None = failed.release_id
-                # The pointer has not moved during the failed deployment: restore what it
-                # points at (or, if that was itself a rollback, what that restored).
-                by_id = {d.id: d for d in history}
-                at = by_id.get(pointer.deployment_id) if pointer else None
-                target = by_id.get(at.restores_deployment_id or 0, at) if at else None
-                if target is None:
-                    return RollbackPlan(
-                        possible=False,
-                        reason=f"no earlier release in {env.name} to go back to; it stays "
-                        "without a release",
-                    )
-            else:
-                if pointer is None:
-                    raise Refused(f"{app.name} has no release in {env.name} to roll back from")
-                current_release_id = pointer.release_id
-                target = await self._rollback_target(
-                    session, app, env, history, pointer.deployment_id, request.to_version
+            try:
+                current_release_id, target = await self._choose_rollback(session, app, env, request)
+            except Refused as exc:
+                # Refused after it queued: the environment changed while it waited.
+                self._audit_rollback_refused(session, app, env, request, exc.message)
+                return RollbackPlan(possible=False, refused=True, reason=exc.message)
+            if target is None:
+                reason = (
+                    f"no earlier release in {env.name} to go back to; it stays without a release"
                 )
+                audit.record(
+                    session,
+                    app.workspace_id,
+                    request.requested_by,
+                    "compensation.failed",
+                    f"{app.name} in {env.name}",
+                    environment=env.name,
+                    app=app.name,
+                    detail={"workflow_id": run.workflow_id, "reason": reason},
+                )
+                return RollbackPlan(possible=False, reason=reason)
             from_release = (
                 await release_repo.release_by_id(session, current_release_id)
                 if current_release_id
@@ -606,6 +649,55 @@ class DeploymentService(Service):
                 },
             )
             return await self._plan_of(session, deployment)
+
+    async def _choose_rollback(
+        self, session: AsyncSession, app: App, env: Environment, request: RollbackInput
+    ) -> tuple[int | None, Deployment | None]:
+        """The release rolled back from and the deployment whose state is restored (None: a
+        compensation with nothing before it). Raises Refused when a rollback cannot go on."""
+        history = list(await release_repo.deployments_in(session, app.id, env.id))
+        pointer = await release_repo.current_release(session, app.id, env.id)
+        if request.compensating_deployment_id is not None:
+            failed = await session.get(Deployment, request.compensating_deployment_id)
+            if failed is None or (failed.app_id, failed.environment_id) != (app.id, env.id):
+                raise InvalidRequest(
+                    f"deployment {request.compensating_deployment_id} is not a deployment "
+                    f"of {app.name} in {env.name}; nothing to compensate"
+                )
+            # The pointer has not moved during the failed deployment: restore what it
+            # points at (or, if that was itself a rollback, what that restored).
+            by_id = {d.id: d for d in history}
+            at = by_id.get(pointer.deployment_id) if pointer else None
+            return failed.release_id, (
+                by_id.get(at.restores_deployment_id or 0, at) if at else None
+            )
+        if pointer is None:
+            raise Refused(f"{app.name} has no release in {env.name} to roll back from")
+        target = await self._rollback_target(
+            session, app, env, history, pointer.deployment_id, request.to_version
+        )
+        return pointer.release_id, target
+
+    def _audit_rollback_refused(
+        self,
+        session: AsyncSession,
+        app: App,
+        env: Environment,
+        request: RollbackInput,
+        reason: str,
+    ) -> None:
+        """Added to the caller's unit of work, which commits it: nothing else changed."""
+        audit.record(
+            session,
+            app.workspace_id,
+            request.requested_by,
+            "rollback.refused",
+            f"{app.name} in {env.name}"
+            + (f" -> {request.to_version}" if request.to_version else ""),
+            environment=env.name,
+            app=app.name,
+            detail={"reason": reason, "to_version": request.to_version},
+        )
 
     async def _plan_of(self, session: AsyncSession, deployment: Deployment) -> RollbackPlan:
         release = await release_repo.release_by_id(session, deployment.release_id)

@@ -28,6 +28,10 @@ class GateContext:
     # The environments this app points to, in chain order.
     app_chain: list[Environment]
     preflight: Callable[[], Awaitable[None]]
+    # The run asking (its own promotion record never counts against it) and whether the
+    # requester chose --force.
+    workflow_id: str = ""
+    force: bool = False
 
 
 Gate = Callable[[GateContext], Awaitable[GateResult]]
@@ -118,6 +122,53 @@ async def no_skipped_stage(ctx: GateContext) -> GateResult:
     )
 
 
+def _newer(release: Release, other: Release) -> bool:
+    """Newer means created later: release ids follow creation order, whatever the version
+    strings say (a 1.0.1 hotfix made after 2.0.0 is newer than 2.0.0)."""
+    return other.id > release.id
+
+
+async def release_order(ctx: GateContext) -> GateResult:
+    """A re-run of an older release's promotion (an old CI job run again) must not replace a
+    newer release or supersede a newer release's promotion unless asked to with --force."""
+    newer: list[str] = []
+    pointer = await release_repo.current_release(ctx.session, ctx.app.id, ctx.target.id)
+    if pointer is not None:
+        current = await release_repo.release_by_id(ctx.session, pointer.release_id)
+        if _newer(ctx.release, current):
+            newer.append(f"{ctx.app.name}@{current.version} is deployed there")
+    for promotion in await release_repo.promotions_in_progress(
+        ctx.session, ctx.app.id, ctx.target.id
+    ):
+        if promotion.workflow_id == ctx.workflow_id:
+            continue
+        other = await release_repo.release_by_id(ctx.session, promotion.release_id)
+        if _newer(ctx.release, other):
+            newer.append(f"{ctx.app.name}@{other.version} is being promoted there")
+    if not newer:
+        return GateResult(
+            name="release-order",
+            passed=True,
+            reason=f"no release newer than {ctx.release.version} is deployed or being promoted "
+            f"in {ctx.target.name}",
+        )
+    what = "; ".join(dict.fromkeys(newer))
+    if ctx.force:
+        return GateResult(
+            name="release-order",
+            passed=True,
+            reason=f"--force: {what}, created after {ctx.release.version}; replacing it as asked",
+        )
+    return GateResult(
+        name="release-order",
+        passed=False,
+        reason=f"{what}, created after {ctx.app.name}@{ctx.release.version}; promoting the older "
+        "release would replace it; pass --force to do that on purpose (or, if it ran there "
+        f"before, 'stageline rollback {ctx.app.name} --env {ctx.target.name} "
+        f"--to {ctx.release.version}')",
+    )
+
+
 async def preflight(ctx: GateContext) -> GateResult:
     try:
         await ctx.preflight()
@@ -131,7 +182,13 @@ async def preflight(ctx: GateContext) -> GateResult:
     )
 
 
-POLICY: list[Gate] = [app_points_to_target, release_exists, no_skipped_stage, preflight]
+POLICY: list[Gate] = [
+    app_points_to_target,
+    release_exists,
+    no_skipped_stage,
+    release_order,
+    preflight,
+]
 
 
 async def evaluate(ctx: GateContext) -> list[GateResult]:

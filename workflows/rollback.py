@@ -29,6 +29,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.outcomes import OUTCOME_PATCH, outcome_error
 
 
+# Rollbacks check they have somewhere to go before they queue (histories from before it
+# went straight to the queue).
+CHECK_PATCH = "rollback-checked-before-queue"
+
 # How much of a failed activate step's output its reason quotes (the end).
 REASON_OUTPUT = 1_000
 
@@ -59,31 +63,54 @@ class RollbackWorkflow(Orchestration):
         # for its own.
         standalone = request.compensating_deployment_id is None
         lock = LockRequest(app=request.app, environment=request.environment, run=run)
-        try:
-            if standalone:
-                await self._wait_for_turn(lock)  # a rollback is never interrupted
-            result = await self._roll_back(request, run)
-        finally:
-            if standalone:
-                await asyncio.shield(store_only("leave_queue", lock))
+        refusal = None
+        if standalone and workflow.patched(CHECK_PATCH):
+            # Checked before it queues: a rollback that has nowhere to go must not go ahead
+            # of (and interrupt) a promotion that is deploying.
+            refusal = await self._check(request, run)
+        if refusal is not None:
+            result = refusal
+        else:
+            try:
+                if standalone:
+                    await self._wait_for_turn(lock)  # a rollback is never interrupted
+                result = await self._roll_back(request, run)
+            finally:
+                if standalone:
+                    await asyncio.shield(store_only("leave_queue", lock))
         if result.status != "rolled_back" and workflow.patched(OUTCOME_PATCH):
             # Not rolled back: the workflow ends Failed, so it never looks like a success.
             raise outcome_error("rollback", result.status, result.reason, result)
         return result
 
-    async def _roll_back(self, request: RollbackInput, run: WorkflowRef) -> RollbackResult:
-        self._set_phase(Phase.DEPLOYING)
+    async def _check(self, request: RollbackInput, run: WorkflowRef) -> RollbackResult | None:
+        """The refused (or failed) result of a rollback that cannot go on, or None."""
+        plan = await self._plan("check_rollback", request, run)
+        if isinstance(plan, RollbackResult):
+            return plan
+        if not plan.possible:
+            return self._result(request, "refused" if plan.refused else "failed", plan.reason, None)
+        return None
+
+    async def _plan(
+        self, activity: str, request: RollbackInput, run: WorkflowRef
+    ) -> RollbackPlan | RollbackResult:
         try:
-            plan = await store(
-                "plan_rollback", PlanRollback(request=request, run=run), RollbackPlan
-            )
+            return await store(activity, PlanRollback(request=request, run=run), RollbackPlan)
         except ApplicationError as exc:
             if exc.type in ("Refused", "InvalidInput"):
                 status = "refused" if exc.type == "Refused" else "failed"
                 return self._result(request, status, exc.message, None)
             raise
+
+    async def _roll_back(self, request: RollbackInput, run: WorkflowRef) -> RollbackResult:
+        self._set_phase(Phase.DEPLOYING)
+        plan = await self._plan("plan_rollback", request, run)
+        if isinstance(plan, RollbackResult):
+            return plan
         if not plan.possible:
-            return self._result(request, "failed", plan.reason, plan)
+            status = "refused" if plan.refused else "failed"
+            return self._result(request, status, plan.reason, plan)
         assert plan.deployment_id is not None and plan.to_version is not None
         workflow.upsert_search_attributes([sa.VERSION.value_set(plan.to_version)])
         self._status.version = plan.to_version
