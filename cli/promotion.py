@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 import click
 from temporalio.client import WorkflowHandle
 
-from cli.context import actor, run
+from cli.context import actor, ci_job_request_id, run
 from cli.output import done, emit_json, table
 from cli.temporal import Progress, TrainProgress, follow, query_status, start
 from models.errors import ConfigurationError, ExitCode, Unavailable
@@ -285,8 +285,8 @@ def _print_promotion(result: PromotionResult) -> None:
     metavar="ID",
     envvar="STAGELINE_REQUEST_ID",
     help="Names this request, so running the same command again (a CI retry) returns the "
-    "first one's answer instead of rolling back one release further, e.g. "
-    '"$GITHUB_RUN_ID-$GITHUB_JOB". Letters, digits, ".", "_", "-".',
+    "first one's answer instead of rolling back one release further. Default in GitHub "
+    "Actions and GitLab CI: the job (run id and job name). Letters, digits, '.', '_', '-'.",
 )
 @click.option("--wait", is_flag=True)
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS")
@@ -303,6 +303,9 @@ def rollback(
     as_json: bool,
 ) -> int:
     """Put APP in ENV back on its previous release (or --to VERSION), without rebuilding."""
+    # In a GitHub Actions or GitLab CI job, the job names the request: its re-run or retry
+    # is the same rollback, not one release further back.
+    request_id = request_id or ci_job_request_id()
     if request_id is not None and not REQUEST_ID.fullmatch(request_id):
         raise click.BadParameter(
             f"{request_id!r} is not a request id: use 1-100 letters, digits, '.', '_' or '-'",

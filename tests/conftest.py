@@ -107,10 +107,21 @@ class Cli:
         return result
 
 
+def clean_environ() -> dict[str, str]:
+    """This process's environment without what would steer a stageline command: its own
+    settings, Temporal's, and a CI job's identity (GitHub's and GitLab's job variables name
+    rollback requests), so tests behave the same on a laptop and in any CI."""
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("STAGELINE_", "TEMPORAL_", "GITHUB_", "CI_"))
+    }
+
+
 def make_cli(root: Path) -> Cli:
     home = root / "home"
     home.mkdir(exist_ok=True)
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAGELINE_", "TEMPORAL_"))}
+    env = clean_environ()
     env.update(STAGELINE_HOME=str(home), STAGELINE_MASTER_KEY=KEY_TEXT, STAGELINE_USER="tester")
     return Cli(env)
 

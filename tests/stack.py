@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -32,7 +31,7 @@ from services.environments import EnvironmentService
 from services.releases import ReleaseService
 from services.views import ViewService
 from store.database import Database
-from tests.conftest import KEY_TEXT, Cli
+from tests.conftest import KEY_TEXT, Cli, clean_environ
 from vault.codec import data_converter
 from vault.keys import MasterKey
 from worker.client import result_of
@@ -82,7 +81,7 @@ class Stack:
         return ReleaseService(self.db, self.settings, self.key)
 
     def cli(self) -> Cli:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("STAGELINE_", "TEMPORAL_"))}
+        env = clean_environ()
         env.update(
             STAGELINE_HOME=str(self.home),
             STAGELINE_DATABASE_URL=self.settings.database_url,

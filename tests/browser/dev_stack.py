@@ -26,7 +26,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import STAGELINE, Cli
+from tests.conftest import STAGELINE, Cli, clean_environ
 
 TEMPORAL = str(Path(sys.executable).parent / "temporal")
 NAMESPACE = "default"
@@ -99,7 +99,7 @@ def _die_with_parent() -> None:
 
 
 def _clean_env(home: Path) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAGELINE_", "TEMPORAL_"))}
+    env = clean_environ()
     env["STAGELINE_HOME"] = str(home)
     return env
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import socket
 import subprocess
@@ -18,7 +17,7 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client
 
 from models.promotion import PromotionResult
-from tests.conftest import STAGELINE, Cli
+from tests.conftest import STAGELINE, Cli, clean_environ
 from tests.stack import outcome
 from vault.codec import ENCODING, data_converter
 from vault.keys import read_key_file
@@ -79,7 +78,7 @@ async def check_codec_endpoint(home: Path, ui_port: int, sealed: Sequence[Payloa
 async def test_dev_stack_serves_ui_and_demo_then_stops_cleanly(tmp_path: Path) -> None:
     home = tmp_path / "home"
     port, ui_port, demo_port = free_port(), free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAGELINE_", "TEMPORAL_"))}
+    env = clean_environ()
     env["STAGELINE_HOME"] = str(home)
     proc = subprocess.Popen(
         [

@@ -194,6 +194,36 @@ async def test_a_retried_rollback_does_not_roll_back_one_release_further(ws: Sta
     assert bad.code != 0 and "is not a request id" in bad.err
 
 
+async def test_a_rollback_rerun_in_the_same_ci_job_is_the_same_request(ws: Stack) -> None:
+    """In GitHub Actions (and GitLab CI) the job names the request: a re-run of the job (a
+    new attempt, same run id and job) does not roll back one release further."""
+    for version in ("1.0.0", "1.1.0", "1.2.0"):
+        await ws.releases.create_release("web", version, scenario.pipeline(), actor="t")
+        assert (await ws.promote("web", version, "dev")).status == "deployed"
+    job = {
+        "CI": "true",
+        "GITHUB_RUN_ID": "7001",
+        "GITHUB_JOB": "roll back",
+        "GITHUB_RUN_ATTEMPT": "1",
+    }
+    first = await Cli({**ws.cli().env, **job}).run("rollback", "web", "--env", "dev", "--wait")
+    rerun = await Cli({**ws.cli().env, **job, "GITHUB_RUN_ATTEMPT": "2"}).run(
+        "rollback", "web", "--env", "dev", "--wait", "--json"
+    )
+    assert first.code == 0 and rerun.code == 0, (first.err, rerun.err)
+    assert json.loads(rerun.out)["to_version"] == "1.1.0"
+    assert (await versions(ws))["dev"] == "1.1.0"
+    [rollback] = [e for e in await ws.views.history("web", "dev") if e.kind == "rollback"]
+    assert rollback.workflow_id == "rollback-web-dev-request--gh--7001--roll--back"
+    # GitLab: the pipeline and job name; a retried job has a new CI_JOB_ID, same request.
+    gitlab = {"CI": "true", "CI_PIPELINE_ID": "88", "CI_JOB_NAME": "rollback", "CI_JOB_ID": "1"}
+    for job_id in ("1", "2"):
+        done = await Cli({**ws.cli().env, **gitlab, "CI_JOB_ID": job_id}).run(
+            "rollback", "web", "--env", "dev", "--wait", "--json"
+        )
+        assert json.loads(done.out)["to_version"] == "1.0.0", done.err
+
+
 async def test_rollback_takes_precedence_over_a_running_promotion(
     ws: Stack, tmp_path: Path
 ) -> None:

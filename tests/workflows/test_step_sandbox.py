@@ -32,7 +32,7 @@ from sqlalchemy import select
 
 from models.promotion import PromotionInput, PromotionResult, promotion_workflow_id
 from store.tables import AuditEvent, StepRun
-from tests.conftest import KEY_TEXT, STAGELINE
+from tests.conftest import KEY_TEXT, STAGELINE, clean_environ
 from tests.http_recorder import recorder
 from tests.stack import Stack, outcome, stack
 from tests.workflows import scenario
@@ -335,7 +335,7 @@ async def test_no_descendant_of_a_step_outlives_a_killed_worker(ws: Stack, tmp_p
 
 def bare_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     """No bwrap on PATH (only the venv's own programs); a key; Temporal nowhere."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("STAGELINE_", "TEMPORAL_"))}
+    env = clean_environ()
     env.update(
         PATH=VENV_BIN,
         STAGELINE_HOME=str(tmp_path / "home"),
