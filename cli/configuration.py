@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any, cast
 
 import click
 
 from cli.context import actor, run
-from cli.output import done, emit_json, table
+from cli.output import done, emit_json, print_warnings, table
 from models.errors import BadInput
 from models.names import InvalidName, check_key, check_resource_name, shown
 from models.settings import Settings
 from models.text import duration
 from models.workspace import SECRET_KINDS, AuthScheme, Protection, SecretKind
-from services.configuration import ConfigurationService
+from services.configuration import ConfigurationService, DeletedKey, expiry_warnings
 from services.environments import EnvironmentService
 from services.releases import ReleaseService
 from store import audit as audit_repo
@@ -62,6 +63,15 @@ def text(_: click.Context, __: click.Parameter, value: Any) -> Any:
                 f"{shown(item)} is not UTF-8 text (the shell passed other bytes)"
             ) from None
     return value
+
+
+def _expires(at: datetime | None) -> str:
+    return f"{at:%Y-%m-%d}" if at is not None else ""
+
+
+def _deleted(kind: str, name: str) -> dict[str, Any]:
+    """What a delete prints with --json."""
+    return {"kind": kind, "name": name, "deleted": True}
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -201,6 +211,7 @@ def env_show(name: str, as_json: bool) -> None:
                     "secrets": [s.model_dump(mode="json") for s in secrets],
                 }
             )
+            print_warnings(expiry_warnings(secrets))
             return
         done(f"environment {view.name} (position {view.position + 1} in the chain)")
         done(f"protection: {_protection_text(view.protection)}")
@@ -208,7 +219,11 @@ def env_show(name: str, as_json: bool) -> None:
         done("variables:")
         table(["KEY", "VALUE", "VERSION"], [(v.key, v.value, v.version) for v in variables])
         done("secrets:")
-        table(["KEY", "KIND", "VERSION"], [(s.key, s.kind, s.version) for s in secrets])
+        table(
+            ["KEY", "KIND", "VERSION", "EXPIRES"],
+            [(s.key, s.kind, s.version, _expires(s.expires_at)) for s in secrets],
+        )
+        print_warnings(expiry_warnings(secrets))
 
     run(work)
 
@@ -216,24 +231,32 @@ def env_show(name: str, as_json: bool) -> None:
 @env.command("rename")
 @click.argument("old", callback=resource("environment name"))
 @click.argument("new", callback=resource("environment name"))
-def env_rename(old: str, new: str) -> None:
+@json_option
+def env_rename(old: str, new: str, as_json: bool) -> None:
     """Rename an environment that no deployment refers to yet."""
 
     async def work(settings: Settings, db: Database) -> None:
-        await EnvironmentService(db, settings).rename_environment(old, new, actor=actor())
-        done(f"renamed environment {old} to {new}")
+        view = await EnvironmentService(db, settings).rename_environment(old, new, actor=actor())
+        if as_json:
+            emit_json({**view.model_dump(mode="json"), "renamed_from": old})
+        else:
+            done(f"renamed environment {old} to {new}")
 
     run(work)
 
 
 @env.command("delete")
 @click.argument("name", callback=resource("environment name"))
-def env_delete(name: str) -> None:
+@json_option
+def env_delete(name: str, as_json: bool) -> None:
     """Remove an environment that no app points to and no deployment refers to."""
 
     async def work(settings: Settings, db: Database) -> None:
         await EnvironmentService(db, settings).delete_environment(name, actor=actor())
-        done(f"removed environment {name}")
+        if as_json:
+            emit_json(_deleted("environment", name))
+        else:
+            done(f"removed environment {name}")
 
     run(work)
 
@@ -290,14 +313,55 @@ def app_list(as_json: bool) -> None:
     run(work)
 
 
+@app.command("envs")
+@click.argument("name", callback=resource("app name"))
+@click.option(
+    "--env",
+    "envs",
+    multiple=True,
+    required=True,
+    metavar="ENV",
+    callback=resource("environment name"),
+    help="Repeatable: the whole new set (it replaces the old one).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also stop pointing to environments where the app has a release deployed "
+    "(its history stays).",
+)
+@json_option
+def app_envs(name: str, envs: tuple[str, ...], force: bool, as_json: bool) -> None:
+    """Make app NAME point to exactly the environments given (a no-op when it already does)."""
+
+    async def work(settings: Settings, db: Database) -> None:
+        change = await EnvironmentService(db, settings).set_app_environments(
+            name, list(envs), actor=actor(), force=force
+        )
+        if as_json:
+            emit_json(change)
+        elif not change.changed:
+            done(f"app {name} already points to {', '.join(change.environments)}; nothing to do")
+        else:
+            what = [f"added {', '.join(change.added)}"] if change.added else []
+            what += [f"removed {', '.join(change.removed)}"] if change.removed else []
+            done(f"app {name} now points to {' -> '.join(change.environments)} ({'; '.join(what)})")
+
+    run(work)
+
+
 @app.command("delete")
 @click.argument("name", callback=resource("app name"))
-def app_delete(name: str) -> None:
+@json_option
+def app_delete(name: str, as_json: bool) -> None:
     """Remove an app that has no releases."""
 
     async def work(settings: Settings, db: Database) -> None:
         await EnvironmentService(db, settings).delete_app(name, actor=actor())
-        done(f"removed app {name}")
+        if as_json:
+            emit_json(_deleted("app", name))
+        else:
+            done(f"removed app {name}")
 
     run(work)
 
@@ -362,6 +426,38 @@ def var_list(environment: str, app: str | None, as_json: bool) -> None:
                 ["KEY", "VALUE", "SCOPE", "VERSION", "SET BY"],
                 [(v.key, v.value, v.app or "env", v.version, v.created_by) for v in views],
             )
+
+    run(work)
+
+
+def _print_deleted(result: DeletedKey, as_json: bool) -> None:
+    prefix = "vars" if result.kind == "variable" else "secrets"
+    where = result.environment + (f" for app {result.app}" if result.app else "")
+    if as_json:
+        emit_json(result)
+    elif result.already_deleted:
+        done(f"{prefix}.{result.key} in {where} was already deleted; nothing to do")
+    else:
+        done(
+            f"deleted {prefix}.{result.key} in {where} (version {result.version}; versions up "
+            f"to {result.last_version} stay on record for past deployments and rollbacks)"
+        )
+
+
+@var.command("delete")
+@click.argument("key", callback=text)
+@env_option
+@app_option
+@json_option
+def var_delete(key: str, environment: str, app: str | None, as_json: bool) -> None:
+    """Delete variable KEY from ENV (with --app: the app's own value only). Old versions stay
+    for the record; setting it again later makes a new version."""
+
+    async def work(settings: Settings, db: Database) -> None:
+        result = await ConfigurationService(db, settings).delete_variable(
+            environment, key, actor=actor(), app=app
+        )
+        _print_deleted(result, as_json)
 
     run(work)
 
@@ -438,7 +534,9 @@ def secret_set(
             emit_json(view)
         else:
             where = f"{environment}" + (f" for app {app}" if app else "")
-            done(f"set secrets.{key} ({kind}) in {where} (version {view.version})")
+            expires = f", expires {view.expires_at:%Y-%m-%d}" if view.expires_at else ""
+            done(f"set secrets.{key} ({kind}) in {where} (version {view.version}{expires})")
+        print_warnings(expiry_warnings([view]))
 
     run(work)
 
@@ -456,9 +554,31 @@ def secret_list(environment: str, app: str | None, as_json: bool) -> None:
             emit_json(views)
         else:
             table(
-                ["KEY", "KIND", "SCOPE", "VERSION", "SET BY"],
-                [(s.key, s.kind, s.app or "env", s.version, s.created_by) for s in views],
+                ["KEY", "KIND", "SCOPE", "VERSION", "EXPIRES", "SET BY"],
+                [
+                    (s.key, s.kind, s.app or "env", s.version, _expires(s.expires_at), s.created_by)
+                    for s in views
+                ],
             )
+        print_warnings(expiry_warnings(views))
+
+    run(work)
+
+
+@secret.command("delete")
+@click.argument("key", callback=text)
+@env_option
+@app_option
+@json_option
+def secret_delete(key: str, environment: str, app: str | None, as_json: bool) -> None:
+    """Delete secret KEY from ENV (with --app: the app's own value only). Old versions stay,
+    encrypted, for past deployments and rollbacks; setting it again makes a new version."""
+
+    async def work(settings: Settings, db: Database) -> None:
+        result = await ConfigurationService(db, settings).delete_secret(
+            environment, key, actor=actor(), app=app
+        )
+        _print_deleted(result, as_json)
 
     run(work)
 
@@ -579,12 +699,16 @@ def tool_list(as_json: bool) -> None:
 
 @tool.command("delete")
 @click.argument("name", callback=resource("tool name"))
-def tool_delete(name: str) -> None:
+@json_option
+def tool_delete(name: str, as_json: bool) -> None:
     """Remove a tool that no release uses."""
 
     async def work(settings: Settings, db: Database) -> None:
         await ConfigurationService(db, settings).delete_tool(name, actor=actor())
-        done(f"removed tool {name}")
+        if as_json:
+            emit_json(_deleted("tool", name))
+        else:
+            done(f"removed tool {name}")
 
     run(work)
 
@@ -666,7 +790,10 @@ def vault() -> None:
 
 @vault.command("generate-key")
 def vault_generate_key() -> None:
-    """Print a new random master key (base64) for STAGELINE_MASTER_KEY."""
+    """Print a new random master key (base64) for STAGELINE_MASTER_KEY.
+
+    No --json: the output is the key alone, one line, made for $(...), and nothing is stored.
+    """
     click.echo(generate_key_text())
 
 
@@ -677,12 +804,25 @@ def vault_generate_key() -> None:
     type=click.Path(path_type=Path, dir_okay=False),
     help="File (mode 0600) holding the new base64 key.",
 )
-def vault_rotate(new_key_file: Path) -> None:
+@json_option
+def vault_rotate(new_key_file: Path, as_json: bool) -> None:
     """Re-wrap every environment's data key with a new master key; secrets stay as they are."""
     new_key = read_key_file(new_key_file)
 
     async def work(settings: Settings, db: Database) -> None:
-        count = await ConfigurationService(db, settings).rotate_master_key(new_key, actor=actor())
+        service = ConfigurationService(db, settings)
+        old_key_id = service.key.key_id
+        count = await service.rotate_master_key(new_key, actor=actor())
+        if as_json:
+            emit_json(
+                {
+                    "environments": count,
+                    "from_key_id": old_key_id,
+                    "key_id": new_key.key_id,
+                    "key_file": str(new_key_file.absolute()),
+                }
+            )
+            return
         done(
             f"re-wrapped the data keys of {count} environment(s) with key {new_key.key_id}; "
             f"point STAGELINE_MASTER_KEY_FILE at {new_key_file} from now on"

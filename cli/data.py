@@ -106,7 +106,10 @@ def data_list(app_name: str, kind: str, environment: str, as_json: bool) -> None
 @click.option("--from", "source", required=True, metavar="ENV")
 @click.option("--to", "target", required=True, metavar="ENV")
 @click.option("--key", "keys", multiple=True, metavar="KEY", help="Only these (repeatable).")
-def data_copy(app_name: str, kind: str, source: str, target: str, keys: tuple[str, ...]) -> None:
+@click.option("--json", "as_json", is_flag=True)
+def data_copy(
+    app_name: str, kind: str, source: str, target: str, keys: tuple[str, ...], as_json: bool
+) -> None:
     """Copy entries between environments, e.g. seed staging from a sanitised snapshot
     (explicit and audited; nothing is ever copied implicitly)."""
 
@@ -114,6 +117,18 @@ def data_copy(app_name: str, kind: str, source: str, target: str, keys: tuple[st
         count = await DataService(db, settings).copy(
             app_name, kind, source, target, actor=actor(), keys=list(keys) or None
         )
+        if as_json:
+            emit_json(
+                {
+                    "app": app_name,
+                    "kind": kind,
+                    "from": source,
+                    "to": target,
+                    "keys": list(keys) or None,
+                    "copied": count,
+                }
+            )
+            return
         done(
             f"copied {count} {kind} entr{'y' if count == 1 else 'ies'} of {app_name} "
             f"from {source} to {target}"
@@ -126,12 +141,16 @@ def data_copy(app_name: str, kind: str, source: str, target: str, keys: tuple[st
 @click.argument("app_name", metavar="APP")
 @kind_argument
 @click.option("--off", is_flag=True, help="Stop sharing: each environment has its own again.")
-def data_share(app_name: str, kind: str, off: bool) -> None:
+@click.option("--json", "as_json", is_flag=True)
+def data_share(app_name: str, kind: str, off: bool, as_json: bool) -> None:
     """Share APP's KIND across all its environments (shared/APP), or stop with --off."""
 
     async def work(settings: Settings, db: Database) -> None:
-        await DataService(db, settings).share(app_name, kind, not off, actor=actor())
-        done(f"{app_name}'s {kind} are {'per environment' if off else 'shared'} now")
+        view = await DataService(db, settings).share(app_name, kind, not off, actor=actor())
+        if as_json:
+            emit_json(view)
+        else:
+            done(f"{app_name}'s {kind} are {'per environment' if off else 'shared'} now")
 
     run(work)
 

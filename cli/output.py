@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import click
@@ -32,6 +32,16 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], empty: str = "(
 
 def done(message: str) -> None:
     click.echo(message)
+
+
+def print_warnings(warnings: Iterable[str]) -> None:
+    """Each warning as one line on stderr ("warning: ..."), with `--json` too: stdout stays
+    machine output and the exit code stays 0 (certificates about to expire, for example)."""
+    for warning in warnings:
+        prefix = (
+            click.style("warning:", fg="yellow", bold=True) if sys.stderr.isatty() else "warning:"
+        )
+        click.echo(f"{prefix} {warning}", err=True)
 
 
 def error(message: str) -> None:

@@ -11,7 +11,7 @@ import click
 from temporalio.client import WorkflowHandle
 
 from cli.context import actor, ci_job_request_id, run
-from cli.output import done, emit_json, table
+from cli.output import done, emit_json, print_warnings, table
 from cli.temporal import Progress, TrainProgress, follow, query_status, start
 from models.errors import ConfigurationError, ExitCode, Unavailable
 from models.promotion import (
@@ -393,6 +393,7 @@ def status(environment: str | None, app_name: str | None, as_json: bool) -> None
     async def work(settings: Settings, db: Database) -> None:
         view = await ViewService(db, settings).status(environment=environment, app=app_name)
         await _live(settings, view)
+        print_warnings(view.warnings)
         if as_json:
             emit_json(view)
             return

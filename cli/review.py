@@ -217,6 +217,40 @@ def group_create(name: str, members: tuple[str, ...], as_json: bool) -> None:
     run(work)
 
 
+@group.command("rename")
+@click.argument("old")
+@click.argument("new")
+@click.option("--json", "as_json", is_flag=True)
+def group_rename(old: str, new: str, as_json: bool) -> None:
+    """Rename reviewer group OLD to NEW, and @OLD to @NEW in every environment's reviewers."""
+
+    async def work(settings: Settings, db: Database) -> None:
+        result = await EnvironmentService(db, settings).rename_group(old, new, actor=actor())
+        if as_json:
+            emit_json(result)
+        else:
+            where = ", ".join(result.environments) or "no environment"
+            done(f"renamed group @{old} to @{new}; reviewers updated in {where}")
+
+    run(work)
+
+
+@group.command("delete")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True)
+def group_delete(name: str, as_json: bool) -> None:
+    """Remove reviewer group NAME; refused while an environment lists @NAME as a reviewer."""
+
+    async def work(settings: Settings, db: Database) -> None:
+        view = await EnvironmentService(db, settings).delete_group(name, actor=actor())
+        if as_json:
+            emit_json({"kind": "group", "name": name, "deleted": True, "members": view.members})
+        else:
+            done(f"removed group @{name}")
+
+    run(work)
+
+
 @group.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def group_list(as_json: bool) -> None:
@@ -336,13 +370,17 @@ def reviewer_key_list(reviewer: str | None, as_json: bool) -> None:
 @reviewer_key.command("revoke")
 @click.argument("who")
 @click.argument("fingerprint")
-def reviewer_key_revoke(who: str, fingerprint: str) -> None:
+@click.option("--json", "as_json", is_flag=True)
+def reviewer_key_revoke(who: str, fingerprint: str, as_json: bool) -> None:
     """Revoke the key of reviewer WHO whose fingerprint starts with FINGERPRINT; decisions
     signed with it are refused from now on, in promotions already waiting too."""
 
     async def work(settings: Settings, db: Database) -> None:
         view = await ReviewerKeyService(db, settings).revoke_key(who, fingerprint, actor=actor())
-        done(f"revoked key {view.fingerprint} of {who}")
+        if as_json:
+            emit_json(view)
+        else:
+            done(f"revoked key {view.fingerprint} of {who}")
 
     run(work)
 
@@ -486,13 +524,19 @@ def env_freeze(
 
 @click.command("unfreeze")
 @click.argument("name")
-def env_unfreeze(name: str) -> None:
+@click.option("--json", "as_json", is_flag=True)
+def env_unfreeze(name: str, as_json: bool) -> None:
     """Lift every freeze of an environment; held promotions go on."""
 
     async def work(settings: Settings, db: Database) -> None:
         lifted = await EnvironmentService(db, settings).unfreeze(name, actor=actor())
         await _nudge_frozen(settings, db, name)
-        done(f"lifted {len(lifted)} freeze(s) of {name}" if lifted else f"{name} was not frozen")
+        if as_json:
+            emit_json({"environment": name, "lifted": [w.model_dump(mode="json") for w in lifted]})
+        else:
+            done(
+                f"lifted {len(lifted)} freeze(s) of {name}" if lifted else f"{name} was not frozen"
+            )
 
     run(work)
 

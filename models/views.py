@@ -43,6 +43,8 @@ class StatusView(BaseModel):
     # With --env only: that environment's configuration (secrets by name and version).
     variables: list[VariableView] = Field(default_factory=list)
     secrets: list[SecretView] = Field(default_factory=list)
+    # What people should act on soon, one sentence each: certificates about to expire.
+    warnings: list[str] = Field(default_factory=list)
 
 
 class HistoryEntry(BaseModel):

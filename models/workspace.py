@@ -68,6 +68,8 @@ class SecretView(BaseModel):
     version: int
     created_by: str
     created_at: datetime
+    # A certificate's expiry (the soonest of the certificates in it); not secret.
+    expires_at: datetime | None = None
 
 
 class ToolView(BaseModel):

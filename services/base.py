@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
+from typing import Any
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.errors import NotFound
+from models.errors import NotFound, Refused, StagelineError
 from models.names import InvalidName, check_resource_name, shown
 from models.settings import Settings
+from store import audit
 from store import environments as env_repo
 from store.database import Database
 from store.tables import App, Environment
 from vault.keys import KeyProvider, load_master_key
+
+
+def did_you_mean(name: str, known: Iterable[str]) -> str:
+    """ " (did you mean X?)" when one of `known` is close to `name`, else ""."""
+    by_lower = {k.lower(): k for k in known}
+    close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+    return f" (did you mean {by_lower[close[0]]}?)" if close else ""
 
 
 def _unknown(kind: str, name: str, known: list[str], command: str) -> NotFound:
@@ -23,12 +35,19 @@ def _unknown(kind: str, name: str, known: list[str], command: str) -> NotFound:
     except InvalidName:
         quoted, how = shown(name), "nor is that a valid name"
     # A typo is likelier than a missing environment: name the closest one first.
-    close = difflib.get_close_matches(name.lower(), known, n=1, cutoff=0.6)
-    guess = f" (did you mean {close[0]}?)" if close else ""
     return NotFound(
-        f"{kind} {quoted} does not exist{guess}; known {kind}s: "
+        f"{kind} {quoted} does not exist{did_you_mean(name, known)}; known {kind}s: "
         f"{', '.join(known) or 'none yet'} ({how})"
     )
+
+
+class RefusedIn(Refused):
+    """A refusal about one environment (and app): `refusals_audited` files it under them."""
+
+    def __init__(self, message: str, *, environment: str | None, app: str | None = None) -> None:
+        super().__init__(message)
+        self.environment = environment
+        self.app = app
 
 
 class Service:
@@ -65,3 +84,77 @@ class Service:
 
     async def optional_app(self, session: AsyncSession, name: str | None) -> App | None:
         return None if name is None else await self.app(session, name)
+
+    async def record_refusal(
+        self,
+        action: str,
+        subject: str,
+        reason: str,
+        *,
+        actor: str,
+        environment: str | None = None,
+        app: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Write one audit entry for a refusal, in a transaction of its own.
+
+        Call it only when no write transaction of this process is open (on SQLite a second
+        writer would wait for the first forever): after the refused unit of work has rolled
+        back, as `refusals_audited` does.
+        """
+        async with self.db.write() as session:
+            audit.record(
+                session,
+                await self.workspace_id(session),
+                actor,
+                action,
+                subject,
+                environment=environment,
+                app=app,
+                detail={"reason": reason, **(detail or {})},
+            )
+
+    @asynccontextmanager
+    async def refusals_audited(
+        self,
+        action: str,
+        subject: str,
+        *,
+        actor: str,
+        environment: str | None = None,
+        app: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> AsyncIterator[None]:
+        """Audit a `Refused` raised inside the block, then raise it on.
+
+        Wrap the whole unit of work, so the refusal is written after it rolled back:
+
+            async with self.refusals_audited("tool.delete.refused", f"tool {name}", actor=actor):
+                async with self.db.write() as session:
+                    ...  # raise Refused(...) here: nothing of this unit is kept
+
+        The entry has `action`, `subject`, `environment`, `app` and the detail
+        `{"reason": <the refusal's message>, **detail}`. A refusal that knows its environment
+        (`RefusedIn`, `MissingConfiguration`) supplies the environment (named at the end of
+        the subject, "... in production") and app when they are not given. When the entry
+        cannot be written (the database went away), the refusal is still what is raised.
+        """
+        try:
+            yield
+        except Refused as exc:
+            where = environment or getattr(exc, "environment", None)
+            if where is not None and environment is None:
+                subject = f"{subject} in {where}"
+            try:
+                await self.record_refusal(
+                    action,
+                    subject,
+                    exc.message,
+                    actor=actor,
+                    environment=where,
+                    app=app or getattr(exc, "app", None),
+                    detail=detail,
+                )
+            except (StagelineError, SQLAlchemyError) as audit_failure:
+                exc.add_note(f"the refusal could not be audited: {audit_failure!r}")
+            raise

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import cast
+import math
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Literal, cast
 
 from cryptography import x509
-from sqlalchemy import func, select
+from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.errors import BadInput, Conflict, MissingConfiguration, NotFound, Refused
@@ -30,12 +32,12 @@ from models.workspace import (
     ToolView,
     VariableView,
 )
-from services.base import Service
+from services.base import Service, did_you_mean
 from store import audit
 from store import configuration as config_repo
 from store import environments as env_repo
 from store import releases as release_repo
-from store.tables import App, Environment, Secret, Tool, ToolProfile, Variable
+from store.tables import App, Environment, Secret, Tool, ToolProfile, Variable, utcnow
 from vault.envelope import data_key_aad, seal, secret_aad, unseal, unwrap_data_key, wrap_data_key
 from vault.keys import KeyProvider
 from vault.secret_value import SecretValue
@@ -45,10 +47,68 @@ MAX_SECRET_BYTES = 64 * 1024
 # masking it would also hide ordinary words and numbers. Stored ones of any length are masked.
 MIN_SECRET_CHARS = 8
 MAX_VARIABLE_CHARS = 64 * 1024
+# `secret list` and `status` warn about a certificate that expires within this many days.
+CERTIFICATE_WARNING_DAYS = 30
 
 
-def check_secret_value(key: str, kind: str, value: SecretValue) -> None:
-    """Refuse values that cannot be right, without ever quoting them."""
+class DeletedKey(BaseModel):
+    """What `var delete` / `secret delete` did: the tombstone version it added (or found)."""
+
+    kind: Literal["variable", "secret"]
+    environment: str
+    app: str | None
+    key: str
+    deleted: bool = True
+    # The tombstone's version; `last_version` is the last one with a value, kept on record.
+    version: int
+    last_version: int
+    # True when the key was already deleted: nothing was changed (a retry is safe).
+    already_deleted: bool = False
+
+
+def certificate_expiry(key: str, plain: str) -> datetime:
+    """When the PEM certificate(s) in `plain` stop being valid: the soonest expiry of them
+    all (a chain is as good as its first certificate to expire)."""
+    try:
+        certificates = x509.load_pem_x509_certificates(plain.encode())
+    except ValueError:
+        raise BadInput(
+            f"secret {key!r} is of kind certificate but is not a PEM certificate "
+            "(expected '-----BEGIN CERTIFICATE-----' ...)"
+        ) from None
+    return min(c.not_valid_after_utc for c in certificates)
+
+
+def expiry_warning(view: SecretView, now: datetime | None = None) -> str | None:
+    """One sentence when a certificate secret expires within CERTIFICATE_WARNING_DAYS."""
+    if view.expires_at is None:
+        return None
+    now = now or utcnow()
+    if view.expires_at > now + timedelta(days=CERTIFICATE_WARNING_DAYS):
+        return None
+    where = view.environment + (f" for app {view.app}" if view.app else "")
+    when = f"{view.expires_at:%Y-%m-%d %H:%M} UTC"
+    if view.expires_at <= now:
+        state = f"expired on {when}"
+    else:
+        # Rounded up: a certificate valid for 9.5 more days "expires in 10 days".
+        days = math.ceil((view.expires_at - now).total_seconds() / 86400)
+        state = f"expires in {days} day{'s' if days != 1 else ''} ({when})"
+    app_flag = f" --app {view.app}" if view.app else ""
+    return (
+        f"certificate secrets.{view.key} in {where} {state}; replace it with 'stageline secret "
+        f"set {view.key} --env {view.environment}{app_flag} --kind certificate --from-file "
+        "cert.pem'"
+    )
+
+
+def expiry_warnings(views: Iterable[SecretView], now: datetime | None = None) -> list[str]:
+    return [w for v in views if (w := expiry_warning(v, now)) is not None]
+
+
+def check_secret_value(key: str, kind: str, value: SecretValue) -> datetime | None:
+    """Refuse values that cannot be right, without ever quoting them. Returns a
+    certificate's expiry (None for other kinds)."""
     if kind not in SECRET_KINDS:
         raise BadInput(f"secret kind {kind!r} is not known; use one of {', '.join(SECRET_KINDS)}")
     plain = value.reveal()
@@ -68,17 +128,30 @@ def check_secret_value(key: str, kind: str, value: SecretValue) -> None:
     if len(plain.encode()) > MAX_SECRET_BYTES:
         raise BadInput(f"secret {key!r} is larger than {MAX_SECRET_BYTES // 1024} KiB")
     if kind == "certificate":
-        try:
-            x509.load_pem_x509_certificates(plain.encode())
-        except ValueError:
-            raise BadInput(
-                f"secret {key!r} is of kind certificate but is not a PEM certificate "
-                "(expected '-----BEGIN CERTIFICATE-----' ...)"
-            ) from None
+        return certificate_expiry(key, plain)
+    return None
 
 
 def _scope_label(scope: str) -> Scope:
     return "env" if scope == config_repo.ENV_SCOPE else "app"
+
+
+def _where(env: Environment, app: str | None) -> str:
+    """How an audit subject or a message names the place of a value."""
+    return env.name + (f" for app {app}" if app else "")
+
+
+def _secret_view(row: Secret, env: Environment, app: str | None) -> SecretView:
+    return SecretView(
+        environment=env.name,
+        app=app,
+        key=row.key,
+        kind=cast(SecretKind, row.kind),
+        version=row.version,
+        created_by=row.created_by,
+        created_at=row.created_at,
+        expires_at=row.expires_at,
+    )
 
 
 class ConfigurationService(Service):
@@ -107,18 +180,15 @@ class ConfigurationService(Service):
         compared with those; one at environment scope with every scope of the environment.
         """
         scopes = None if app_row is None else config_repo.scopes_for(app_row.id)
-        for table, kind in ((Variable, "variable"), (Secret, "secret")):
-            query = select(table.key, table.app_id).where(
-                table.environment_id == env.id,
-                func.lower(table.key) == key.lower(),
-                table.key != key,
-            )
-            if scopes is not None:
-                query = query.where(table.scope.in_(scopes))
-            twin = (await session.execute(query.limit(1))).first()
-            if twin is None:
+        # Only keys that are set now: a deleted twin no longer reaches any step.
+        found: list[tuple[Sequence[Variable | Secret], str]] = [
+            (await config_repo.case_twins(session, Variable, env.id, scopes, key), "variable"),
+            (await config_repo.case_twins(session, Secret, env.id, scopes, key), "secret"),
+        ]
+        for twins, kind in found:
+            if not twins:
                 continue
-            existing, app_id = twin
+            existing, app_id = twins[0].key, twins[0].app_id
             owner = await session.get(App, app_id) if app_id is not None else None
             where = env.name + (f" for app {owner.name}" if owner is not None else "")
             raise Conflict(
@@ -156,7 +226,7 @@ class ConfigurationService(Service):
                 env.workspace_id,
                 actor,
                 "variable.set",
-                f"vars.{key} v{version}",
+                f"vars.{key} v{version} in {_where(env, app)}",
                 environment=env.name,
                 app=app,
                 detail={"key": key, "version": version},
@@ -213,7 +283,7 @@ class ConfigurationService(Service):
         app: str | None = None,
     ) -> SecretView:
         check_key(key, "secret name")
-        check_secret_value(key, kind, value)
+        expires_at = check_secret_value(key, kind, value)
         master = self.key
         async with self.db.write() as session:
             env, app_row = await self._target(session, environment, app)
@@ -234,6 +304,7 @@ class ConfigurationService(Service):
                 version=version,
                 kind=kind,
                 ciphertext=ciphertext,
+                expires_at=expires_at,
                 created_by=actor,
             )
             session.add(row)
@@ -243,20 +314,17 @@ class ConfigurationService(Service):
                 env.workspace_id,
                 actor,
                 "secret.set",
-                f"secrets.{key} v{version}",
+                f"secrets.{key} v{version} in {_where(env, app)}",
                 environment=env.name,
                 app=app,
-                detail={"key": key, "version": version, "kind": kind},
+                detail={
+                    "key": key,
+                    "version": version,
+                    "kind": kind,
+                    "expires_at": expires_at.isoformat() if expires_at else None,
+                },
             )
-            return SecretView(
-                environment=env.name,
-                app=app,
-                key=key,
-                kind=kind,
-                version=version,
-                created_by=actor,
-                created_at=row.created_at,
-            )
+            return _secret_view(row, env, app)
 
     async def list_secrets(self, environment: str, app: str | None = None) -> list[SecretView]:
         async with self.db.read() as session:
@@ -270,17 +338,147 @@ class ConfigurationService(Service):
             session, Secret, env.id, config_repo.scopes_for(app_row.id if app_row else None)
         )
         return [
-            SecretView(
-                environment=env.name,
-                app=None if r.scope == config_repo.ENV_SCOPE else app,
-                key=r.key,
-                kind=cast(SecretKind, r.kind),
-                version=r.version,
-                created_by=r.created_by,
-                created_at=r.created_at,
-            )
-            for r in rows
+            _secret_view(r, env, None if r.scope == config_repo.ENV_SCOPE else app) for r in rows
         ]
+
+    async def certificate_warnings(
+        self,
+        session: AsyncSession,
+        environments: Sequence[Environment],
+        only_app: App | None = None,
+    ) -> list[str]:
+        """A warning for each current certificate secret, in any scope of `environments`
+        (with `only_app`, the environment's own and that app's), that expires within
+        CERTIFICATE_WARNING_DAYS or has expired."""
+        names = {e.id: e for e in environments}
+        rows = await config_repo.current_certificates(session, list(names))
+        apps: dict[int, str] = {}
+        views = []
+        for row in rows:
+            if only_app is not None and row.app_id not in (None, only_app.id):
+                continue
+            app = None
+            if row.app_id is not None:
+                if row.app_id not in apps:
+                    owner = await session.get(App, row.app_id)
+                    apps[row.app_id] = owner.name if owner is not None else "?"
+                app = apps[row.app_id]
+            views.append(_secret_view(row, names[row.environment_id], app))
+        return expiry_warnings(views)
+
+    # -- deleting --------------------------------------------------------------------------
+
+    async def delete_variable(
+        self, environment: str, key: str, *, actor: str, app: str | None = None
+    ) -> DeletedKey:
+        """Delete a variable: a tombstone version, so it is absent from now on while the
+        versions that deployments recorded stay. Deleting it again changes nothing."""
+        return await self._delete(Variable, environment, key, actor=actor, app=app)
+
+    async def delete_secret(
+        self, environment: str, key: str, *, actor: str, app: str | None = None
+    ) -> DeletedKey:
+        """Delete a secret the same way; its old versions stay decryptable for rollbacks."""
+        return await self._delete(Secret, environment, key, actor=actor, app=app)
+
+    async def _delete(
+        self,
+        table: type[config_repo.Versioned],
+        environment: str,
+        key: str,
+        *,
+        actor: str,
+        app: str | None,
+    ) -> DeletedKey:
+        kind: Literal["variable", "secret"] = "variable" if table is Variable else "secret"
+        prefix = "vars" if table is Variable else "secrets"
+        check_key(key, f"{kind} name")
+        async with self.db.write() as session:
+            env, app_row = await self._target(session, environment, app)
+            app_id = app_row.id if app_row else None
+            scope = config_repo.scope_of(app_id)
+            where = _where(env, app)
+            newest = await config_repo.newest(session, table, env.id, scope, key)
+            if newest is None:
+                raise await self._not_set(session, table, env, app_row, key, kind, prefix)
+            if newest.deleted:
+                return DeletedKey(
+                    kind=kind,
+                    environment=env.name,
+                    app=app,
+                    key=key,
+                    version=newest.version,
+                    last_version=newest.version - 1,
+                    already_deleted=True,
+                )
+            version = newest.version + 1
+            tombstone: Variable | Secret
+            if isinstance(newest, Variable):
+                tombstone = Variable(value="")
+            else:
+                tombstone = Secret(kind=newest.kind, ciphertext=b"")
+            tombstone.environment_id = env.id
+            tombstone.app_id = app_id
+            tombstone.scope = scope
+            tombstone.key = key
+            tombstone.version = version
+            tombstone.deleted = True
+            tombstone.created_by = actor
+            session.add(tombstone)
+            await session.flush()
+            audit.record(
+                session,
+                env.workspace_id,
+                actor,
+                f"{kind}.delete",
+                f"{prefix}.{key} in {where}",
+                environment=env.name,
+                app=app,
+                detail={"key": key, "version": version, "last_version": newest.version},
+            )
+            return DeletedKey(
+                kind=kind,
+                environment=env.name,
+                app=app,
+                key=key,
+                version=version,
+                last_version=newest.version,
+            )
+
+    async def _not_set(
+        self,
+        session: AsyncSession,
+        table: type[config_repo.Versioned],
+        env: Environment,
+        app_row: App | None,
+        key: str,
+        kind: str,
+        prefix: str,
+    ) -> NotFound:
+        """`key` was never set in this scope: say what is, and where `key` is if elsewhere."""
+        app_id = app_row.id if app_row else None
+        scope = config_repo.scope_of(app_id)
+        here = [r.key for r in await config_repo.current(session, table, env.id, [scope])]
+        where = _where(env, app_row.name if app_row else None)
+        hint = ""
+        if app_row is not None:
+            if await config_repo.current(session, table, env.id, [config_repo.ENV_SCOPE], [key]):
+                hint = f"; {prefix}.{key} is set for all of {env.name}: drop --app to delete it"
+        else:
+            owners = [
+                owner.name
+                for r in await config_repo.current_in_every_scope(session, table, env.id, key)
+                if r.app_id is not None and (owner := await session.get(App, r.app_id))
+            ]
+            if owners:
+                hint = (
+                    f"; {prefix}.{key} is set for app {', '.join(owners)} only: add "
+                    f"--app {owners[0]}"
+                )
+        return NotFound(
+            f"{kind} {key!r} is not set in {where}{did_you_mean(key, here)}; set there: "
+            f"{', '.join(here) or 'none'}{hint}"
+        )
 
     async def rotate_master_key(self, new_key: KeyProvider, *, actor: str) -> int:
         """Re-wrap every environment's data key with `new_key`; secrets are not touched."""
@@ -404,7 +602,7 @@ class ConfigurationService(Service):
                 env.workspace_id,
                 actor,
                 "tool.profile",
-                f"tools.{tool} v{version}",
+                f"tools.{tool} v{version} in {_where(env, app)}",
                 environment=env.name,
                 app=app,
                 detail={
@@ -448,7 +646,10 @@ class ConfigurationService(Service):
             return views
 
     async def delete_tool(self, name: str, *, actor: str) -> None:
-        async with self.db.write() as session:
+        async with (
+            self.refusals_audited("tool.delete.refused", f"tool {name}", actor=actor),
+            self.db.write() as session,
+        ):
             ws = await self.workspace_id(session)
             tool = await self._tool(session, name)
             users = await release_repo.releases_using_tool(session, ws, name)

@@ -27,6 +27,16 @@ class DataItem(BaseModel):
     updated_by: str
 
 
+class DataSharingView(BaseModel):
+    """Whether an app shares one kind of data across its environments, and where it lives."""
+
+    app: str
+    kind: DataKind
+    shared: bool
+    # "shared/<app>" when shared; else each environment's own "<env>/<app>".
+    namespaces: dict[str, str]
+
+
 def check_kind(kind: str) -> DataKind:
     if kind not in DATA_KINDS:
         raise BadInput(f"data kind {kind!r} is not known; use one of {', '.join(DATA_KINDS)}")
@@ -59,6 +69,17 @@ class DataService(Service):
             app_row = await self.app(session, app)
             await self._require_pointing(session, app_row, env)
             ns = await data_repo.put(session, env, app_row, kind_, key, value, actor)
+            # The value itself stays out of the audit log: data may be private.
+            audit.record(
+                session,
+                app_row.workspace_id,
+                actor,
+                "data.put",
+                f"{app} {kind_} {key!r} in {environment}",
+                environment=env.name,
+                app=app,
+                detail={"namespace": ns, "bytes": len(value.encode())},
+            )
             return DataItem(namespace=ns, kind=kind_, key=key, value=value, updated_by=actor)
 
     async def entries(self, environment: str, app: str, kind: str) -> list[DataItem]:
@@ -83,19 +104,29 @@ class DataService(Service):
             raise NotFound(f"no {kind} entry {key!r} for {app} in {environment}")
         return found[0]
 
-    async def share(self, app: str, kind: str, shared: bool, *, actor: str) -> None:
+    async def share(self, app: str, kind: str, shared: bool, *, actor: str) -> DataSharingView:
         kind_ = check_kind(kind)
         async with self.db.write() as session:
             app_row = await self.app(session, app)
             await data_repo.set_sharing(session, app_row, kind_, shared)
+            await session.flush()
+            ws = app_row.workspace_id
+            pointing = set(await env_repo.environments_of_app(session, app_row.id))
+            namespaces = {
+                env.name: await data_repo.namespace(session, env, app_row, kind_)
+                for env in await env_repo.chain(session, ws)
+                if env.name in pointing
+            }
             audit.record(
                 session,
-                app_row.workspace_id,
+                ws,
                 actor,
                 "data.share" if shared else "data.unshare",
-                f"{app} {kind_}",
+                f"{app} {kind_} in {', '.join(namespaces) or 'no environment'}",
                 app=app,
+                detail={"kind": kind_, "namespaces": namespaces},
             )
+            return DataSharingView(app=app, kind=kind_, shared=shared, namespaces=namespaces)
 
     async def copy(
         self,
@@ -111,7 +142,17 @@ class DataService(Service):
         kind_ = check_kind(kind)
         if source == target:
             raise BadInput("copy needs two different environments")
-        async with self.db.write() as session:
+        async with (
+            self.refusals_audited(
+                "data.copy.refused",
+                f"{app} {kind_}: {source} -> {target}",
+                actor=actor,
+                environment=target,
+                app=app,
+                detail={"from": source, "to": target, "keys": keys},
+            ),
+            self.db.write() as session,
+        ):
             app_row = await self.app(session, app)
             src = await self.environment(session, source)
             dst = await self.environment(session, target)

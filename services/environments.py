@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from pydantic import BaseModel
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -17,7 +18,7 @@ from models.workspace import (
     Protection,
     ReviewerGroupView,
 )
-from services.base import Service
+from services.base import RefusedIn, Service, _unknown
 from store import audit
 from store import environments as env_repo
 from store import releases as release_repo
@@ -50,6 +51,29 @@ def protection_of(env: Environment) -> Protection:
         approval_timeout_minutes=env.approval_timeout_minutes,
         require_signed_approvals=env.require_signed_approvals,
     )
+
+
+class AppEnvironmentsChange(BaseModel):
+    """What `app envs` did: the environments before and after."""
+
+    name: str
+    environments: list[str]
+    before: list[str]
+    added: list[str]
+    removed: list[str]
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.added or self.removed)
+
+
+class GroupRename(BaseModel):
+    """What `group rename` did, with the environments whose reviewer lists it rewrote."""
+
+    name: str
+    renamed_from: str
+    members: list[str]
+    environments: list[str]
 
 
 def _view(env: Environment, apps: list[str]) -> EnvironmentView:
@@ -136,7 +160,15 @@ class EnvironmentService(Service):
 
     async def rename_environment(self, old: str, new: str, *, actor: str) -> EnvironmentView:
         check_resource_name(new, "environment name")
-        async with self.db.write() as session:
+        async with (
+            self.refusals_audited(
+                "environment.rename.refused",
+                f"environment {old} -> {new}",
+                actor=actor,
+                environment=old,
+            ),
+            self.db.write() as session,
+        ):
             ws = await self.workspace_id(session)
             env = await self.environment(session, old)
             if await env_repo.find_environment(session, ws, new) is not None:
@@ -159,7 +191,12 @@ class EnvironmentService(Service):
             return _view(env, await env_repo.apps_pointing_to(session, env.id))
 
     async def delete_environment(self, name: str, *, actor: str) -> None:
-        async with self.db.write() as session:
+        async with (
+            self.refusals_audited(
+                "environment.delete.refused", f"environment {name}", actor=actor, environment=name
+            ),
+            self.db.write() as session,
+        ):
             ws = await self.workspace_id(session)
             env = await self.environment(session, name)
             pointing = await env_repo.apps_pointing_to(session, env.id)
@@ -217,7 +254,10 @@ class EnvironmentService(Service):
             ]
 
     async def delete_app(self, name: str, *, actor: str) -> None:
-        async with self.db.write() as session:
+        async with (
+            self.refusals_audited("app.delete.refused", f"app {name}", actor=actor, app=name),
+            self.db.write() as session,
+        ):
             ws = await self.workspace_id(session)
             app = await self.app(session, name)
             if await release_repo.app_has_releases(session, app.id):
@@ -228,6 +268,89 @@ class EnvironmentService(Service):
             await session.execute(delete(AppEnvironment).where(AppEnvironment.app_id == app.id))
             await session.delete(app)
             audit.record(session, ws, actor, "app.delete", f"app {name}", app=name)
+
+    async def set_app_environments(
+        self, name: str, environments: list[str], *, actor: str, force: bool = False
+    ) -> AppEnvironmentsChange:
+        """Make app `name` point to exactly `environments` (a no-op when it already does).
+
+        An environment it stops pointing to must have nothing of the app under way (a
+        promotion awaiting approval, queued or deploying; a rollback): refused. Where the app
+        has a release deployed, it is refused too unless `force`: the pointer and history
+        stay on record (and show again if the app points there again), but `status` stops
+        showing it. The app's own variables, secrets and data there are kept likewise.
+        """
+        if not environments:
+            raise BadInput(
+                f"app {name!r} needs at least one environment: give --env ENV (repeatable)"
+            )
+        for env_name in environments:
+            check_resource_name(env_name, "environment name")
+        async with (
+            self.refusals_audited(
+                "app.environments.refused",
+                f"app {name}",
+                actor=actor,
+                app=name,
+                detail={"requested": list(dict.fromkeys(environments))},
+            ),
+            self.db.write() as session,
+        ):
+            ws = await self.workspace_id(session)
+            app = await self.app(session, name)
+            targets = [await self.environment(session, e) for e in dict.fromkeys(environments)]
+            chain = list(await env_repo.chain(session, ws))
+            before = await env_repo.environments_of_app(session, app.id)
+            after = [e.name for e in sorted(targets, key=lambda e: e.position)]
+            removed = [e for e in chain if e.name in before and e.name not in after]
+            problems: list[str] = []
+            for env in removed:
+                running = await env_repo.work_under_way(session, app.id, env.id)
+                if running:
+                    ids = ", ".join(running)
+                    problems.append(
+                        f"{ids} {'is' if len(running) == 1 else 'are'} under way in {env.name}: "
+                        f"wait for {'it' if len(running) == 1 else 'them'} to end, or reject "
+                        f"('stageline reject {running[0]} --reviewer WHO'), then run this again"
+                    )
+                    continue
+                pointer = await release_repo.current_release(session, app.id, env.id)
+                if pointer is not None and not force:
+                    release = await release_repo.release_by_id(session, pointer.release_id)
+                    problems.append(
+                        f"{name}@{release.version} is deployed in {env.name}: its record stays "
+                        f"('stageline history {name} --env {env.name}') but 'stageline status' "
+                        "would stop showing it; add --force to remove it anyway"
+                    )
+            if problems:
+                raise RefusedIn(
+                    f"app {name!r} cannot stop pointing to "
+                    f"{', '.join(e.name for e in removed)}: {'; '.join(problems)}",
+                    environment=removed[0].name if len(removed) == 1 else None,
+                    app=name,
+                )
+            await env_repo.set_app_environments(session, app.id, [e.id for e in targets])
+            added = [e for e in after if e not in before]
+            for env_name, verb in [(e, "now points to") for e in added] + [
+                (e.name, "no longer points to") for e in removed
+            ]:
+                audit.record(
+                    session,
+                    ws,
+                    actor,
+                    "app.environments",
+                    f"app {name} {verb} {env_name}",
+                    environment=env_name,
+                    app=name,
+                    detail={"before": before, "after": after, "force": force},
+                )
+            return AppEnvironmentsChange(
+                name=name,
+                environments=after,
+                before=before,
+                added=added,
+                removed=[e.name for e in removed],
+            )
 
     async def require_app_in(self, session: AsyncSession, app: App, env: Environment) -> None:
         names = await env_repo.environments_of_app(session, app.id)
@@ -341,6 +464,85 @@ class EnvironmentService(Service):
                 session, ws, actor, "group.create", f"group @{name}", detail={"members": people}
             )
             return ReviewerGroupView(name=name, members=people)
+
+    async def _group(self, session: AsyncSession, name: str) -> ReviewerGroup:
+        ws = await self.workspace_id(session)
+        found = await env_repo.find_group(session, ws, name)
+        if found is None:
+            known = [g.name for g in await env_repo.groups(session, ws)]
+            raise _unknown(
+                "reviewer group", name, known, f"stageline group create {name} --member WHO"
+            )
+        return found
+
+    async def rename_group(self, old: str, new: str, *, actor: str) -> GroupRename:
+        """Rename a reviewer group, and every environment's `@old` with it, in one unit of work.
+        Promotions already waiting keep the reviewers they started with."""
+        check_resource_name(new, "group name")
+        async with self.db.write() as session:
+            ws = await self.workspace_id(session)
+            group = await self._group(session, old)
+            if old == new:
+                raise BadInput(f"reviewer group {old!r} already has that name")
+            if await env_repo.find_group(session, ws, new) is not None:
+                raise Conflict(f"reviewer group {new!r} already exists; pick another name")
+            group.name = new
+            envs = await env_repo.environments_listing_reviewer(session, ws, f"@{old}")
+            for env in envs:
+                before = list(env.reviewers)
+                env.reviewers = list(
+                    dict.fromkeys(f"@{new}" if r == f"@{old}" else r for r in before)
+                )
+                audit.record(
+                    session,
+                    ws,
+                    actor,
+                    "environment.reviewers",
+                    f"environment {env.name}: reviewer @{old} is now @{new}",
+                    environment=env.name,
+                    detail={"before": before, "after": env.reviewers},
+                )
+            audit.record(
+                session,
+                ws,
+                actor,
+                "group.rename",
+                f"group @{old} -> @{new}",
+                detail={"from": old, "to": new, "environments": [e.name for e in envs]},
+            )
+            return GroupRename(
+                name=new,
+                renamed_from=old,
+                members=[str(m) for m in group.members],
+                environments=[e.name for e in envs],
+            )
+
+    async def delete_group(self, name: str, *, actor: str) -> ReviewerGroupView:
+        """Remove a reviewer group that no environment lists among its reviewers."""
+        async with (
+            self.refusals_audited("group.delete.refused", f"group @{name}", actor=actor),
+            self.db.write() as session,
+        ):
+            ws = await self.workspace_id(session)
+            group = await self._group(session, name)
+            envs = await env_repo.environments_listing_reviewer(session, ws, f"@{name}")
+            if envs:
+                first = envs[0]
+                others = [r for r in first.reviewers if r != f"@{name}"]
+                example = " ".join(f"--reviewer {r}" for r in others) or "--reviewer WHO"
+                raise RefusedIn(
+                    f"reviewer group {name!r} cannot be removed: environment(s) "
+                    f"{', '.join(e.name for e in envs)} list @{name} among their reviewers; "
+                    f"give them other reviewers first, e.g. 'stageline env protect "
+                    f"{first.name} {example}'",
+                    environment=first.name if len(envs) == 1 else None,
+                )
+            members = [str(m) for m in group.members]
+            await session.delete(group)
+            audit.record(
+                session, ws, actor, "group.delete", f"group @{name}", detail={"members": members}
+            )
+            return ReviewerGroupView(name=name, members=members)
 
     async def list_groups(self) -> list[ReviewerGroupView]:
         async with self.db.read() as session:

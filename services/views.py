@@ -95,12 +95,17 @@ class ViewService(Service):
                 )
                 .order_by(Promotion.id)
             )
-            details: dict[str, Any] = {}
-            if environment is not None:
-                from services.configuration import ConfigurationService
+            from services.configuration import ConfigurationService
 
-                config = ConfigurationService(self.db, self.settings, self._key)
-                details = {
+            config = ConfigurationService(self.db, self.settings, self._key)
+            details: dict[str, Any] = {
+                # Certificates that expire soon, in every environment shown (any scope).
+                "warnings": await config.certificate_warnings(
+                    session, chain, apps[0] if app is not None else None
+                ),
+            }
+            if environment is not None:
+                details |= {
                     "variables": await config.variables_in(session, environment, None),
                     "secrets": await config.secrets_in(session, environment, None),
                 }

@@ -1,7 +1,8 @@
 """Queries for versioned configuration: variables, secrets, tools and their profiles.
 
-Rows are never updated: setting a value adds a version. "Current" means the highest version
-of each (scope, key) pair.
+Rows are never updated: setting a value adds a version, and so does deleting one (a
+tombstone, `deleted`). "Current" means the highest version of each (scope, key) pair, unless
+that version is a tombstone: then the key is absent.
 """
 
 from __future__ import annotations
@@ -33,8 +34,13 @@ async def current(
     environment_id: int,
     scopes: list[str],
     keys: Sequence[str] | None = None,
+    *,
+    with_tombstones: bool = False,
 ) -> Sequence[Versioned]:
-    """The current version of every key in the given scopes (optionally only some keys)."""
+    """The current version of every key in the given scopes (optionally only some keys).
+
+    A key whose newest version is a tombstone is left out, unless `with_tombstones`.
+    """
     latest = (
         select(table.scope, table.key, func.max(table.version).label("version"))
         .where(table.environment_id == environment_id, table.scope.in_(scopes))
@@ -43,7 +49,7 @@ async def current(
     if keys is not None:
         latest = latest.where(table.key.in_(keys))
     sub = latest.subquery()
-    result = await session.scalars(
+    query = (
         select(table)
         .join(
             sub,
@@ -53,6 +59,96 @@ async def current(
         )
         .where(table.environment_id == environment_id)
         .order_by(table.key, table.scope)
+    )
+    if not with_tombstones:
+        query = query.where(table.deleted.is_(False))
+    result = await session.scalars(query)
+    return result.all()
+
+
+async def newest(
+    session: AsyncSession, table: type[Versioned], environment_id: int, scope: str, key: str
+) -> Versioned | None:
+    """The highest version of one key in one scope, tombstone or not."""
+    return await session.scalar(
+        select(table)
+        .where(table.environment_id == environment_id, table.scope == scope, table.key == key)
+        .order_by(table.version.desc())
+        .limit(1)
+    )
+
+
+async def current_in_every_scope(
+    session: AsyncSession, table: type[Versioned], environment_id: int, key: str
+) -> Sequence[Versioned]:
+    """The current (not deleted) rows of one key in every scope of an environment."""
+    scopes = (
+        select(table.scope)
+        .where(table.environment_id == environment_id, table.key == key)
+        .distinct()
+    )
+    return await current(session, table, environment_id, list(await session.scalars(scopes)), [key])
+
+
+async def case_twins(
+    session: AsyncSession,
+    table: type[Versioned],
+    environment_id: int,
+    scopes: list[str] | None,
+    key: str,
+) -> Sequence[Versioned]:
+    """Current (not deleted) keys that differ from `key` only by case, in `scopes` (None:
+    every scope of the environment)."""
+    latest = (
+        select(table.scope, table.key, func.max(table.version).label("version"))
+        .where(
+            table.environment_id == environment_id,
+            func.lower(table.key) == key.lower(),
+            table.key != key,
+        )
+        .group_by(table.scope, table.key)
+    )
+    if scopes is not None:
+        latest = latest.where(table.scope.in_(scopes))
+    sub = latest.subquery()
+    result = await session.scalars(
+        select(table)
+        .join(
+            sub,
+            (table.scope == sub.c.scope)
+            & (table.key == sub.c.key)
+            & (table.version == sub.c.version),
+        )
+        .where(table.environment_id == environment_id, table.deleted.is_(False))
+        .order_by(table.key, table.scope)
+    )
+    return result.all()
+
+
+async def current_certificates(
+    session: AsyncSession, environment_ids: Sequence[int]
+) -> Sequence[Secret]:
+    """The current certificate secrets with an expiry on record, in every scope of these
+    environments, soonest to expire first."""
+    if not environment_ids:
+        return []
+    latest = (
+        select(Secret.environment_id, Secret.scope, Secret.key, func.max(Secret.version).label("v"))
+        .where(Secret.environment_id.in_(environment_ids))
+        .group_by(Secret.environment_id, Secret.scope, Secret.key)
+        .subquery()
+    )
+    result = await session.scalars(
+        select(Secret)
+        .join(
+            latest,
+            (Secret.environment_id == latest.c.environment_id)
+            & (Secret.scope == latest.c.scope)
+            & (Secret.key == latest.c.key)
+            & (Secret.version == latest.c.v),
+        )
+        .where(Secret.deleted.is_(False), Secret.expires_at.is_not(None))
+        .order_by(Secret.expires_at, Secret.key)
     )
     return result.all()
 
@@ -144,7 +240,7 @@ async def exact_versions(
         )
     )
     result = await session.scalars(
-        select(table).where(table.environment_id == environment_id, match)
+        select(table).where(table.environment_id == environment_id, match, table.deleted.is_(False))
     )
     return result.all()
 

@@ -18,7 +18,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 from models.errors import ConfigurationError, Unavailable
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0007"
+HEAD_REVISION = "0008"
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 

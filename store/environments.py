@@ -4,10 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.tables import App, AppEnvironment, Environment, FreezeWindow, ReviewerGroup, Workspace
+from store.tables import (
+    App,
+    AppEnvironment,
+    Deployment,
+    Environment,
+    FreezeWindow,
+    Promotion,
+    ReviewerGroup,
+    Workspace,
+)
 
 
 async def get_or_create_workspace(session: AsyncSession, name: str) -> Workspace:
@@ -132,3 +141,53 @@ async def environments_of_app(session: AsyncSession, app_id: int) -> list[str]:
         .order_by(Environment.position)
     )
     return list(rows)
+
+
+async def environments_listing_reviewer(
+    session: AsyncSession, workspace_id: int, reviewer: str
+) -> list[Environment]:
+    """The environments whose reviewer list names `reviewer` (e.g. "@release-managers"),
+    in chain order."""
+    return [e for e in await chain(session, workspace_id) if reviewer in (e.reviewers or [])]
+
+
+async def work_under_way(session: AsyncSession, app_id: int, environment_id: int) -> list[str]:
+    """Workflow ids of promotions and deployments of an app into an environment that have not
+    ended yet (awaiting approval, queued, deploying, rolling back)."""
+    promotions = await session.scalars(
+        select(Promotion.workflow_id).where(
+            Promotion.app_id == app_id,
+            Promotion.environment_id == environment_id,
+            Promotion.finished_at.is_(None),
+        )
+    )
+    deployments = await session.scalars(
+        select(Deployment.workflow_id).where(
+            Deployment.app_id == app_id,
+            Deployment.environment_id == environment_id,
+            Deployment.finished_at.is_(None),
+        )
+    )
+    return list(dict.fromkeys([*promotions, *deployments]))
+
+
+async def set_app_environments(
+    session: AsyncSession, app_id: int, environment_ids: list[int]
+) -> None:
+    """Make an app point to exactly these environments."""
+    current = set(
+        await session.scalars(
+            select(AppEnvironment.environment_id).where(AppEnvironment.app_id == app_id)
+        )
+    )
+    wanted = set(environment_ids)
+    if current - wanted:
+        await session.execute(
+            delete(AppEnvironment).where(
+                AppEnvironment.app_id == app_id,
+                AppEnvironment.environment_id.in_(current - wanted),
+            )
+        )
+    for environment_id in sorted(wanted - current):
+        session.add(AppEnvironment(app_id=app_id, environment_id=environment_id))
+    await session.flush()

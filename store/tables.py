@@ -1,6 +1,8 @@
 """SQLAlchemy tables. Configuration rows are append-only versions: the current value of a
 variable, secret or tool profile is its highest version, and older versions stay for
-rollbacks and for the record of what each deployment ran with."""
+rollbacks and for the record of what each deployment ran with. Deleting a variable or a
+secret adds a version too, a tombstone (`deleted`): while it is the highest version the key
+is absent, and setting it again adds the next version."""
 
 from __future__ import annotations
 
@@ -124,6 +126,8 @@ class Variable(Base):
     key: Mapped[str] = mapped_column(String(128))
     version: Mapped[int]
     value: Mapped[str] = mapped_column(Text)
+    # A tombstone: this version says the key was deleted (its value is empty).
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -140,6 +144,10 @@ class Secret(Base):
     version: Mapped[int]
     kind: Mapped[str] = mapped_column(String(20))
     ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    # A tombstone: this version says the key was deleted (no ciphertext).
+    deleted: Mapped[bool] = mapped_column(Boolean, default=False)
+    # For a certificate: when the first certificate in it stops being valid. Not secret.
+    expires_at: Mapped[datetime | None] = mapped_column()
     created_by: Mapped[str] = mapped_column(String(200))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

@@ -165,3 +165,17 @@ async def time_skipping() -> AsyncIterator[Any]:
     )
     yield env
     await env.shutdown()
+
+
+def assert_only_refusal_recorded(
+    before: dict[str, list[tuple[object, ...]]],
+    after: dict[str, list[tuple[object, ...]]],
+    code: int,
+) -> None:
+    """A failed command changed nothing stored; a refusal (exit 2) adds exactly one audit
+    entry, `<what>.refused`, and nothing else."""
+    if code == 2:
+        added = set(after.pop("audit_event")) - set(before.pop("audit_event"))
+        actions = [str(row[4]) for row in added]  # audit_event.action
+        assert len(added) == 1 and actions[0].endswith(".refused"), added
+    assert after == before

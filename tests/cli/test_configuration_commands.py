@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, make_cli
+from tests.conftest import Cli, assert_only_refusal_recorded, make_cli
 
 PROD_SECRET = "pr0d-S3cret-value-9d8e7f"
 DEV_SECRET = "dev-secret-value-1a2b3c"
@@ -358,7 +358,7 @@ def test_user_mistakes_exit_non_zero_with_one_sentence_and_change_nothing(
     assert message in result.err
     assert "Traceback" not in result.err
     assert len(result.err.strip().splitlines()) == 1, result.err
-    assert snapshot(workspace) == before
+    assert_only_refusal_recorded(before, snapshot(workspace), result.code)
 
 
 def test_no_master_key_refuses_and_stores_nothing(cli: Cli, workspace: Path) -> None:

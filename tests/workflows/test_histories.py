@@ -30,8 +30,9 @@ from worker.main import WORKFLOWS
 
 HISTORIES = Path(__file__).parent / "histories"
 # Each generation of recorded histories is kept, and the code must replay them all: the
-# first ones (top level) predate outcomes ending as failures (workflow.patched).
-GENERATION = HISTORIES / "outcomes-end-as-failures"
+# first ones (top level) predate outcomes ending as failures (workflow.patched); then
+# rollbacks checked before they queue (workflow.patched).
+GENERATION = HISTORIES / "rollback-checked-before-queue"
 
 
 @pytest.fixture

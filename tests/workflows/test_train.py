@@ -69,6 +69,11 @@ async def test_train_to_production_completes_after_approvals_sent_to_the_train(
         ("staging", "1.0.0"),
         ("production", "1.0.0"),
     ]
+    # Run again (a CI retry): a new train whose stages are no-ops, no approval needed.
+    again = await cli.run("train", "web", "1.0.0", "--through", "production", "--wait", "--json")
+    assert again.code == 0, again.err
+    rerun = TrainResult.model_validate(json.loads(again.out))
+    assert [(r.status, r.noop) for r in rerun.stages] == [("deployed", True)] * 3
 
 
 async def test_train_stops_at_staging_when_its_verification_fails(
