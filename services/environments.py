@@ -238,7 +238,7 @@ class EnvironmentService(Service):
                 ws,
                 actor,
                 "app.create",
-                f"app {name}",
+                f"app {name}, pointing to {', '.join(ordered) or 'no environment'}",
                 app=name,
                 detail={"environments": ordered},
             )

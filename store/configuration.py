@@ -120,7 +120,7 @@ async def case_twins(
             & (table.version == sub.c.version),
         )
         .where(table.environment_id == environment_id, table.deleted.is_(False))
-        .order_by(table.key, table.scope)
+        .order_by(table.id)  # the earliest first: the spelling people saw first
     )
     return result.all()
 

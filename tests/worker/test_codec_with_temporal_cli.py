@@ -158,7 +158,14 @@ async def test_what_the_cli_sends_is_encrypted_through_the_codec_server(cluster:
     """`temporal workflow start --input` with the codec endpoint: the input is stored
     encrypted (the CLI called /encode) and the worker reads it."""
     c = cluster
-    request = {"app": "web", "version": "1.0.0", "target": "staging", "requested_by": CLI_REQUESTER}
+    # 1.4.0, created later, is deployed in staging: replacing it is asked for with force.
+    request = {
+        "app": "web",
+        "version": "1.0.0",
+        "target": "staging",
+        "requested_by": CLI_REQUESTER,
+        "force": True,
+    }
     workflow_id = "promote-web-1.0.0-staging"
     started = await c.temporal(
         "workflow",
