@@ -21,7 +21,6 @@ from models.promotion import (
     DeploymentFinished,
     DeploymentStarted,
     FinishDeployment,
-    Interruption,
     InterruptionCheck,
     InterruptionToVerify,
     LockRequest,
@@ -52,10 +51,12 @@ from services.reviewers import ReviewerKeyService
 from store.database import Database
 from store.tables import utcnow
 from vault.keys import KeyProvider
+from workflows import contract
+from workflows.contract import PromotionHandle, QueuedHandle
 
 HEARTBEAT_EVERY = 1.0  # the worker sends at most one every 2 s (see worker.main)
 # The only workflows whose runs may call these activities (see `_caller`).
-STAGELINE_WORKFLOWS = frozenset({"PromotionWorkflow", "RollbackWorkflow", "ReleaseTrainWorkflow"})
+STAGELINE_WORKFLOWS = contract.WORKFLOW_TYPES
 
 log = logging.getLogger("stageline.activities")
 
@@ -148,24 +149,23 @@ class PromotionActivities:
             category=ApplicationErrorCategory.BENIGN,  # logged above, in one line
         )
 
-    @activity.defn(name="prepare_promotion")
+    @activity.defn(name=contract.PREPARE_PROMOTION.name)
     async def prepare_promotion(self, request: PrepareInput) -> PreparedPromotion:
         await self._caller(request.run)
         with business_errors():
             prepared = await self.deployments.prepare_promotion(request.promotion, request.run)
         for older in prepared.supersedes:
-            await self._signal(older, "supersede", Interruption(by=request.run.workflow_id))
+            if (handle := self._promotion(older)) is not None:
+                with suppress(RPCError):  # it finished meanwhile: nothing to stop
+                    await handle.supersede(request.run.workflow_id)
         return prepared
 
-    async def _signal(self, target: WorkflowRef, name: str, arg: Interruption) -> None:
+    def _promotion(self, target: WorkflowRef) -> PromotionHandle | None:
         if self.client is None:
-            return
-        with suppress(RPCError):  # it finished meanwhile: nothing to stop
-            await self.client.get_workflow_handle(target.workflow_id, run_id=target.run_id).signal(
-                name, arg
-            )
+            return None
+        return PromotionHandle.of(self.client, target.workflow_id, target.run_id)
 
-    @activity.defn(name="plan_train")
+    @activity.defn(name=contract.PLAN_TRAIN.name)
     async def plan_train(self, request: TrainInput) -> TrainPlan:
         await self._caller()
         with business_errors():
@@ -174,13 +174,13 @@ class PromotionActivities:
             )
         return TrainPlan(stages=stages)
 
-    @activity.defn(name="record_decision")
+    @activity.defn(name=contract.RECORD_DECISION.name)
     async def record_decision(self, decision: DecisionRecord) -> None:
         caller = await self._caller()
         with business_errors():
             await self.deployments.record_decision(decision, caller=caller)
 
-    @activity.defn(name="verify_decision")
+    @activity.defn(name=contract.VERIFY_DECISION.name)
     async def verify_decision(self, decision: DecisionToVerify) -> SignatureCheck:
         """Check a signed decision against its reviewer's active keys (crypto stays out of
         workflow code); a bad signature is an answer, not an error."""
@@ -190,13 +190,13 @@ class PromotionActivities:
         with business_errors():
             return await self.reviewer_keys.verify_decision(decision)
 
-    @activity.defn(name="freeze_state")
+    @activity.defn(name=contract.FREEZE_STATE.name)
     async def freeze_state(self, query: FreezeQuery) -> FreezeState:
         await self._caller()
         with business_errors():
             return await self.deployments.environments.freeze_state(query.environment, query.at)
 
-    @activity.defn(name="record_promotion_outcome")
+    @activity.defn(name=contract.RECORD_PROMOTION_OUTCOME.name)
     async def record_promotion_outcome(self, outcome: PromotionOutcome) -> None:
         caller = await self._caller()
         with business_errors():
@@ -219,7 +219,7 @@ class PromotionActivities:
             raise
         return described.status == WorkflowExecutionStatus.RUNNING
 
-    @activity.defn(name="verify_interruption")
+    @activity.defn(name=contract.VERIFY_INTERRUPTION.name)
     async def verify_interruption(self, check: InterruptionToVerify) -> InterruptionCheck:
         """Whether a supersede or preempt signal really comes from a later promotion or a
         rollback of the same app and environment (anyone with namespace access can send one)."""
@@ -227,21 +227,25 @@ class PromotionActivities:
         with business_errors():
             return await self.deployments.check_interruption(check)
 
-    @activity.defn(name="enter_queue")
+    @activity.defn(name=contract.ENTER_QUEUE.name)
     async def enter_queue(self, request: LockRequest) -> LockState:
         await self._caller(request.run)
         # The kind comes from the caller's workflow type, whatever its workflow id says.
-        workflow_type = activity.info().workflow_type
-        kind = "rollback" if workflow_type == "RollbackWorkflow" else "promotion"
+        kind = (
+            contract.ROLLBACK.kind
+            if contract.kind_of(activity.info().workflow_type) == contract.ROLLBACK.kind
+            else contract.PROMOTION.kind
+        )
         with business_errors():
             state = await self.queue.enter(
                 request.app, request.environment, request.run, kind, self._is_running
             )
-        if state.preempt is not None:
-            await self._signal(state.preempt, "preempt", Interruption(by=request.run.workflow_id))
+        if state.preempt is not None and (handle := self._promotion(state.preempt)) is not None:
+            with suppress(RPCError):  # it finished meanwhile: nothing to stop
+                await handle.preempt(request.run.workflow_id)
         return state
 
-    @activity.defn(name="leave_queue")
+    @activity.defn(name=contract.LEAVE_QUEUE.name)
     async def leave_queue(self, request: LockRequest) -> None:
         await self._caller(request.run)
         with business_errors():
@@ -249,17 +253,17 @@ class PromotionActivities:
         if following is not None and self.client is not None:
             # It polls too: a missed wake-up costs seconds, not correctness.
             with suppress(RPCError):
-                await self.client.get_workflow_handle(
-                    following.workflow_id, run_id=following.run_id
-                ).signal("queue_moved")
+                await QueuedHandle.of(
+                    self.client, following.workflow_id, following.run_id
+                ).queue_moved()
 
-    @activity.defn(name="begin_deployment")
+    @activity.defn(name=contract.BEGIN_DEPLOYMENT.name)
     async def begin_deployment(self, request: BeginDeployment) -> DeploymentStarted:
         await self._caller(request.run)
         with business_errors():
             return await self.deployments.begin_deployment(request.promotion_record_id, request.run)
 
-    @activity.defn(name="finish_deployment")
+    @activity.defn(name=contract.FINISH_DEPLOYMENT.name)
     async def finish_deployment(self, request: FinishDeployment) -> DeploymentFinished:
         caller = await self._caller()
         with business_errors():
@@ -272,19 +276,19 @@ class PromotionActivities:
             )
         return DeploymentFinished(status=status)
 
-    @activity.defn(name="check_rollback")
+    @activity.defn(name=contract.CHECK_ROLLBACK.name)
     async def check_rollback(self, request: PlanRollback) -> RollbackPlan:
         await self._caller(request.run)
         with business_errors():
             return await self.deployments.check_rollback(request.request)
 
-    @activity.defn(name="plan_rollback")
+    @activity.defn(name=contract.PLAN_ROLLBACK.name)
     async def plan_rollback(self, request: PlanRollback) -> RollbackPlan:
         await self._caller(request.run)
         with business_errors():
             return await self.deployments.plan_rollback(request.request, request.run)
 
-    @activity.defn(name="run_step")
+    @activity.defn(name=contract.RUN_STEP.name)
     async def run_step(self, request: StepRequest) -> StepOutcome:
         """Decrypt the step's own configuration, run it, and return masked output only."""
         started = utcnow()

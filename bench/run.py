@@ -34,9 +34,7 @@ from bench.baseline import TASK_QUEUE as BARE_QUEUE
 from bench.baseline import Done, Work
 from models.promotion import (
     PromotionInput,
-    PromotionResult,
     RollbackInput,
-    RollbackResult,
     promotion_workflow_id,
 )
 from models.settings import Settings
@@ -47,6 +45,7 @@ from services.views import ViewService
 from store.database import Database
 from vault.codec import data_converter
 from vault.keys import MasterKey
+from workflows import contract
 from workflows.search_attributes import ALL
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -124,14 +123,14 @@ class Bench:
         self.results: dict[str, Any] = {}
 
     async def promote(self, app: str, version: str, target: str) -> WorkflowHandle[Any, Any]:
-        return await self.client.start_workflow(
-            "PromotionWorkflow",
+        return await contract.start(
+            self.client,
+            contract.PROMOTION,
             PromotionInput(
                 app=app, version=version, target=target, requested_by="bench", source="api"
             ),
             id=promotion_workflow_id(app, version, target),
             task_queue="stageline",
-            result_type=PromotionResult,
         )
 
     async def bare(self, kind: str, work: Work, n: int) -> WorkflowHandle[Any, Any]:
@@ -184,15 +183,15 @@ class Bench:
         for i in range(REPEAT):
 
             async def start(i: int = i) -> WorkflowHandle[Any, Any]:
-                return await self.client.start_workflow(
-                    "RollbackWorkflow",
+                return await contract.start(
+                    self.client,
+                    contract.ROLLBACK,
                     RollbackInput(app="bench", environment="dev", requested_by="bench"),
                     id=f"rollback-bench-dev-{i}",
                     task_queue="stageline",
-                    result_type=RollbackResult,
                 )
 
-            ours.append(await timed(start, pointer_activity="plan_rollback"))
+            ours.append(await timed(start, pointer_activity=contract.PLAN_ROLLBACK.name))
             theirs.append(
                 await timed(partial(self.bare, "BarePointer", Work(database=database), i))
             )

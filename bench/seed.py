@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import insert, select
 
@@ -121,7 +122,7 @@ async def status_at_scale(
                 await session.execute(select(Release.id, Release.app_id, Release.version))
             ).all()
         }
-        rows = []
+        rows: list[dict[str, Any]] = []
         for a in app_ids:
             for e in env_ids:
                 for n in range(history):

@@ -8,6 +8,7 @@ import click
 
 from cli.context import actor, run
 from cli.output import done, emit_json, table
+from cli.params import APP, ENVIRONMENT, TEXT, env_option, json_option
 from models.errors import BadInput
 from models.settings import Settings
 from services.data import DATA_KINDS, DataService
@@ -22,13 +23,13 @@ def data() -> None:
 
 
 @data.command("put")
-@click.argument("app_name", metavar="APP")
+@click.argument("app_name", metavar="APP", type=APP)
 @kind_argument
-@click.argument("key")
-@click.option("--env", "environment", required=True, metavar="ENV")
-@click.option("--value", metavar="TEXT")
+@click.argument("key", type=TEXT)
+@env_option()
+@click.option("--value", metavar="TEXT", type=TEXT)
 @click.option("--from-file", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def data_put(
     app_name: str,
     kind: str,
@@ -61,11 +62,11 @@ def data_put(
 
 
 @data.command("get")
-@click.argument("app_name", metavar="APP")
+@click.argument("app_name", metavar="APP", type=APP)
 @kind_argument
-@click.argument("key")
-@click.option("--env", "environment", required=True, metavar="ENV")
-@click.option("--json", "as_json", is_flag=True)
+@click.argument("key", type=TEXT)
+@env_option()
+@json_option
 def data_get(app_name: str, kind: str, key: str, environment: str, as_json: bool) -> None:
     """Print KEY from APP's KIND namespace of ENV."""
 
@@ -80,10 +81,10 @@ def data_get(app_name: str, kind: str, key: str, environment: str, as_json: bool
 
 
 @data.command("list")
-@click.argument("app_name", metavar="APP")
+@click.argument("app_name", metavar="APP", type=APP)
 @kind_argument
-@click.option("--env", "environment", required=True, metavar="ENV")
-@click.option("--json", "as_json", is_flag=True)
+@env_option()
+@json_option
 def data_list(app_name: str, kind: str, environment: str, as_json: bool) -> None:
     """List APP's KIND entries as ENV sees them."""
 
@@ -101,12 +102,14 @@ def data_list(app_name: str, kind: str, environment: str, as_json: bool) -> None
 
 
 @data.command("copy")
-@click.argument("app_name", metavar="APP")
+@click.argument("app_name", metavar="APP", type=APP)
 @kind_argument
-@click.option("--from", "source", required=True, metavar="ENV")
-@click.option("--to", "target", required=True, metavar="ENV")
-@click.option("--key", "keys", multiple=True, metavar="KEY", help="Only these (repeatable).")
-@click.option("--json", "as_json", is_flag=True)
+@click.option("--from", "source", required=True, metavar="ENV", type=ENVIRONMENT)
+@click.option("--to", "target", required=True, metavar="ENV", type=ENVIRONMENT)
+@click.option(
+    "--key", "keys", multiple=True, metavar="KEY", type=TEXT, help="Only these (repeatable)."
+)
+@json_option
 def data_copy(
     app_name: str, kind: str, source: str, target: str, keys: tuple[str, ...], as_json: bool
 ) -> None:
@@ -138,10 +141,10 @@ def data_copy(
 
 
 @data.command("share")
-@click.argument("app_name", metavar="APP")
+@click.argument("app_name", metavar="APP", type=APP)
 @kind_argument
 @click.option("--off", is_flag=True, help="Stop sharing: each environment has its own again.")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def data_share(app_name: str, kind: str, off: bool, as_json: bool) -> None:
     """Share APP's KIND across all its environments (shared/APP), or stop with --off."""
 

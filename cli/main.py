@@ -9,9 +9,22 @@ from typing import NoReturn
 import click
 from pydantic import ValidationError
 
-from cli import configuration, data, promotion, review, runtime
+from cli import (
+    apps,
+    audit,
+    data,
+    encrypted_secrets,
+    environments,
+    master_key,
+    promotion,
+    releases,
+    review,
+    runtime,
+    tools,
+    variables,
+)
 from cli.output import error
-from models.errors import ExitCode, StagelineError
+from models.errors import ExitCode, StagelineError, describe
 from models.names import InvalidName
 
 
@@ -22,7 +35,14 @@ def cli() -> None:
 
 
 for command in [
-    *configuration.COMMANDS,
+    *environments.COMMANDS,
+    *apps.COMMANDS,
+    *variables.COMMANDS,
+    *encrypted_secrets.COMMANDS,
+    *tools.COMMANDS,
+    *releases.COMMANDS,
+    *master_key.COMMANDS,
+    *audit.COMMANDS,
     *promotion.COMMANDS,
     *review.COMMANDS,
     *runtime.COMMANDS,
@@ -32,15 +52,7 @@ for command in [
 
 
 for env_command in review.ENV_COMMANDS:
-    configuration.env.add_command(env_command)
-
-
-def _validation_message(exc: ValidationError) -> str:
-    parts = []
-    for err in exc.errors():
-        loc = ".".join(str(p) for p in err["loc"])
-        parts.append(f"{loc}: {err['msg'].removeprefix('Value error, ')}" if loc else err["msg"])
-    return "; ".join(parts)
+    environments.env.add_command(env_command)
 
 
 def _exit(code: int) -> NoReturn:
@@ -78,7 +90,7 @@ def run_cli(argv: list[str] | None = None) -> int:
         error(str(exc))
         return ExitCode.BAD_INPUT
     except ValidationError as exc:
-        error(_validation_message(exc))
+        error(describe(exc))
         return ExitCode.BAD_INPUT
     except KeyboardInterrupt:
         return 130

@@ -5,10 +5,14 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Iterable, Sequence
-from typing import Any
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 import click
 from pydantic import BaseModel
+
+if TYPE_CHECKING:
+    from services.configuration import DeletedKey
 
 
 def emit_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any] | list[Any]) -> None:
@@ -32,6 +36,31 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[Any]], empty: str = "(
 
 def done(message: str) -> None:
     click.echo(message)
+
+
+def day(at: datetime | None) -> str:
+    """A date as tables show it (an expiry, say); blank for none."""
+    return f"{at:%Y-%m-%d}" if at is not None else ""
+
+
+def deleted(kind: str, name: str) -> dict[str, Any]:
+    """What deleting an environment, an app or a tool prints with --json."""
+    return {"kind": kind, "name": name, "deleted": True}
+
+
+def print_deleted_key(result: DeletedKey, as_json: bool) -> None:
+    """What deleting a variable or a secret prints."""
+    prefix = "vars" if result.kind == "variable" else "secrets"
+    where = result.environment + (f" for app {result.app}" if result.app else "")
+    if as_json:
+        emit_json(result)
+    elif result.already_deleted:
+        done(f"{prefix}.{result.key} in {where} was already deleted; nothing to do")
+    else:
+        done(
+            f"deleted {prefix}.{result.key} in {where} (version {result.version}; versions up "
+            f"to {result.last_version} stay on record for past deployments and rollbacks)"
+        )
 
 
 def print_warnings(warnings: Iterable[str]) -> None:

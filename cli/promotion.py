@@ -8,6 +8,7 @@ import re
 from typing import Any, TypeVar
 
 import click
+from pydantic import BaseModel
 from temporalio.client import WorkflowHandle
 
 from cli.context import actor, ci_job_request_id, run
@@ -34,9 +35,11 @@ from services.deployments import DeploymentService
 from services.views import ViewService
 from store.database import Database
 from worker.client import connect
+from workflows.contract import PROMOTION, ROLLBACK, TRAIN, WorkflowContract
 from workflows.details import promotion_summary, rollback_summary, train_summary
 
 R = TypeVar("R")
+I = TypeVar("I", bound=BaseModel)  # noqa: E741 (a workflow's input)
 
 PROMOTION_EXIT = {
     "deployed": ExitCode.OK,
@@ -113,10 +116,9 @@ def promote(
         handle, attached = await _launch(
             settings,
             db,
-            "PromotionWorkflow",
+            PROMOTION,
             request,
             promotion_workflow_id(app_name, version, target),
-            PromotionResult,
             app=app_name,
             environment=target,
             version=version,
@@ -156,10 +158,9 @@ def promote(
 async def _launch(
     settings: Settings,
     db: Database,
-    workflow: str,
-    request: Any,
+    workflow: WorkflowContract[I, R, Any],
+    request: I,
     workflow_id: str,
-    result_type: type[R],
     *,
     app: str,
     environment: str,
@@ -176,7 +177,6 @@ async def _launch(
         workflow,
         request,
         workflow_id,
-        result_type,
         app=app,
         environment=environment,
         version=version,
@@ -228,10 +228,9 @@ def train(
         handle, attached = await _launch(
             settings,
             db,
-            "ReleaseTrainWorkflow",
+            TRAIN,
             request,
             train_workflow_id(app_name, version, through),
-            TrainResult,
             app=app_name,
             environment=through,
             version=version,
@@ -324,7 +323,7 @@ def rollback(
         handle, attached = await _launch(
             settings,
             db,
-            "RollbackWorkflow",
+            ROLLBACK,
             request,
             rollback_workflow_id(
                 app_name,
@@ -338,7 +337,6 @@ def rollback(
                     to_version,
                 ),
             ),
-            RollbackResult,
             app=app_name,
             environment=environment,
             version=to_version,

@@ -5,11 +5,10 @@ from __future__ import annotations
 from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import click
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
 from cli.context import actor, run
@@ -23,7 +22,6 @@ from models.errors import (
     Unavailable,
 )
 from models.names import shown
-from models.promotion import TrainStatus
 from models.review import DecisionKind, DecisionOutcome, DecisionRequest
 from models.settings import Settings
 from models.text import duration
@@ -32,6 +30,7 @@ from services.environments import EnvironmentService
 from services.reviewers import ReviewerKeyService, check_person
 from store.database import Database
 from worker.client import connect
+from workflows.contract import TRAIN, PromotionHandle, TrainHandle
 
 
 def _not_reachable(promotion_id: str, exc: RPCError) -> Exception:
@@ -45,7 +44,7 @@ def _not_reachable(promotion_id: str, exc: RPCError) -> Exception:
 
 async def _sign(
     client: Client, promotion_id: str, request: DecisionRequest, key: Ed25519PrivateKey
-) -> tuple[WorkflowHandle[Any, Any], DecisionRequest]:
+) -> tuple[PromotionHandle, DecisionRequest]:
     """Sign the decision for the run now under `promotion_id`, and aim at that very run: a
     newer run under the same id would refuse the signature rather than take it."""
     try:
@@ -61,7 +60,7 @@ async def _sign(
         comment=request.comment,
     )
     signed = request.model_copy(update={"signature": signatures.sign(key, message)})
-    return client.get_workflow_handle(promotion_id, run_id=run_id), signed
+    return PromotionHandle.of(client, promotion_id, run_id), signed
 
 
 async def send_decision(
@@ -81,11 +80,9 @@ async def send_decision(
         described = await client.get_workflow_handle(promotion_id).describe()
     except RPCError as exc:
         raise _not_reachable(promotion_id, exc) from None
-    if described.workflow_type == "ReleaseTrainWorkflow":
+    if described.workflow_type == TRAIN.name:
         try:
-            train = await client.get_workflow_handle(promotion_id).query(
-                "status", result_type=TrainStatus
-            )
+            train = await TrainHandle.of(client, promotion_id).status()
         except RPCError as exc:
             raise NotFound(
                 f"release train {promotion_id!r} cannot be reached ({exc.message})"
@@ -93,16 +90,12 @@ async def send_decision(
         if train.active is None:
             raise Refused(f"no stage of {promotion_id} is running; nothing to decide")
         promotion_id = train.active
-    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(promotion_id)
+    handle = PromotionHandle.of(client, promotion_id)
     if key is not None:
         handle, request = await _sign(client, promotion_id, request, key)
-    # Unsigned, the payload stays exactly what it always was (no "signature": null), so
-    # workers that predate signed approvals still accept it.
-    payload = request.model_dump(mode="json", exclude={"signature"} if key is None else None)
     try:
-        outcome: DecisionOutcome = await handle.execute_update(
-            "decide", payload, result_type=DecisionOutcome
-        )
+        # Unsigned, the payload stays exactly what it always was (no "signature": null).
+        outcome = await handle.decide(request)
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         raise BadInput(
@@ -457,9 +450,7 @@ def env_protect(
             f", signed approvals {'required' if p.require_signed_approvals else 'not required'}"
         )
         if p.require_signed_approvals:
-            async with db.read() as session:
-                env = await envs.environment(session, name)
-                people = await envs.eligible_reviewers(session, env)
+            people = await envs.eligible_reviewers_of(name)
             missing = await ReviewerKeyService(db, settings).without_keys(people)
             if missing:
                 click.echo(
@@ -485,7 +476,7 @@ async def _nudge_frozen(settings: Settings, db: Database, environment: str) -> N
         return  # they look again by themselves within minutes
     for promotion in view.in_progress:
         with suppress(RPCError):
-            await client.get_workflow_handle(promotion.promotion_id).signal("freeze_changed")
+            await PromotionHandle.of(client, promotion.promotion_id).freeze_changed()
 
 
 @click.command("freeze")

@@ -213,7 +213,7 @@ async def _start_demo(
     from temporalio.client import Client
 
     from cli.temporal import start
-    from models.promotion import PromotionResult
+    from workflows.contract import PROMOTION
     from workflows.details import promotion_summary
 
     assert isinstance(client, Client)
@@ -224,10 +224,9 @@ async def _start_demo(
     handle, _ = await start(
         client,
         settings,
-        "PromotionWorkflow",
+        PROMOTION,
         request,
         promotion_workflow_id(demo.APP, demo.VERSION, "dev"),
-        PromotionResult,
         app=demo.APP,
         environment="dev",
         version=demo.VERSION,

@@ -25,10 +25,12 @@ from models.promotion import (
 )
 from models.settings import Settings
 from worker.client import result_of
+from workflows.contract import PromotionHandle, TrainHandle, WorkflowContract
 from workflows.search_attributes import initial
 
 R = TypeVar("R")
 M = TypeVar("M", bound=BaseModel)
+I = TypeVar("I", bound=BaseModel)  # noqa: E741 (a workflow's input)
 
 
 class TimedOut(StagelineError):
@@ -38,10 +40,9 @@ class TimedOut(StagelineError):
 async def start(
     client: Client,
     settings: Settings,
-    workflow: str,
-    arg: Any,
+    workflow: WorkflowContract[I, R, Any],
+    arg: I,
     workflow_id: str,
-    result_type: type[R],
     *,
     app: str,
     environment: str,
@@ -49,7 +50,8 @@ async def start(
     summary: str,
     once: bool = False,
 ) -> tuple[WorkflowHandle[Any, R], bool]:
-    """Start a workflow, or attach to the one already running under the same id.
+    """Start a workflow with its own input model, or attach to the one already running
+    under the same id.
 
     `summary` is the one line the Temporal UI shows for it (e.g. `web 1.4.0 -> production`).
 
@@ -58,12 +60,12 @@ async def start(
     not carried out twice (a retried rollback must not roll back one release further).
     """
     existing: WorkflowHandle[Any, R] = client.get_workflow_handle(
-        workflow_id, result_type=result_type
+        workflow_id, result_type=workflow.result
     )
     try:
         described = await existing.describe()
         if described.status == WorkflowExecutionStatus.RUNNING:
-            await _same_request(client, existing, described.workflow_type, workflow, arg)
+            await _same_request(client, existing, described.workflow_type, workflow.name, arg)
             return existing, True
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
@@ -71,11 +73,11 @@ async def start(
     try:
         # USE_EXISTING covers the race where another job started it a moment ago.
         handle: WorkflowHandle[Any, R] = await client.start_workflow(
-            workflow,
+            workflow.name,
             arg,
             id=workflow_id,
             task_queue=settings.task_queue,
-            result_type=result_type,
+            result_type=workflow.result,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
             # `once`: a completed run stands; a failed one may be tried again.
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE_FAILED_ONLY
@@ -90,7 +92,7 @@ async def start(
         # Only with `once`: it completed already; its result is this request's answer.
         return existing, True
     except RPCError as exc:
-        raise Unavailable(f"cannot start {workflow} on Temporal ({exc.message})") from None
+        raise Unavailable(f"cannot start {workflow.name} on Temporal ({exc.message})") from None
     return handle, False
 
 
@@ -99,7 +101,11 @@ _IDENTITY = ("app", "version", "target", "environment", "to_version", "through")
 
 
 async def _same_request(
-    client: Client, running: WorkflowHandle[Any, Any], running_type: str, workflow: str, arg: Any
+    client: Client,
+    running: WorkflowHandle[Any, Any],
+    running_type: str,
+    workflow: str,
+    arg: BaseModel,
 ) -> None:
     """Attach only to the same request (a retried CI job); anything else squatting the id
     is refused, never waited on."""
@@ -136,16 +142,15 @@ def _requested(request: Any) -> str:
 async def query_status(
     handle: WorkflowHandle[Any, Any], timeout: float = 3.0
 ) -> PromotionStatus | None:
-    return await _query(handle, PromotionStatus, timeout)
+    """A promotion's (or rollback's) `status` query, or None when it does not answer in time."""
+    return await _in_time(PromotionHandle(handle).status(), timeout)
 
 
-async def _query(handle: WorkflowHandle[Any, Any], model: type[M], timeout: float) -> M | None:
-    """The workflow's `status` query as `model`, or None when it does not answer in time."""
+async def _in_time(query: Awaitable[M], timeout: float) -> M | None:
     try:
-        status: M = await asyncio.wait_for(handle.query("status", result_type=model), timeout)
+        return await asyncio.wait_for(query, timeout)
     except (TimeoutError, RPCError):
         return None
-    return status
 
 
 class Progress:
@@ -206,7 +211,7 @@ class TrainProgress(Progress):
         return self.train.live(now)
 
     async def poll(self, handle: WorkflowHandle[Any, Any]) -> None:
-        status = await _query(handle, TrainStatus, 3.0)
+        status: TrainStatus | None = await _in_time(TrainHandle(handle).status(), 3.0)
         if status is None:
             return
         if self._client is None:
@@ -284,10 +289,3 @@ async def follow(
         raise StagelineError(f"{handle.id} failed: {cause or exc}") from None
     finally:
         progress.end()
-
-
-async def with_client(settings: Settings, work: Callable[[Client], Awaitable[R]]) -> R:
-    from worker.client import connect
-
-    client = await connect(settings)
-    return await work(client)

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from enum import IntEnum
 
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
 
 class ExitCode(IntEnum):
     OK = 0
@@ -69,3 +72,19 @@ class MissingConfiguration(Refused):
             "set them with 'stageline var set', 'stageline secret set' or "
             "'stageline tool profile' before promoting"
         )
+
+
+def error_text(error: ErrorDetails) -> str:
+    """One pydantic error's message, without pydantic's "Value error, " prefix (our own
+    validators' messages are full sentences)."""
+    return str(error["msg"]).removeprefix("Value error, ")
+
+
+def describe(exc: ValidationError, *, whole: str | None = None) -> str:
+    """Every error of `exc` as `field.path: message`, joined by "; ". An error about the whole
+    value (no location) is `whole: message`, or the bare message when `whole` is None."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"]) or whole
+        parts.append(f"{where}: {error_text(error)}" if where else error_text(error))
+    return "; ".join(parts)

@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from models.errors import BadInput
+from models.errors import BadInput, error_text
 from models.names import check_key, check_resource_name, header_problem, shown
 
 REFERENCE = re.compile(r"\$\{\{(.*?)\}\}")
@@ -367,7 +367,7 @@ def parse_pipeline(text: str, source: str = "pipeline file") -> Pipeline:
         for error in errors[:MAX_PROBLEMS]:
             loc = _data_location(data, error["loc"])
             line = next((lines[loc[:n]] for n in range(len(loc), -1, -1) if loc[:n] in lines), 1)
-            message = error["msg"].removeprefix("Value error, ")
+            message = error_text(error)
             if error["type"] == "extra_forbidden":
                 message = f"unknown field {shown(str(loc[-1] if loc else ''))}" + _allowed(loc)
             problems.append(f"line {line} ({_short(_describe(loc))}): {message}")

@@ -209,7 +209,6 @@ class PreparedPromotion(BaseModel):
     passed: bool
     noop: bool = False
     reason: str | None = None
-    previous_version: str | None = None
     protection: Protection = Field(default_factory=Protection)
     # The people who may decide: the reviewer list with groups expanded, at request time.
     eligible_reviewers: list[str] = Field(default_factory=list)

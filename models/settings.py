@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from models.errors import ConfigurationError
+from models.errors import ConfigurationError, error_text
 
 TASK_QUEUE = "stageline"
 DEV_KEY_FILE = "dev-master.key"
@@ -64,7 +64,7 @@ def parse_step_paths(text: str) -> tuple[StepPath, ...]:
         try:
             paths.append(StepPath(path=Path(path), writable=mode == "rw"))
         except ValidationError as exc:
-            reason = str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+            reason = error_text(exc.errors()[0])
             raise ConfigurationError(f"STAGELINE_STEP_PATHS: {reason}") from None
     return tuple(paths)
 

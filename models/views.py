@@ -71,6 +71,18 @@ class HistoryEvent(BaseModel):
     detail: dict[str, Any]
 
 
+class AuditEntry(BaseModel):
+    """One line of `stageline audit`."""
+
+    at: datetime
+    actor: str
+    action: str
+    environment: str | None
+    app: str | None
+    subject: str
+    detail: dict[str, Any]
+
+
 class HistoryView(BaseModel):
     app: str
     environment: str

@@ -102,6 +102,27 @@ class Service:
         writer would wait for the first forever): after the refused unit of work has rolled
         back, as `refusals_audited` does.
         """
+        await self.record_event(
+            action,
+            subject,
+            actor=actor,
+            environment=environment,
+            app=app,
+            detail={"reason": reason, **(detail or {})},
+        )
+
+    async def record_event(
+        self,
+        action: str,
+        subject: str,
+        *,
+        actor: str,
+        environment: str | None = None,
+        app: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Write one audit entry in a unit of work of its own (an event that changes nothing
+        else, such as a worker starting without the step sandbox)."""
         async with self.db.write() as session:
             audit.record(
                 session,
@@ -111,7 +132,7 @@ class Service:
                 subject,
                 environment=environment,
                 app=app,
-                detail={"reason": reason, **(detail or {})},
+                detail=detail,
             )
 
     @asynccontextmanager

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal, cast
+from typing import Literal, TypeVar, cast
 
 from cryptography import x509
 from pydantic import BaseModel
@@ -33,12 +34,13 @@ from models.workspace import (
     VariableView,
 )
 from services.base import Service, did_you_mean
+from services.environments import data_key_aad_of, require_app_in, secret_aad_of
 from store import audit
 from store import configuration as config_repo
 from store import environments as env_repo
 from store import releases as release_repo
 from store.tables import App, Environment, Secret, Tool, ToolProfile, Variable, utcnow
-from vault.envelope import data_key_aad, seal, secret_aad, unseal, unwrap_data_key, wrap_data_key
+from vault.envelope import seal, unseal, unwrap_data_key, wrap_data_key
 from vault.keys import KeyProvider
 from vault.secret_value import SecretValue
 
@@ -154,6 +156,34 @@ def _secret_view(row: Secret, env: Environment, app: str | None) -> SecretView:
     )
 
 
+def _check_tool_url(url: str) -> None:
+    if not url.startswith(("http://", "https://")):
+        raise BadInput(f"tool profile url {shown(url)} must start with http:// or https://")
+    if any(c.isspace() or not c.isprintable() for c in url):
+        raise BadInput(
+            f"tool profile url {shown(url)} has a space or control character; "
+            "percent-encode it (%20)"
+        )
+
+
+def _check_tool_auth(auth_secret: str | None, auth_scheme: str, auth_header: str | None) -> None:
+    """A tool profile's authentication: a known scheme, with the secret (and, for `header`,
+    the header name) it needs."""
+    if auth_secret is not None:
+        check_key(auth_secret, "auth secret name")
+    if auth_scheme not in AUTH_SCHEMES:
+        raise BadInput(
+            f"auth scheme {auth_scheme!r} is not known; use one of {', '.join(AUTH_SCHEMES)}"
+        )
+    if auth_scheme == "header" and not (auth_header and HEADER_NAME.fullmatch(auth_header)):
+        raise BadInput(
+            "--auth-scheme header needs --auth-header NAME (letters, digits and '-'), "
+            "e.g. --auth-header X-Api-Key"
+        )
+    if auth_scheme != "bearer" and auth_secret is None:
+        raise BadInput(f"--auth-scheme {auth_scheme} needs --auth-secret KEY")
+
+
 class ConfigurationService(Service):
     async def _target(
         self, session: AsyncSession, environment: str, app: str | None
@@ -161,12 +191,7 @@ class ConfigurationService(Service):
         env = await self.environment(session, environment)
         app_row = await self.optional_app(session, app)
         if app_row is not None:
-            names = await env_repo.environments_of_app(session, app_row.id)
-            if env.name not in names:
-                raise NotFound(
-                    f"app {app!r} does not point to environment {environment!r} "
-                    f"(it points to {', '.join(names) or 'none'})"
-                )
+            await require_app_in(session, app_row, env)
         return env, app_row
 
     async def _refuse_case_twin(
@@ -269,7 +294,7 @@ class ConfigurationService(Service):
 
     def _data_key(self, env: Environment, key: KeyProvider | None = None) -> bytes:
         return unwrap_data_key(
-            key or self.key, env.wrapped_data_key, data_key_aad(env.workspace_id, env.id), env.name
+            key or self.key, env.wrapped_data_key, data_key_aad_of(env), env.name
         )
 
     async def set_secret(
@@ -294,7 +319,7 @@ class ConfigurationService(Service):
             ciphertext = seal(
                 self._data_key(env, master),
                 value.reveal().encode(),
-                secret_aad(env.workspace_id, env.id, app_id, key, version),
+                secret_aad_of(env, app_id, key, version),
             )
             row = Secret(
                 environment_id=env.id,
@@ -488,9 +513,7 @@ class ConfigurationService(Service):
             envs = await env_repo.chain(session, ws)
             for env in envs:
                 data_key = self._data_key(env, old_key)
-                env.wrapped_data_key = wrap_data_key(
-                    new_key, data_key, data_key_aad(env.workspace_id, env.id)
-                )
+                env.wrapped_data_key = wrap_data_key(new_key, data_key, data_key_aad_of(env))
                 env.master_key_id = new_key.key_id
             audit.record(
                 session,
@@ -545,29 +568,11 @@ class ConfigurationService(Service):
         timeout_seconds: float = 10.0,
         retries: int = 3,
     ) -> ToolProfileView:
-        if not url.startswith(("http://", "https://")):
-            raise BadInput(f"tool profile url {shown(url)} must start with http:// or https://")
-        if any(c.isspace() or not c.isprintable() for c in url):
-            raise BadInput(
-                f"tool profile url {shown(url)} has a space or control character; "
-                "percent-encode it (%20)"
-            )
+        _check_tool_url(url)
         for name, value in (headers or {}).items():
             if (problem := header_problem(name, value)) is not None:
                 raise BadInput(problem)
-        if auth_secret is not None:
-            check_key(auth_secret, "auth secret name")
-        if auth_scheme not in AUTH_SCHEMES:
-            raise BadInput(
-                f"auth scheme {auth_scheme!r} is not known; use one of {', '.join(AUTH_SCHEMES)}"
-            )
-        if auth_scheme == "header" and not (auth_header and HEADER_NAME.fullmatch(auth_header)):
-            raise BadInput(
-                "--auth-scheme header needs --auth-header NAME (letters, digits and '-'), "
-                "e.g. --auth-header X-Api-Key"
-            )
-        if auth_scheme != "bearer" and auth_secret is None:
-            raise BadInput(f"--auth-scheme {auth_scheme} needs --auth-secret KEY")
+        _check_tool_auth(auth_secret, auth_scheme, auth_header)
         if not 0 < timeout_seconds <= 300:
             raise BadInput("tool profile timeout must be between 0 and 300 seconds")
         if not 0 <= retries <= 10:
@@ -698,136 +703,171 @@ class ConfigurationService(Service):
         `decrypt` decides whether secret plaintexts are produced at all.
         """
         env, app_row = await self._target(session, environment, app)
-        app_id = app_row.id if app_row else None
-        scopes = config_repo.scopes_for(app_id)
-        wanted = None if references is None else set(references)
-
-        def names(kind: str) -> list[str] | None:
-            return None if wanted is None else sorted(r.name for r in wanted if r.kind == kind)
-
-        def exact(
-            entries: dict[str, ConfigRef], only: Iterable[str] | None
-        ) -> dict[str, tuple[str, int]]:
-            keep = None if only is None else set(only)
-            return {
-                key: (
-                    config_repo.ENV_SCOPE if ref.scope == "env" else config_repo.scope_of(app_id),
-                    ref.version,
-                )
-                for key, ref in entries.items()
-                if keep is None or key in keep
-            }
-
-        def app_wins(rows: Iterable[_Row]) -> dict[str, _Row]:
-            # Environment-wide rows first, so the app's own value overwrites them.
-            chosen: dict[str, _Row] = {}
-            for row in sorted(rows, key=lambda r: r.scope != config_repo.ENV_SCOPE):
-                chosen[_name_of(row, tool_names_by_id)] = row
-            return chosen
-
-        var_keys, secret_keys, tool_names = names("vars"), names("secrets"), names("tools")
-        tool_names_by_id = {
-            t.id: t.name for t in await config_repo.tools(session, env.workspace_id)
-        }
-        tool_ids = {name: tool_id for tool_id, name in tool_names_by_id.items()}
-
-        if pinned is None:
-            var_rows: Iterable[_Row] = await config_repo.current(
-                session, Variable, env.id, scopes, var_keys
-            )
-            profile_rows: Iterable[_Row] = await config_repo.current_profiles(
-                session, env.id, scopes
-            )
-        else:
-            var_rows = await config_repo.exact_versions(
-                session, Variable, env.id, exact(dict(pinned.vars), var_keys)
-            )
-            profile_rows = await config_repo.exact_profiles(
-                session,
-                env.id,
-                {
-                    tool_ids[n]: at
-                    for n, at in exact(dict(pinned.tools), tool_names).items()
-                    if n in tool_ids
-                },
-            )
-        variables = app_wins(var_rows)
-        profiles = {
-            name: p
-            for name, p in app_wins(profile_rows).items()
-            if tool_names is None or name in tool_names
-        }
-        auth_keys = {
-            p.auth_secret for p in profiles.values() if isinstance(p, ToolProfile) and p.auth_secret
-        }
-        wanted_secrets = None if secret_keys is None else sorted(set(secret_keys) | auth_keys)
-        if pinned is None:
-            secret_rows: Iterable[_Row] = await config_repo.current(
-                session, Secret, env.id, scopes, wanted_secrets
-            )
-        else:
-            secret_rows = await config_repo.exact_versions(
-                session, Secret, env.id, exact(dict(pinned.secrets), wanted_secrets)
-            )
-        secrets = app_wins(secret_rows)
-
-        missing = [f"vars.{k}" for k in var_keys or [] if k not in variables]
-        missing += [f"secrets.{k}" for k in secret_keys or [] if k not in secrets]
-        missing += [f"tools.{t} (no profile)" for t in tool_names or [] if t not in profiles]
-        missing += [
-            f"secrets.{p.auth_secret} (auth of tool {name})"
-            for name, p in profiles.items()
-            if isinstance(p, ToolProfile) and p.auth_secret and p.auth_secret not in secrets
-        ]
+        wanted = _Wanted.of(references)
+        tool_names = {t.id: t.name for t in await config_repo.tools(session, env.workspace_id)}
+        source = _Source(session, env.id, app_row.id if app_row else None, pinned, tool_names)
+        variables = await source.versioned(Variable, wanted.vars)
+        profiles = await source.profiles(wanted.tools)
+        auth_keys = {p.auth_secret for p in profiles.values() if p.auth_secret}
+        secrets = await source.versioned(
+            Secret, None if wanted.secrets is None else sorted(set(wanted.secrets) | auth_keys)
+        )
+        missing = wanted.missing(variables, secrets, profiles)
         if missing:
             raise MissingConfiguration(env.name, missing)
-
-        data_key = self._data_key(env) if decrypt and secrets else None
-        resolved_secrets: dict[str, ResolvedSecret] = {}
-        for key, row in secrets.items():
-            assert isinstance(row, Secret)
-            value = None
-            if data_key is not None:
-                plain = unseal(
-                    data_key,
-                    row.ciphertext,
-                    secret_aad(env.workspace_id, env.id, row.app_id, row.key, row.version),
-                    f"secret {row.key!r} v{row.version} of environment {env.name!r}",
-                )
-                value = SecretValue(plain.decode())
-            resolved_secrets[key] = ResolvedSecret(
-                kind=cast(SecretKind, row.kind),
-                version=row.version,
-                scope=_scope_label(row.scope),
-                value=value,
-            )
         return ResolvedConfiguration(
             environment=env.name,
             app=app,
             vars={
                 k: ResolvedVariable(value=v.value, version=v.version, scope=_scope_label(v.scope))
                 for k, v in variables.items()
-                if isinstance(v, Variable)
             },
-            secrets=resolved_secrets,
-            tools={
-                name: ResolvedTool(
-                    url=p.url,
-                    version=p.version,
-                    scope=_scope_label(p.scope),
-                    auth_secret=p.auth_secret,
-                    auth_scheme=cast(AuthScheme, p.auth_scheme),
-                    auth_header=p.auth_header,
-                    headers=dict(p.headers),
-                    params=dict(p.params),
-                    body=dict(p.body),
-                    timeout_seconds=p.timeout_seconds,
-                    retries=p.retries,
-                )
-                for name, p in profiles.items()
-                if isinstance(p, ToolProfile)
-            },
+            secrets=self._resolved_secrets(env, secrets, decrypt=decrypt),
+            tools={name: _resolved_tool(p) for name, p in profiles.items()},
         )
+
+    def _resolved_secrets(
+        self, env: Environment, secrets: dict[str, Secret], *, decrypt: bool
+    ) -> dict[str, ResolvedSecret]:
+        """The chosen secrets, with their plaintexts only when `decrypt`."""
+        data_key = self._data_key(env) if decrypt and secrets else None
+        resolved: dict[str, ResolvedSecret] = {}
+        for key, row in secrets.items():
+            value = None
+            if data_key is not None:
+                plain = unseal(
+                    data_key,
+                    row.ciphertext,
+                    secret_aad_of(env, row.app_id, row.key, row.version),
+                    f"secret {row.key!r} v{row.version} of environment {env.name!r}",
+                )
+                value = SecretValue(plain.decode())
+            resolved[key] = ResolvedSecret(
+                kind=cast(SecretKind, row.kind),
+                version=row.version,
+                scope=_scope_label(row.scope),
+                value=value,
+            )
+        return resolved
+
+
+def _resolved_tool(p: ToolProfile) -> ResolvedTool:
+    return ResolvedTool(
+        url=p.url,
+        version=p.version,
+        scope=_scope_label(p.scope),
+        auth_secret=p.auth_secret,
+        auth_scheme=cast(AuthScheme, p.auth_scheme),
+        auth_header=p.auth_header,
+        headers=dict(p.headers),
+        params=dict(p.params),
+        body=dict(p.body),
+        timeout_seconds=p.timeout_seconds,
+        retries=p.retries,
+    )
+
+
+@dataclass(frozen=True)
+class _Wanted:
+    """What a resolution asks for, by kind: the names, or None for everything."""
+
+    vars: list[str] | None
+    secrets: list[str] | None
+    tools: list[str] | None
+
+    @classmethod
+    def of(cls, references: Iterable[Reference] | None) -> _Wanted:
+        wanted = None if references is None else set(references)
+
+        def names(kind: str) -> list[str] | None:
+            return None if wanted is None else sorted(r.name for r in wanted if r.kind == kind)
+
+        return cls(vars=names("vars"), secrets=names("secrets"), tools=names("tools"))
+
+    def missing(
+        self,
+        variables: dict[str, Variable],
+        secrets: dict[str, Secret],
+        profiles: dict[str, ToolProfile],
+    ) -> list[str]:
+        """Everything asked for (and every tool's auth secret) that the environment lacks."""
+        missing = [f"vars.{k}" for k in self.vars or [] if k not in variables]
+        missing += [f"secrets.{k}" for k in self.secrets or [] if k not in secrets]
+        missing += [f"tools.{t} (no profile)" for t in self.tools or [] if t not in profiles]
+        missing += [
+            f"secrets.{p.auth_secret} (auth of tool {name})"
+            for name, p in profiles.items()
+            if p.auth_secret and p.auth_secret not in secrets
+        ]
+        return missing
+
+
+_Chosen = TypeVar("_Chosen", Variable, Secret, ToolProfile)
+
+
+@dataclass(frozen=True)
+class _Source:
+    """Where a resolution reads rows: the newest versions, or the exact ones a deployment
+    pinned. The app's own value in the environment wins over the environment's."""
+
+    session: AsyncSession
+    environment_id: int
+    app_id: int | None
+    pinned: ConfigVersions | None
+    tool_names: dict[int, str]
+
+    def _exact(
+        self, entries: dict[str, ConfigRef], only: Iterable[str] | None
+    ) -> dict[str, tuple[str, int]]:
+        keep = None if only is None else set(only)
+        return {
+            key: (
+                config_repo.ENV_SCOPE if ref.scope == "env" else config_repo.scope_of(self.app_id),
+                ref.version,
+            )
+            for key, ref in entries.items()
+            if keep is None or key in keep
+        }
+
+    def _app_wins(self, rows: Iterable[_Chosen]) -> dict[str, _Chosen]:
+        # Environment-wide rows first, so the app's own value overwrites them.
+        chosen: dict[str, _Chosen] = {}
+        for row in sorted(rows, key=lambda r: r.scope != config_repo.ENV_SCOPE):
+            chosen[_name_of(row, self.tool_names)] = row
+        return chosen
+
+    async def versioned(
+        self, table: type[config_repo.Versioned], keys: list[str] | None
+    ) -> dict[str, config_repo.Versioned]:
+        if self.pinned is None:
+            scopes = config_repo.scopes_for(self.app_id)
+            rows = await config_repo.current(self.session, table, self.environment_id, scopes, keys)
+        else:
+            pinned = self.pinned.vars if table is Variable else self.pinned.secrets
+            rows = await config_repo.exact_versions(
+                self.session, table, self.environment_id, self._exact(dict(pinned), keys)
+            )
+        return self._app_wins(rows)
+
+    async def profiles(self, names: list[str] | None) -> dict[str, ToolProfile]:
+        if self.pinned is None:
+            rows = await config_repo.current_profiles(
+                self.session, self.environment_id, config_repo.scopes_for(self.app_id)
+            )
+        else:
+            tool_ids = {name: tool_id for tool_id, name in self.tool_names.items()}
+            rows = await config_repo.exact_profiles(
+                self.session,
+                self.environment_id,
+                {
+                    tool_ids[n]: at
+                    for n, at in self._exact(dict(self.pinned.tools), names).items()
+                    if n in tool_ids
+                },
+            )
+        return {
+            name: p for name, p in self._app_wins(rows).items() if names is None or name in names
+        }
 
 
 _Row = Variable | Secret | ToolProfile

@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Literal
 
 from pydantic import BaseModel
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.errors import BadInput, NotFound, Refused
 from services.base import Service
+from services.environments import require_app_in
 from store import audit
 from store import data as data_repo
 from store import environments as env_repo
-from store.tables import App, Environment
 
 DataKind = Literal["threads", "sources", "memory", "artifacts"]
 DATA_KINDS: tuple[DataKind, ...] = ("threads", "sources", "memory", "artifacts")
@@ -67,7 +66,7 @@ class DataService(Service):
         async with self.db.write() as session:
             env = await self.environment(session, environment)
             app_row = await self.app(session, app)
-            await self._require_pointing(session, app_row, env)
+            await require_app_in(session, app_row, env)
             ns = await data_repo.put(session, env, app_row, kind_, key, value, actor)
             # The value itself stays out of the audit log: data may be private.
             audit.record(
@@ -156,7 +155,7 @@ class DataService(Service):
             app_row = await self.app(session, app)
             src = await self.environment(session, source)
             dst = await self.environment(session, target)
-            await self._require_pointing(session, app_row, dst)
+            await require_app_in(session, app_row, dst)
             if await data_repo.is_shared(session, app_row, kind_):
                 raise Refused(f"{app}'s {kind_} are shared by all environments; nothing to copy")
             entries = [
@@ -177,7 +176,3 @@ class DataService(Service):
                 detail={"from": source, "to": target, "entries": len(entries), "keys": keys},
             )
             return len(entries)
-
-    async def _require_pointing(self, session: AsyncSession, app: App, env: Environment) -> None:
-        if env.name not in await env_repo.environments_of_app(session, app.id):
-            raise NotFound(f"app {app.name!r} does not point to environment {env.name!r}")

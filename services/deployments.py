@@ -7,7 +7,8 @@ earlier attempt wrote and returns it instead of writing a second one.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -28,16 +29,22 @@ from models.promotion import (
 )
 from models.resolution import ResolvedConfiguration
 from models.review import DecisionRecord
+from models.status import DeploymentKind, DeploymentStatus, PromotionState
 from services import gates
 from services.base import Service
 from services.configuration import ConfigurationService
 from services.data import DATA_KINDS
-from services.environments import EnvironmentService, protection_of
+from services.environments import EnvironmentService, protection_of, require_app_in
 from store import audit
 from store import data as data_repo
+from store import deployments as deployment_repo
 from store import environments as env_repo
+from store import pointers as pointer_repo
+from store import promotions as promotion_repo
+from store import queue as queue_repo
 from store import releases as release_repo
-from store.tables import App, Deployment, Environment, Promotion, Release, StepRun, utcnow
+from store import step_runs as step_run_repo
+from store.tables import App, Deployment, Environment, Promotion, Release, utcnow
 
 
 class InvalidRequest(BadInput):
@@ -119,18 +126,14 @@ class DeploymentService(Service):
         a rollback's id is derived from it, so a retried rollback is the same request."""
         async with self.db.read() as session:
             app_row, env, _ = await self._lookup(session, app, environment, None)
-            pointer = await release_repo.current_release(session, app_row.id, env.id)
+            pointer = await pointer_repo.current_release(session, app_row.id, env.id)
             return pointer.deployment_id if pointer else None
 
     async def plan_train(self, app: str, version: str, through: str) -> list[str]:
         """The app's environments from its first up to `through`, in chain order."""
         async with self.db.read() as session:
             app_row, env, _ = await self._lookup(session, app, through, version)
-            chain = [e.name for e in await self._app_chain(session, app_row)]
-        if env.name not in chain:
-            raise InvalidRequest(
-                f"app {app!r} does not point to {through!r} (it points to {', '.join(chain)})"
-            )
+            chain = await require_app_in(session, app_row, env, error=InvalidRequest)
         return chain[: chain.index(env.name) + 1]
 
     async def _app_chain(self, session: AsyncSession, app: App) -> list[Environment]:
@@ -168,68 +171,15 @@ class DeploymentService(Service):
                 force=request.force,
             )
             results = await gates.evaluate(context)
-            verified = await gates.verified_in_previous_stage(context)
-            wait_seconds = 0.0
-            if verified is not None and verified.verified_at and env.wait_minutes:
-                soaked = verified.verified_at + timedelta(minutes=env.wait_minutes)
-                wait_seconds = max(0.0, (soaked - utcnow()).total_seconds())
             passed = all(g.passed for g in results)
-            pointer = await release_repo.current_release(session, app.id, env.id)
-            previous = (
-                await release_repo.release_by_id(session, pointer.release_id) if pointer else None
-            )
-            noop = False
             reason = None if passed else "; ".join(g.reason for g in results if not g.passed)
-            if (
-                passed
-                and pointer is not None
-                and pointer.release_id == release.id
-                and not request.force
-            ):
-                current = await session.get(Deployment, pointer.deployment_id)
-                if current is not None and current.verified_at is not None:
-                    noop = True
-                    reason = (
-                        f"{app.name}@{release.version} is already deployed and verified in "
-                        f"{env.name} (use --force to redeploy)"
-                    )
-            record = await release_repo.find_promotion_of_run(session, run.workflow_id, run.run_id)
-            if record is None:
-                record = Promotion(
-                    workflow_id=run.workflow_id,
-                    run_id=run.run_id,
-                    app_id=app.id,
-                    release_id=release.id,
-                    environment_id=env.id,
-                    requested_by=request.requested_by,
-                    source=request.source,
-                    status="running",
-                    gates=[g.model_dump() for g in results],
-                    required_approvals=protection_of(env).required_approvals,
-                )
-                session.add(record)
-                await session.flush()
-                audit.record(
-                    session,
-                    app.workspace_id,
-                    request.requested_by,
-                    "promotion.request",
-                    f"{app.name}@{release.version} -> {env.name}",
-                    environment=env.name,
-                    app=app.name,
-                    detail={
-                        "workflow_id": run.workflow_id,
-                        "source": request.source,
-                        "force": request.force,
-                        "on_behalf_of": request.on_behalf_of,
-                    },
-                )
-            else:
-                record.gates = [g.model_dump() for g in results]
+            noop_reason = await self._already_there(session, app, env, release, request.force)
+            noop = passed and noop_reason is not None
+            record = await self._record_promotion(session, request, run, app, env, release, results)
             supersedes = (
                 [
                     WorkflowRef(workflow_id=p.workflow_id, run_id=p.run_id)
-                    for p in await release_repo.promotions_in_progress(session, app.id, env.id)
+                    for p in await promotion_repo.promotions_in_progress(session, app.id, env.id)
                     if p.id < record.id
                 ]
                 if passed and not noop
@@ -241,19 +191,92 @@ class DeploymentService(Service):
                 gates=results,
                 passed=passed,
                 noop=noop,
-                reason=reason,
-                previous_version=previous.version if previous else None,
+                reason=noop_reason if noop else reason,
                 protection=protection_of(env),
                 eligible_reviewers=await self.environments.eligible_reviewers(session, env),
-                wait_seconds=wait_seconds,
+                wait_seconds=await self._soak_left(context),
                 steps=step_specs(pipeline, ("steps", "verify")),
             )
+
+    @staticmethod
+    async def _soak_left(context: gates.GateContext) -> float:
+        """The wait timer: how long the release must still soak after its verification in the
+        previous stage (0 when it has, or when the target has no wait)."""
+        verified = await gates.verified_in_previous_stage(context)
+        wait_minutes = context.target.wait_minutes
+        if verified is None or not verified.verified_at or not wait_minutes:
+            return 0.0
+        soaked = verified.verified_at + timedelta(minutes=wait_minutes)
+        return max(0.0, (soaked - utcnow()).total_seconds())
+
+    @staticmethod
+    async def _already_there(
+        session: AsyncSession, app: App, env: Environment, release: Release, force: bool
+    ) -> str | None:
+        """Why promoting `release` would change nothing (it is current and verified in `env`),
+        or None. --force redeploys anyway."""
+        pointer = await pointer_repo.current_release(session, app.id, env.id)
+        if force or pointer is None or pointer.release_id != release.id:
+            return None
+        current = await deployment_repo.get_deployment(session, pointer.deployment_id)
+        if current is None or current.verified_at is None:
+            return None
+        return (
+            f"{app.name}@{release.version} is already deployed and verified in "
+            f"{env.name} (use --force to redeploy)"
+        )
+
+    @staticmethod
+    async def _record_promotion(
+        session: AsyncSession,
+        request: PromotionInput,
+        run: WorkflowRef,
+        app: App,
+        env: Environment,
+        release: Release,
+        results: list[GateResult],
+    ) -> Promotion:
+        """The run's promotion record, with these gate results: written and audited on the first
+        attempt, updated on a retry."""
+        record = await promotion_repo.find_promotion_of_run(session, run.workflow_id, run.run_id)
+        if record is not None:
+            record.gates = [g.model_dump() for g in results]
+            return record
+        record = Promotion(
+            workflow_id=run.workflow_id,
+            run_id=run.run_id,
+            app_id=app.id,
+            release_id=release.id,
+            environment_id=env.id,
+            requested_by=request.requested_by,
+            source=request.source,
+            status=PromotionState.RUNNING,
+            gates=[g.model_dump() for g in results],
+            required_approvals=protection_of(env).required_approvals,
+        )
+        session.add(record)
+        await session.flush()
+        _audit_promotion(
+            session,
+            app,
+            env,
+            release,
+            request.requested_by,
+            "promotion.request",
+            {
+                "workflow_id": run.workflow_id,
+                "source": request.source,
+                "force": request.force,
+                "on_behalf_of": request.on_behalf_of,
+            },
+        )
+        return record
 
     async def _promotion(
         self, session: AsyncSession, record_id: int
     ) -> tuple[Promotion, App, Environment, Release]:
         """A promotion record with the app, environment and release it names."""
-        record = await session.get(Promotion, record_id)
+        record = await promotion_repo.get_promotion(session, record_id)
         assert record is not None, f"promotion {record_id} vanished; records are never deleted"
         app = await session.get(App, record.app_id)
         env = await session.get(Environment, record.environment_id)
@@ -265,21 +288,21 @@ class DeploymentService(Service):
         of the same app into the same environment that passed its gates, or a rollback of that
         app and environment waiting in the queue. A forged signal is refused and audited."""
         async with self.db.write() as session:
-            mine = await release_repo.find_promotion_of_run(
+            mine = await promotion_repo.find_promotion_of_run(
                 session, check.target.workflow_id, check.target.run_id
             )
             if mine is None:
                 return InterruptionCheck(verified=False, reason="this run has no promotion record")
             reason = None
             if check.kind == "supersede":
-                newer = await release_repo.later_promotion(session, mine, check.by)
+                newer = await promotion_repo.later_promotion(session, mine, check.by)
                 if newer is None or not all(g.get("passed") for g in newer.gates or []):
                     reason = (
                         f"{check.by} is not a later promotion of the same app into the same "
                         "environment that passed its gates"
                     )
             else:
-                rollback = await release_repo.waiting_rollback(session, mine, check.by)
+                rollback = await queue_repo.waiting_rollback(session, mine, check.by)
                 if rollback is None:
                     reason = (
                         f"{check.by} is not a rollback of the same app and environment waiting "
@@ -288,15 +311,14 @@ class DeploymentService(Service):
             if reason is None:
                 return InterruptionCheck(verified=True, reason=f"{check.kind} by {check.by}")
             _, app, env, release = await self._promotion(session, mine.id)
-            audit.record(
+            _audit_promotion(
                 session,
-                app.workspace_id,
+                app,
+                env,
+                release,
                 check.by,
                 f"promotion.{check.kind}_refused",
-                f"{app.name}@{release.version} -> {env.name}",
-                environment=env.name,
-                app=app.name,
-                detail={"workflow_id": mine.workflow_id, "reason": reason},
+                {"workflow_id": mine.workflow_id, "reason": reason},
             )
             return InterruptionCheck(verified=False, reason=reason)
 
@@ -331,17 +353,16 @@ class DeploymentService(Service):
             if gate_results:
                 record.gates = [g.model_dump() for g in gate_results]
             record.finished_at = utcnow()
-            audit.record(
+            _audit_promotion(
                 session,
-                app.workspace_id,
+                app,
+                env,
+                release,
                 record.requested_by,
                 "promotion.timed_out"
-                if status == "rejected" and (reason or "").startswith("timed out")
+                if status == PromotionState.REJECTED and (reason or "").startswith("timed out")
                 else f"promotion.{status}",
-                f"{app.name}@{release.version} -> {env.name}",
-                environment=env.name,
-                app=app.name,
-                detail={"workflow_id": record.workflow_id, "reason": reason},
+                {"workflow_id": record.workflow_id, "reason": reason},
             )
 
     async def record_decision(
@@ -358,15 +379,14 @@ class DeploymentService(Service):
             if decision.accepted and decision.kind == "approve":
                 record.approved_by = sorted({*record.approved_by, decision.reviewer})
             action = f"promotion.{decision.kind}" if decision.accepted else "promotion.refused"
-            audit.record(
+            _audit_promotion(
                 session,
-                app.workspace_id,
+                app,
+                env,
+                release,
                 decision.reviewer,
                 action,
-                f"{app.name}@{release.version} -> {env.name}",
-                environment=env.name,
-                app=app.name,
-                detail={
+                {
                     "workflow_id": decision.workflow_id,
                     "decision": decision.kind,
                     "reason": decision.reason,
@@ -377,8 +397,8 @@ class DeploymentService(Service):
     async def begin_deployment(self, record_id: int, run: WorkflowRef) -> DeploymentStarted:
         """Pin the configuration versions this deployment will inject, and record it."""
         async with self.db.write() as session:
-            existing = await release_repo.find_deployment_of_run(
-                session, run.workflow_id, run.run_id, "promotion"
+            existing = await deployment_repo.find_deployment_of_run(
+                session, run.workflow_id, run.run_id, DeploymentKind.PROMOTION
             )
             if existing is not None:
                 return DeploymentStarted(
@@ -402,19 +422,19 @@ class DeploymentService(Service):
             resolved = await self.configuration.resolve_in(
                 session, env.name, app.name, pipeline_of(release).references()
             )
-            pointer = await release_repo.current_release(session, app.id, env.id)
+            pointer = await pointer_repo.current_release(session, app.id, env.id)
             deployment = Deployment(
                 app_id=app.id,
                 environment_id=env.id,
                 release_id=release.id,
                 previous_release_id=pointer.release_id if pointer else None,
-                kind="promotion",
+                kind=DeploymentKind.PROMOTION,
                 promotion_id=record.id,
                 workflow_id=run.workflow_id,
                 run_id=run.run_id,
                 requested_by=record.requested_by,
                 source=record.source,
-                status="running",
+                status=DeploymentStatus.RUNNING,
                 config=resolved.versions().model_dump(mode="json"),
             )
             session.add(deployment)
@@ -433,7 +453,7 @@ class DeploymentService(Service):
         """Close a deployment, once; on success the environment's pointer moves to its
         release. Returns the status on record."""
         async with self.db.write() as session:
-            deployment = await session.get(Deployment, deployment_id)
+            deployment = await deployment_repo.get_deployment(session, deployment_id)
             if deployment is None:
                 raise Refused(f"deployment {deployment_id} does not exist")
             what = f"deployment {deployment_id}"
@@ -444,9 +464,9 @@ class DeploymentService(Service):
             deployment.finished_at = now
             deployment.reason = reason
             if succeeded:
-                deployment.status = "deployed"
+                deployment.status = DeploymentStatus.DEPLOYED
                 deployment.verified_at = now
-                await release_repo.set_current_release(
+                await pointer_repo.set_current_release(
                     session,
                     deployment.app_id,
                     deployment.environment_id,
@@ -454,8 +474,10 @@ class DeploymentService(Service):
                     deployment.id,
                 )
             else:
-                deployment.status = "interrupted" if interrupted else "failed"
-            if deployment.kind != "promotion":
+                deployment.status = (
+                    DeploymentStatus.INTERRUPTED if interrupted else DeploymentStatus.FAILED
+                )
+            if deployment.kind != DeploymentKind.PROMOTION:
                 # A promotion's outcome is audited with its record; a rollback's or a
                 # compensation's here.
                 await self._audit_rollback_outcome(session, deployment)
@@ -471,7 +493,11 @@ class DeploymentService(Service):
             if deployment.previous_release_id
             else None
         )
-        outcome = "rolled_back" if deployment.status == "deployed" else str(deployment.status)
+        outcome = (
+            PromotionState.ROLLED_BACK
+            if deployment.status == DeploymentStatus.DEPLOYED
+            else str(deployment.status)
+        )
         audit.record(
             session,
             app.workspace_id,
@@ -490,7 +516,7 @@ class DeploymentService(Service):
         self, deployment_id: int, spec: StepSpec, *, caller: WorkflowRef | None = None
     ) -> StepContext:
         async with self.db.read() as session:
-            deployment = await session.get(Deployment, deployment_id)
+            deployment = await deployment_repo.get_deployment(session, deployment_id)
             if deployment is None:
                 raise Refused(f"deployment {deployment_id} does not exist")
             # A step decrypts its environment's secrets: only for the run deploying it.
@@ -532,24 +558,23 @@ class DeploymentService(Service):
         status: str,
         exit_code: int | None,
         output: str | None,
-        started_at: object,
-        finished_at: object,
+        started_at: datetime,
+        finished_at: datetime,
     ) -> None:
         async with self.db.write() as session:
-            session.add(
-                StepRun(
-                    deployment_id=deployment_id,
-                    section=spec.section,
-                    position=spec.index,
-                    name=spec.name,
-                    kind=spec.kind,
-                    attempt=attempt,
-                    status=status,
-                    exit_code=exit_code,
-                    output=output,
-                    started_at=started_at,
-                    finished_at=finished_at,
-                )
+            step_run_repo.add_step_run(
+                session,
+                deployment_id,
+                section=spec.section,
+                position=spec.index,
+                name=spec.name,
+                kind=spec.kind,
+                attempt=attempt,
+                status=status,
+                exit_code=exit_code,
+                output=output,
+                started_at=started_at,
+                finished_at=finished_at,
             )
 
     # -- rollback --------------------------------------------------------------------------
@@ -577,9 +602,13 @@ class DeploymentService(Service):
 
     async def plan_rollback(self, request: RollbackInput, run: WorkflowRef) -> RollbackPlan:
         """Choose the release to go back to, record the rollback, and move the pointer."""
-        kind = "compensation" if request.compensating_deployment_id else "rollback"
+        kind = (
+            DeploymentKind.COMPENSATION
+            if request.compensating_deployment_id
+            else DeploymentKind.ROLLBACK
+        )
         async with self.db.write() as session:
-            existing = await release_repo.find_deployment_of_run(
+            existing = await deployment_repo.find_deployment_of_run(
                 session, run.workflow_id, run.run_id, kind
             )
             if existing is not None:
@@ -623,14 +652,14 @@ class DeploymentService(Service):
                 run_id=run.run_id,
                 requested_by=request.requested_by,
                 source=request.source,
-                status="running",
+                status=DeploymentStatus.RUNNING,
                 config=target.config,
                 reason=request.reason,
             )
             session.add(deployment)
             await session.flush()
             # Instant: the pointer moves now; activation steps follow.
-            await release_repo.set_current_release(
+            await pointer_repo.set_current_release(
                 session, app.id, env.id, target.release_id, deployment.id
             )
             audit.record(
@@ -655,10 +684,12 @@ class DeploymentService(Service):
     ) -> tuple[int | None, Deployment | None]:
         """The release rolled back from and the deployment whose state is restored (None: a
         compensation with nothing before it). Raises Refused when a rollback cannot go on."""
-        history = list(await release_repo.deployments_in(session, app.id, env.id))
-        pointer = await release_repo.current_release(session, app.id, env.id)
+        history = list(await deployment_repo.deployments_in(session, app.id, env.id))
+        pointer = await pointer_repo.current_release(session, app.id, env.id)
         if request.compensating_deployment_id is not None:
-            failed = await session.get(Deployment, request.compensating_deployment_id)
+            failed = await deployment_repo.get_deployment(
+                session, request.compensating_deployment_id
+            )
             if failed is None or (failed.app_id, failed.environment_id) != (app.id, env.id):
                 raise InvalidRequest(
                     f"deployment {request.compensating_deployment_id} is not a deployment "
@@ -725,7 +756,11 @@ class DeploymentService(Service):
     ) -> Deployment:
         by_id = {d.id: d for d in history}
         current = by_id[current_deployment_id]
-        good = [d for d in history if d.kind == "promotion" and d.status == "deployed"]
+        good = [
+            d
+            for d in history
+            if d.kind == DeploymentKind.PROMOTION and d.status == DeploymentStatus.DEPLOYED
+        ]
         if to_version is not None:
             release = await release_repo.find_release(session, app.id, to_version)
             if release is None:
@@ -742,10 +777,12 @@ class DeploymentService(Service):
         # The states the environment went through, up to now. A release a rollback or a
         # compensation moved away from is bad until a promotion deploys it again: a plain
         # rollback never goes back to it (`--to` still can).
-        states = [d for d in history if d.status == "deployed" and d.id <= current.id]
+        states = [
+            d for d in history if d.status == DeploymentStatus.DEPLOYED and d.id <= current.id
+        ]
         bad: set[int] = set()
         for state in states:
-            if state.kind == "promotion":
+            if state.kind == DeploymentKind.PROMOTION:
                 bad.discard(state.release_id)
             elif state.previous_release_id is not None:
                 bad.add(state.previous_release_id)
@@ -758,6 +795,28 @@ class DeploymentService(Service):
             f"{app.name} has no earlier successful release in {env.name} to roll back to "
             "(releases rolled back out count as bad; name one with --to)"
         )
+
+
+def _audit_promotion(
+    session: AsyncSession,
+    app: App,
+    env: Environment,
+    release: Release,
+    actor: str,
+    action: str,
+    detail: dict[str, Any],
+) -> None:
+    """An audit entry about one promotion, named `app@version -> environment`."""
+    audit.record(
+        session,
+        app.workspace_id,
+        actor,
+        action,
+        f"{app.name}@{release.version} -> {env.name}",
+        environment=env.name,
+        app=app.name,
+        detail=detail,
+    )
 
 
 def _owned_by(

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from pydantic import BaseModel
-from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.errors import BadInput, Conflict, NotFound, Refused
+from models.errors import BadInput, Conflict, NotFound, Refused, StagelineError
 from models.names import PERSON_NAME, check_resource_name
 from models.review import FreezeState
 from models.workspace import (
@@ -20,7 +20,9 @@ from models.workspace import (
 )
 from services.base import RefusedIn, Service, _unknown
 from store import audit
+from store import deployments as deployment_repo
 from store import environments as env_repo
+from store import pointers as pointer_repo
 from store import releases as release_repo
 from store.tables import (
     App,
@@ -30,7 +32,7 @@ from store.tables import (
     ReviewerGroup,
     utcnow,
 )
-from vault.envelope import data_key_aad, new_data_key, wrap_data_key
+from vault.envelope import data_key_aad, new_data_key, secret_aad, wrap_data_key
 
 
 def check_reviewer(name: str) -> str:
@@ -51,6 +53,41 @@ def protection_of(env: Environment) -> Protection:
         approval_timeout_minutes=env.approval_timeout_minutes,
         require_signed_approvals=env.require_signed_approvals,
     )
+
+
+def data_key_aad_of(env: Environment) -> bytes:
+    """The associated data an environment's data key is wrapped with (its workspace and id):
+    wrapping and unwrapping both build it here."""
+    return data_key_aad(env.workspace_id, env.id)
+
+
+def secret_aad_of(env: Environment, app_id: int | None, key: str, version: int) -> bytes:
+    """The associated data sealed with a secret's value: where it belongs (workspace,
+    environment, app scope, key, version). Sealing and unsealing both build it here, so they
+    cannot disagree."""
+    return secret_aad(env.workspace_id, env.id, app_id, key, version)
+
+
+def not_pointing(app: str, environment: str, pointing: Sequence[str]) -> str | None:
+    """Why `app` cannot act in `environment` (it does not point to it), or None when it can.
+    `pointing`: the environments the app points to, in chain order."""
+    if environment in pointing:
+        return None
+    return (
+        f"app {app!r} does not point to environment {environment!r} "
+        f"(it points to {', '.join(pointing) or 'none'})"
+    )
+
+
+async def require_app_in(
+    session: AsyncSession, app: App, env: Environment, *, error: type[StagelineError] = NotFound
+) -> list[str]:
+    """Raise `error` unless `app` points to `env`; returns the environments it points to."""
+    pointing = await env_repo.environments_of_app(session, app.id)
+    problem = not_pointing(app.name, env.name, pointing)
+    if problem is not None:
+        raise error(problem)
+    return pointing
 
 
 class AppEnvironmentsChange(BaseModel):
@@ -127,7 +164,7 @@ class EnvironmentService(Service):
             await session.flush()
             # The data key is wrapped with an AAD naming this environment's id, so it exists
             # only after the row does.
-            env.wrapped_data_key = wrap_data_key(key, new_data_key(), data_key_aad(ws, env.id))
+            env.wrapped_data_key = wrap_data_key(key, new_data_key(), data_key_aad_of(env))
             audit.record(
                 session,
                 ws,
@@ -173,7 +210,7 @@ class EnvironmentService(Service):
             env = await self.environment(session, old)
             if await env_repo.find_environment(session, ws, new) is not None:
                 raise Conflict(f"environment {new!r} already exists; pick another name")
-            if await release_repo.environment_has_history(session, env.id):
+            if await deployment_repo.environment_has_history(session, env.id):
                 raise Refused(
                     f"environment {old!r} cannot be renamed: deployments and promotions refer to "
                     "it by name; create a new environment instead"
@@ -205,7 +242,7 @@ class EnvironmentService(Service):
                     f"environment {name!r} cannot be removed: app(s) {', '.join(pointing)} point "
                     "to it"
                 )
-            if await release_repo.environment_has_history(session, env.id):
+            if await deployment_repo.environment_has_history(session, env.id):
                 raise Refused(
                     f"environment {name!r} cannot be removed: deployments and promotions refer "
                     "to it and are kept as history"
@@ -265,7 +302,7 @@ class EnvironmentService(Service):
                     f"app {name!r} cannot be removed: it has releases, which are immutable "
                     "and kept as history"
                 )
-            await session.execute(delete(AppEnvironment).where(AppEnvironment.app_id == app.id))
+            await env_repo.set_app_environments(session, app.id, [])
             await session.delete(app)
             audit.record(session, ws, actor, "app.delete", f"app {name}", app=name)
 
@@ -314,7 +351,7 @@ class EnvironmentService(Service):
                         f"('stageline reject {running[0]} --reviewer WHO'), then run this again"
                     )
                     continue
-                pointer = await release_repo.current_release(session, app.id, env.id)
+                pointer = await pointer_repo.current_release(session, app.id, env.id)
                 if pointer is not None and not force:
                     release = await release_repo.release_by_id(session, pointer.release_id)
                     problems.append(
@@ -350,14 +387,6 @@ class EnvironmentService(Service):
                 before=before,
                 added=added,
                 removed=[e.name for e in removed],
-            )
-
-    async def require_app_in(self, session: AsyncSession, app: App, env: Environment) -> None:
-        names = await env_repo.environments_of_app(session, app.id)
-        if env.name not in names:
-            raise NotFound(
-                f"app {app.name!r} does not point to environment {env.name!r} "
-                f"(it points to {', '.join(names) or 'none'})"
             )
 
     # -- protection ------------------------------------------------------------------------
@@ -401,6 +430,11 @@ class EnvironmentService(Service):
     async def eligible_reviewers(self, session: AsyncSession, env: Environment) -> list[str]:
         """The people who may decide on promotions into `env`, groups expanded."""
         return await self._expand(session, env.workspace_id, list(env.reviewers))
+
+    async def eligible_reviewers_of(self, name: str) -> list[str]:
+        """The people who may decide on promotions into environment `name`, groups expanded."""
+        async with self.db.read() as session:
+            return await self.eligible_reviewers(session, await self.environment(session, name))
 
     async def protect_environment(
         self,
@@ -619,11 +653,6 @@ class EnvironmentService(Service):
                     detail={"windows": [w.id for w in lifted]},
                 )
             return lifted
-
-    async def freezes(self, name: str) -> list[FreezeWindowView]:
-        async with self.db.read() as session:
-            env = await self.environment(session, name)
-            return [_freeze_view(w, name) for w in await env_repo.freeze_windows(session, env.id)]
 
     async def freeze_state(self, name: str, at: datetime | None = None) -> FreezeState:
         """Whether a freeze holds `name` now: the window in force that ends last."""

@@ -14,6 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.errors import MissingConfiguration
 from models.pipeline import Pipeline
 from models.promotion import GateResult
+from models.status import DeploymentKind, DeploymentStatus
+from services.environments import not_pointing
+from store import deployments as deployment_repo
+from store import pointers as pointer_repo
+from store import promotions as promotion_repo
 from store import releases as release_repo
 from store.tables import App, Deployment, Environment, Release
 
@@ -38,18 +43,11 @@ Gate = Callable[[GateContext], Awaitable[GateResult]]
 
 
 async def app_points_to_target(ctx: GateContext) -> GateResult:
-    names = [e.name for e in ctx.app_chain]
-    if ctx.target.name in names:
-        return GateResult(
-            name="app-points-to-target",
-            passed=True,
-            reason=f"app {ctx.app.name} points to {ctx.target.name}",
-        )
+    problem = not_pointing(ctx.app.name, ctx.target.name, [e.name for e in ctx.app_chain])
     return GateResult(
         name="app-points-to-target",
-        passed=False,
-        reason=f"app {ctx.app.name} does not point to {ctx.target.name} "
-        f"(it points to {', '.join(names) or 'none'})",
+        passed=problem is None,
+        reason=problem or f"app {ctx.app.name} points to {ctx.target.name}",
     )
 
 
@@ -67,15 +65,15 @@ def _verified_in(history: list[Deployment], release_id: int) -> Deployment | Non
     for deployment in history:
         if (
             deployment.release_id == release_id
-            and deployment.status == "deployed"
+            and deployment.status == DeploymentStatus.DEPLOYED
             and deployment.verified_at is not None
         ):
             verified = deployment
         elif (
             verified is not None
-            and deployment.kind in ("rollback", "compensation")
+            and deployment.kind in (DeploymentKind.ROLLBACK, DeploymentKind.COMPENSATION)
             and deployment.previous_release_id == release_id
-            and deployment.status in ("deployed", "running")
+            and deployment.status in (DeploymentStatus.DEPLOYED, DeploymentStatus.RUNNING)
         ):
             verified = None
     return verified
@@ -93,7 +91,7 @@ async def verified_in_previous_stage(ctx: GateContext) -> Deployment | None:
     previous = previous_stage(ctx)
     if previous is None:
         return None
-    history = list(await release_repo.deployments_in(ctx.session, ctx.app.id, previous.id))
+    history = list(await deployment_repo.deployments_in(ctx.session, ctx.app.id, previous.id))
     return _verified_in(history, ctx.release.id)
 
 
@@ -111,7 +109,7 @@ async def no_skipped_stage(ctx: GateContext) -> GateResult:
             passed=True,
             reason=f"{ctx.release.version} was deployed and verified in {previous.name}",
         )
-    history = await release_repo.deployments_in(ctx.session, ctx.app.id, previous.id)
+    history = await deployment_repo.deployments_in(ctx.session, ctx.app.id, previous.id)
     ever = any(d.release_id == ctx.release.id and d.verified_at is not None for d in history)
     why = "was rolled back out of" if ever else "has not been deployed and verified in"
     return GateResult(
@@ -132,12 +130,12 @@ async def release_order(ctx: GateContext) -> GateResult:
     """A re-run of an older release's promotion (an old CI job run again) must not replace a
     newer release or supersede a newer release's promotion unless asked to with --force."""
     newer: list[str] = []
-    pointer = await release_repo.current_release(ctx.session, ctx.app.id, ctx.target.id)
+    pointer = await pointer_repo.current_release(ctx.session, ctx.app.id, ctx.target.id)
     if pointer is not None:
         current = await release_repo.release_by_id(ctx.session, pointer.release_id)
         if _newer(ctx.release, current):
             newer.append(f"{ctx.app.name}@{current.version} is deployed there")
-    for promotion in await release_repo.promotions_in_progress(
+    for promotion in await promotion_repo.promotions_in_progress(
         ctx.session, ctx.app.id, ctx.target.id
     ):
         if promotion.workflow_id == ctx.workflow_id:

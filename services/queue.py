@@ -9,13 +9,23 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 
-from sqlalchemy import select
-
 from models.promotion import LockState, WorkflowRef
+from models.status import DeploymentKind, TicketState
 from services.base import Service
+from store import queue as queue_repo
 from store.tables import DeploymentTicket, utcnow
 
 IsRunning = Callable[[str, str], Awaitable[bool]]
+
+
+def _turn_order(ticket: DeploymentTicket) -> tuple[bool, bool, int]:
+    """The holder first; then rollbacks, which go ahead of waiting promotions (an environment
+    in trouble is put right before anything new lands); then by arrival."""
+    return (
+        ticket.state != TicketState.HOLDING,
+        ticket.kind != DeploymentKind.ROLLBACK,
+        ticket.id,
+    )
 
 
 class QueueService(Service):
@@ -25,86 +35,47 @@ class QueueService(Service):
         async with self.db.write() as session:
             app_row = await self.app(session, app)
             env = await self.environment(session, environment)
-            tickets = list(
-                await session.scalars(
-                    select(DeploymentTicket)
-                    .where(
-                        DeploymentTicket.app_id == app_row.id,
-                        DeploymentTicket.environment_id == env.id,
-                        DeploymentTicket.state != "done",
-                    )
-                    .order_by(DeploymentTicket.id)
-                )
-            )
-            mine = await session.scalar(
-                select(DeploymentTicket).where(
-                    DeploymentTicket.workflow_id == run.workflow_id,
-                    DeploymentTicket.run_id == run.run_id,
-                )
-            )
-            if mine is not None and mine.state == "done":
+            tickets = list(await queue_repo.open_tickets(session, app_row.id, env.id))
+            mine = await queue_repo.ticket_of_run(session, run.workflow_id, run.run_id)
+            if mine is not None and mine.state == TicketState.DONE:
                 # Asked again after leaving: the workflow task that left was retried and is
                 # running again (local activities re-run then). Take the same place again.
-                mine.state = "waiting"
+                mine.state = TicketState.WAITING
                 tickets.append(mine)
                 tickets.sort(key=lambda t: t.id)
             if mine is None:
-                mine = DeploymentTicket(
-                    app_id=app_row.id,
-                    environment_id=env.id,
-                    workflow_id=run.workflow_id,
-                    run_id=run.run_id,
-                    kind=kind,
-                    state="waiting",
+                mine = queue_repo.add_ticket(
+                    session, app_row.id, env.id, run.workflow_id, run.run_id, kind
                 )
-                session.add(mine)
                 await session.flush()
                 tickets.append(mine)
-            # The holder first; then rollbacks, which go ahead of waiting promotions (an
-            # environment in trouble is put right before anything new lands); then by arrival.
-            ordered = sorted(
-                tickets, key=lambda t: (t.state != "holding", t.kind != "rollback", t.id)
-            )
-            for ticket in ordered:
+            for ticket in sorted(tickets, key=_turn_order):
                 if ticket is mine:
                     break
                 if not await is_running(ticket.workflow_id, ticket.run_id):
-                    ticket.state, ticket.updated_at = "done", utcnow()  # gone: skip it
+                    ticket.state, ticket.updated_at = TicketState.DONE, utcnow()  # gone: skip it
                     continue
                 preempt = (
                     WorkflowRef(workflow_id=ticket.workflow_id, run_id=ticket.run_id)
-                    if kind == "rollback"
-                    and ticket.kind == "promotion"
-                    and ticket.state == "holding"
+                    if kind == DeploymentKind.ROLLBACK
+                    and ticket.kind == DeploymentKind.PROMOTION
+                    and ticket.state == TicketState.HOLDING
                     else None
                 )
                 return LockState(acquired=False, holder=ticket.workflow_id, preempt=preempt)
-            mine.state, mine.updated_at = "holding", utcnow()
+            mine.state, mine.updated_at = TicketState.HOLDING, utcnow()
             return LockState(acquired=True)
 
     async def leave(self, run: WorkflowRef) -> WorkflowRef | None:
         """Give up the ticket; returns the next waiting run, to be woken up."""
         async with self.db.write() as session:
-            mine = await session.scalar(
-                select(DeploymentTicket).where(
-                    DeploymentTicket.workflow_id == run.workflow_id,
-                    DeploymentTicket.run_id == run.run_id,
-                )
-            )
+            mine = await queue_repo.ticket_of_run(session, run.workflow_id, run.run_id)
             if mine is None:
                 return None
-            if mine.state != "done":
-                mine.state, mine.updated_at = "done", utcnow()
-            waiting = list(
-                await session.scalars(
-                    select(DeploymentTicket).where(
-                        DeploymentTicket.app_id == mine.app_id,
-                        DeploymentTicket.environment_id == mine.environment_id,
-                        DeploymentTicket.state != "done",
-                    )
-                )
-            )
+            if mine.state != TicketState.DONE:
+                mine.state, mine.updated_at = TicketState.DONE, utcnow()
+            waiting = await queue_repo.open_tickets(session, mine.app_id, mine.environment_id)
             if not waiting:
                 return None
-            following = min(waiting, key=lambda t: (t.kind != "rollback", t.id))
+            following = min(waiting, key=lambda t: (t.kind != DeploymentKind.ROLLBACK, t.id))
             return WorkflowRef(workflow_id=following.workflow_id, run_id=following.run_id)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import literal, select
-
 from models.views import (
+    AuditEntry,
     EnvironmentDiff,
     HistoryEntry,
     HistoryEvent,
@@ -20,9 +19,11 @@ from models.views import (
 )
 from services.base import Service
 from store import audit
+from store import deployments as deployment_repo
 from store import environments as env_repo
+from store import pointers as pointer_repo
+from store import promotions as promotion_repo
 from store import releases as release_repo
-from store.tables import App, CurrentRelease, Deployment, Environment, Promotion, Release
 
 
 class ViewService(Service):
@@ -36,28 +37,11 @@ class ViewService(Service):
             if app is not None:
                 apps = [await self.app(session, app)]
             pointing = await env_repo.app_environment_names(session, ws)
-            rows = await session.execute(
-                select(
-                    CurrentRelease,
-                    Release.version,
-                    Deployment.requested_by,
-                    Deployment.kind,
-                    # What releases expose is shown only for one environment: the matrix does
-                    # not pay for decoding every current release's pipeline.
-                    Release.pipeline if environment is not None else literal(None),
-                )
-                .join(Release, Release.id == CurrentRelease.release_id)
-                .join(Deployment, Deployment.id == CurrentRelease.deployment_id)
-                .join(App, App.id == CurrentRelease.app_id)
-                .where(
-                    App.workspace_id == ws,
-                    CurrentRelease.environment_id.in_([e.id for e in chain]),
-                )
+            # What releases expose is shown only for one environment: the matrix does not pay
+            # for decoding every current release's pipeline.
+            current = await pointer_repo.current_releases(
+                session, ws, [e.id for e in chain], pipelines=environment is not None
             )
-            current = {
-                (p.app_id, p.environment_id): (p, v, by, kind, pipeline)
-                for p, v, by, kind, pipeline in rows
-            }
             cells = []
             for a in apps:
                 for env in chain:
@@ -82,18 +66,8 @@ class ViewService(Service):
                             ),
                         )
                     )
-            running = await session.execute(
-                select(Promotion, App.name, Release.version, Environment.name)
-                .join(App, App.id == Promotion.app_id)
-                .join(Release, Release.id == Promotion.release_id)
-                .join(Environment, Environment.id == Promotion.environment_id)
-                .where(
-                    App.workspace_id == ws,
-                    Promotion.finished_at.is_(None),
-                    App.id.in_([a.id for a in apps]),
-                    Environment.id.in_([e.id for e in chain]),
-                )
-                .order_by(Promotion.id)
+            running = await promotion_repo.unfinished(
+                session, ws, [a.id for a in apps], [e.id for e in chain]
             )
             from services.configuration import ConfigurationService
 
@@ -145,6 +119,26 @@ class ViewService(Service):
             ],
         )
 
+    async def audit_log(
+        self, *, environment: str | None = None, app: str | None = None, limit: int = 200
+    ) -> list[AuditEntry]:
+        """The latest `limit` audit entries (of one environment, of one app), oldest first."""
+        async with self.db.read() as session:
+            ws = await self.workspace_id(session)
+            events = await audit.events(session, ws, environment=environment, app=app, limit=limit)
+            return [
+                AuditEntry(
+                    at=e.at,
+                    actor=e.actor,
+                    action=e.action,
+                    environment=e.environment,
+                    app=e.app,
+                    subject=e.subject,
+                    detail=e.detail,
+                )
+                for e in events
+            ]
+
     async def history(self, app: str, environment: str) -> list[HistoryEntry]:
         async with self.db.read() as session:
             app_row = await self.app(session, app)
@@ -166,7 +160,7 @@ class ViewService(Service):
                     reason=d.reason,
                     config=d.config,
                 )
-                for d in await release_repo.deployments_in(session, app_row.id, env.id)
+                for d in await deployment_repo.deployments_in(session, app_row.id, env.id)
             ]
 
     async def diff(self, app: str, source: str, target: str) -> EnvironmentDiff:
@@ -182,7 +176,7 @@ class ViewService(Service):
             right = await config.resolve_in(session, target, app)
             releases = {r.id: r.version for r in await release_repo.releases(session, app_row.id)}
             pointers = [
-                await release_repo.current_release(session, app_row.id, env.id)
+                await pointer_repo.current_release(session, app_row.id, env.id)
                 for env in (left_env, right_env)
             ]
         versions = [releases[p.release_id] if p else None for p in pointers]

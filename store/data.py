@@ -14,6 +14,16 @@ from store.tables import App, DataRecord, DataSharing, Environment, utcnow
 SHARED = "shared"
 
 
+def namespace_of(environment: str, app: str, *, shared: bool) -> str:
+    """The one namespace formula: `<env>/<app>`, or `shared/<app>` when the app shares this
+    kind of data across its environments."""
+    return f"{SHARED}/{app}" if shared else f"{environment}/{app}"
+
+
+def is_shared_namespace(namespace: str) -> bool:
+    return namespace.startswith(f"{SHARED}/")
+
+
 async def is_shared(session: AsyncSession, app: App, kind: str) -> bool:
     return await session.get(DataSharing, (app.id, kind)) is not None
 
@@ -25,17 +35,12 @@ async def namespaces(
     shared = set(
         await session.scalars(select(DataSharing.kind).where(DataSharing.app_id == app.id))
     )
-    return {
-        kind: f"{SHARED}/{app.name}" if kind in shared else f"{environment.name}/{app.name}"
-        for kind in kinds
-    }
+    return {kind: namespace_of(environment.name, app.name, shared=kind in shared) for kind in kinds}
 
 
 async def namespace(session: AsyncSession, environment: Environment, app: App, kind: str) -> str:
     """`<env>/<app>`, or `shared/<app>` when the app shares this kind of data."""
-    if await is_shared(session, app, kind):
-        return f"{SHARED}/{app.name}"
-    return f"{environment.name}/{app.name}"
+    return namespace_of(environment.name, app.name, shared=await is_shared(session, app, kind))
 
 
 async def put(
@@ -48,7 +53,7 @@ async def put(
     actor: str,
 ) -> str:
     ns = await namespace(session, environment, app, kind)
-    shared = ns.startswith(f"{SHARED}/")
+    shared = is_shared_namespace(ns)
     record = await session.scalar(
         select(DataRecord).where(
             DataRecord.workspace_id == app.workspace_id,

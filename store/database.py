@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -118,11 +118,12 @@ class Database:
                 raise
             raise self._unavailable(exc) from None
 
-    def write(self) -> Any:
+    def write(self) -> AbstractAsyncContextManager[AsyncSession]:
         """A unit of work that changes state; committed once when the block ends."""
         return self._session(write=True)
 
-    def read(self) -> Any:
+    def read(self) -> AbstractAsyncContextManager[AsyncSession]:
+        """A unit of work that only reads; one transaction, so what it reads is consistent."""
         return self._session(write=False)
 
     async def migrate(self) -> None:

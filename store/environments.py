@@ -29,10 +29,6 @@ async def get_or_create_workspace(session: AsyncSession, name: str) -> Workspace
     return workspace
 
 
-async def find_workspace(session: AsyncSession, name: str) -> Workspace | None:
-    return await session.scalar(select(Workspace).where(Workspace.name == name))
-
-
 async def chain(session: AsyncSession, workspace_id: int) -> Sequence[Environment]:
     """The environments in promotion order."""
     result = await session.scalars(

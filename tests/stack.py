@@ -36,6 +36,7 @@ from vault.codec import data_converter
 from vault.keys import MasterKey
 from worker.client import result_of
 from worker.main import build_worker
+from workflows import contract
 from workflows.search_attributes import ALL
 
 M = TypeVar("M", bound=BaseModel)
@@ -97,8 +98,9 @@ class Stack:
     async def start_promotion(
         self, app: str, version: str, target: str, requested_by: str = "tester", **kw: Any
     ) -> WorkflowHandle[Any, Any]:
-        return await self.client.start_workflow(
-            "PromotionWorkflow",
+        return await contract.start(
+            self.client,
+            contract.PROMOTION,
             PromotionInput(
                 app=app,
                 version=version,
@@ -109,7 +111,6 @@ class Stack:
             ),
             id=promotion_workflow_id(app, version, target),
             task_queue=self.settings.task_queue,
-            result_type=PromotionResult,
         )
 
     async def promote(self, app: str, version: str, target: str, **kw: Any) -> PromotionResult:
@@ -191,7 +192,7 @@ async def until_phase(
     status: dict[str, Any] = {}
     while asyncio.get_running_loop().time() < deadline:
         with contextlib.suppress(RPCError):
-            status = await handle.query("status")
+            status = await handle.query(contract.Query.STATUS)  # raw JSON, as the UI shows it
             if status.get("phase") == phase:
                 return status
         await asyncio.sleep(0.1)

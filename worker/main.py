@@ -17,7 +17,6 @@ from activities import sandbox
 from activities.promotion import PromotionActivities
 from models.settings import Settings
 from services.base import Service
-from store import audit
 from store.database import Database
 from vault.keys import KeyProvider, load_master_key
 from worker.client import connect, ensure_search_attributes
@@ -59,16 +58,12 @@ def build_worker(
 
 async def record_unsandboxed(db: Database, settings: Settings) -> None:
     """The opt-out lands in the audit log, where reviewers of the workspace will see it."""
-    async with db.write() as session:
-        workspace = await Service(db, settings).workspace_id(session)
-        audit.record(
-            session,
-            workspace,
-            f"{getpass.getuser()}@{socket.gethostname()}",
-            "worker.unsandboxed_steps",
-            f"worker on task queue {settings.task_queue}",
-            detail={"warning": "run: steps execute without the bubblewrap sandbox"},
-        )
+    await Service(db, settings).record_event(
+        "worker.unsandboxed_steps",
+        f"worker on task queue {settings.task_queue}",
+        actor=f"{getpass.getuser()}@{socket.gethostname()}",
+        detail={"warning": "run: steps execute without the bubblewrap sandbox"},
+    )
 
 
 async def run_worker(settings: Settings, ready: Callable[[], None] | None = None) -> None:

@@ -13,7 +13,6 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from models.promotion import (
         LockRequest,
-        LockState,
         Phase,
         PromotionStatus,
         StepOutcome,
@@ -23,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
         WorkflowRef,
     )
     from workflows import search_attributes as sa
+    from workflows.contract import ENTER_QUEUE, PROMOTION, Query, Signal, WorkflowKind
     from workflows.details import promotion_details
     from workflows.options import step, store
 
@@ -33,14 +33,14 @@ QUEUE_POLL = timedelta(seconds=3)
 
 
 class Orchestration:
-    kind = "promotion"  # what the UI's current details call this workflow
+    kind: WorkflowKind = PROMOTION.kind  # what the UI's current details call this workflow
 
     def __init__(self) -> None:
         self._status = PromotionStatus(promotion_id=workflow.info().workflow_id)
         self._queue_moved = False
 
     @workflow.query(
-        name="status",
+        name=Query.STATUS,
         description="The current phase, gates, approvals received versus required and who "
         "may still approve, refused decisions, and each pipeline step's progress.",
     )
@@ -48,7 +48,7 @@ class Orchestration:
         return self._status
 
     @workflow.signal(
-        name="queue_moved",
+        name=Signal.QUEUE_MOVED,
         description="Internal, sent by stageline itself: the deployment ahead of this one "
         "left the queue. Never needed by hand.",
     )
@@ -80,7 +80,7 @@ class Orchestration:
         while True:
             if self._interruption() is not None:
                 return False
-            state = await store("enter_queue", lock, LockState)
+            state = await store(ENTER_QUEUE, lock)
             if state.acquired:
                 self._status.waiting_for = None
                 return True

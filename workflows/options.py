@@ -1,4 +1,5 @@
-"""Activity names, timeouts and retry policies shared by the workflows."""
+"""How the workflows call their activities (named in workflows.contract): timeouts, retry
+policies, and typed helpers that take an activity's contract and its input."""
 
 from __future__ import annotations
 
@@ -12,9 +13,12 @@ from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
+    from models.errors import describe
     from models.promotion import StepOutcome, StepRequest
+    from workflows.contract import RUN_STEP, ActivityContract
 
 M = TypeVar("M", bound=BaseModel)
+I = TypeVar("I", bound=BaseModel)  # noqa: E741 (an activity's input)
 
 # Errors that no retry can fix: the activity reports them once.
 BUSINESS_ERRORS = [
@@ -56,13 +60,13 @@ STEP_RETRY = RetryPolicy(
 # short, idempotent and retried by the worker like any activity.
 
 
-async def _local(name: str, arg: BaseModel, result_type: type | None) -> Any:
+async def _local(activity: ActivityContract[Any, Any], arg: BaseModel, result_type: Any) -> Any:
     # A business error (InvalidInput, Refused, ...) is raised as the activity's own
     # ApplicationError, the same however the activity ran; left alone, it fails the
     # workflow with that type and message.
     try:
         return await workflow.execute_local_activity(
-            name,
+            activity.name,
             arg,
             result_type=result_type,
             start_to_close_timeout=STORE_TIMEOUT,
@@ -74,29 +78,29 @@ async def _local(name: str, arg: BaseModel, result_type: type | None) -> Any:
         raise
 
 
-async def store(name: str, arg: BaseModel, result_type: type[M]) -> M:
+async def store(activity: ActivityContract[I, M], arg: I) -> M:
     """Run a database activity and return its typed result."""
-    result: M = await _local(name, arg, result_type)
+    result: M = await _local(activity, arg, activity.result)
     return result
 
 
-async def store_only(name: str, arg: BaseModel) -> None:
+async def store_only(activity: ActivityContract[I, Any], arg: I) -> None:
     """Run a database activity whose result the caller does not need."""
-    await _local(name, arg, None)
+    await _local(activity, arg, None)
 
 
-async def store_or_none(name: str, arg: BaseModel, result_type: type[M]) -> M | None:
+async def store_or_none(activity: ActivityContract[I, M], arg: I) -> M | None:
     """Like `store`, for an activity whose result histories recorded before it had one
     hold as null."""
-    result: M | None = await _local(name, arg, result_type | None)  # type: ignore[arg-type]
+    result: M | None = await _local(activity, arg, activity.result | None)
     return result
 
 
 async def step(request: StepRequest) -> StepOutcome:
     result: StepOutcome = await workflow.execute_activity(
-        "run_step",
+        RUN_STEP.name,
         request,
-        result_type=StepOutcome,
+        result_type=RUN_STEP.result,
         start_to_close_timeout=timedelta(seconds=request.step.timeout_seconds + 60),
         heartbeat_timeout=STEP_HEARTBEAT,
         retry_policy=STEP_RETRY,
@@ -135,11 +139,8 @@ def validate_input(model: type[M], raw: Any) -> M:
     try:
         return model.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'input'}: "
-            f"{e['msg'].removeprefix('Value error, ')}"
-            for e in exc.errors()
-        )
         raise ApplicationError(
-            f"invalid input: {problems}", type="InvalidInput", non_retryable=True
+            f"invalid input: {describe(exc, whole='input')}",
+            type="InvalidInput",
+            non_retryable=True,
         ) from None

@@ -15,7 +15,6 @@ with workflow.unsafe.imports_passed_through():
 
     from models.promotion import (
         BeginDeployment,
-        DeploymentFinished,
         DeploymentStarted,
         FinishDeployment,
         Interruption,
@@ -46,6 +45,21 @@ with workflow.unsafe.imports_passed_through():
     from models.text import duration, head, tail
     from workflows import search_attributes as sa
     from workflows.base import Orchestration, failure_reason
+    from workflows.contract import (
+        BEGIN_DEPLOYMENT,
+        FINISH_DEPLOYMENT,
+        FREEZE_STATE,
+        LEAVE_QUEUE,
+        PREPARE_PROMOTION,
+        PROMOTION,
+        RECORD_DECISION,
+        RECORD_PROMOTION_OUTCOME,
+        ROLLBACK,
+        VERIFY_DECISION,
+        VERIFY_INTERRUPTION,
+        Signal,
+        Update,
+    )
     from workflows.options import (
         only_input,
         store,
@@ -70,8 +84,11 @@ VERIFY_INTERRUPTIONS_PATCH = "verify-interruption-signals"
 FREEZE_POLL = timedelta(minutes=5)
 
 
-@workflow.defn(name="PromotionWorkflow")
+@workflow.defn(name=PROMOTION.name)
 class PromotionWorkflow(Orchestration):
+    """Input: PromotionInput (`PROMOTION.input`), taken raw and validated inside, so a
+    malformed start from the UI fails the workflow at once; result: PromotionResult."""
+
     def __init__(self) -> None:
         super().__init__()
         self._request: PromotionInput | None = None
@@ -86,33 +103,33 @@ class PromotionWorkflow(Orchestration):
     # -- reviewers: plain signals (UI, temporal CLI) and an update (stageline approve) -------
 
     @workflow.signal(
-        name="approve",
+        name=Signal.APPROVE,
         description='A reviewer approves: {"reviewer": "alice", "comment": "optional"}. '
         "Counts only from an eligible reviewer (not the requester, unless self-review is "
         "allowed); a refusal shows in the status query.",
     )
     async def approve(self, *args: Any) -> None:
-        await self._decide("approve", *args)
+        await self._decide(Signal.APPROVE, *args)
 
     @workflow.signal(
-        name="reject",
+        name=Signal.REJECT,
         description='A reviewer rejects: {"reviewer": "alice", "comment": "why"}. The '
         "promotion ends rejected before anything is deployed.",
     )
     async def reject(self, *args: Any) -> None:
-        await self._decide("reject", *args)
+        await self._decide(Signal.REJECT, *args)
 
     @workflow.signal(
-        name="override",
+        name=Signal.OVERRIDE,
         description="Break-glass through a deploy freeze: "
         '{"reviewer": "bob", "comment": "why"}, from a reviewer other than the requester, '
         "with a comment; audited.",
     )
     async def override(self, *args: Any) -> None:
-        await self._decide("override", *args)
+        await self._decide(Signal.OVERRIDE, *args)
 
     @workflow.update(
-        name="decide",
+        name=Update.DECIDE,
         description='approve, reject or override with an answer: {"kind": "approve", '
         '"reviewer": "alice", "comment": "optional"}; returns whether the decision counted '
         "and why (what `stageline approve` uses).",
@@ -126,23 +143,23 @@ class PromotionWorkflow(Orchestration):
         DecisionRequest.model_validate(raw)  # malformed: rejected before it reaches history
 
     @workflow.signal(
-        name="supersede",
+        name=Signal.SUPERSEDE,
         description="Internal, sent by stageline itself: a newer promotion into the same app "
         "and environment passed its gates, so this one, if not yet deploying, ends superseded.",
     )
     async def supersede(self, *args: Any) -> None:
-        by = await self._verified_interruption("supersede", args)
+        by = await self._verified_interruption(Signal.SUPERSEDE, args)
         if by is not None:
             self._superseded_by = by
             self._status.superseded_by = by
 
     @workflow.signal(
-        name="preempt",
+        name=Signal.PREEMPT,
         description="Internal, sent by stageline itself: a rollback of the same app and "
         "environment takes precedence; stop deploying at once.",
     )
     async def preempt(self, *args: Any) -> None:
-        by = await self._verified_interruption("preempt", args)
+        by = await self._verified_interruption(Signal.PREEMPT, args)
         if by is not None:
             self._preempted_by = by
             self._status.interrupted_by = by
@@ -164,13 +181,12 @@ class PromotionWorkflow(Orchestration):
         info = workflow.info()
         try:
             check = await store(
-                "verify_interruption",
+                VERIFY_INTERRUPTION,
                 InterruptionToVerify(
                     kind=kind,
                     target=WorkflowRef(workflow_id=info.workflow_id, run_id=info.run_id),
                     by=by,
                 ),
-                InterruptionCheck,
             )
         except (ActivityError, ApplicationError) as exc:
             check = InterruptionCheck(verified=False, reason=failure_reason(exc))
@@ -180,7 +196,7 @@ class PromotionWorkflow(Orchestration):
         return by
 
     @workflow.signal(
-        name="freeze_changed",
+        name=Signal.FREEZE_CHANGED,
         description="Internal, sent by stageline itself (`stageline env freeze|unfreeze`): "
         "look at the environment's freezes again now.",
     )
@@ -217,7 +233,7 @@ class PromotionWorkflow(Orchestration):
         if outcome.accepted and check is not None:
             recorded = f"{recorded}; {check.reason}"  # which key signed it, for the audit log
         await store_only(
-            "record_decision",
+            RECORD_DECISION,
             DecisionRecord(
                 promotion_record_id=self._prepared.promotion_record_id,
                 workflow_id=workflow.info().workflow_id,
@@ -237,7 +253,7 @@ class PromotionWorkflow(Orchestration):
         info = workflow.info()
         try:
             return await store(
-                "verify_decision",
+                VERIFY_DECISION,
                 DecisionToVerify(
                     namespace=info.namespace,
                     workflow_id=info.workflow_id,
@@ -247,7 +263,6 @@ class PromotionWorkflow(Orchestration):
                     comment=decision.comment,
                     signature=decision.signature,
                 ),
-                SignatureCheck,
             )
         except (ActivityError, ApplicationError) as exc:
             # A handler must never raise: the decision is refused and can be sent again.
@@ -274,7 +289,7 @@ class PromotionWorkflow(Orchestration):
 
     @workflow.run
     async def run(self, *args: Any) -> PromotionResult:
-        request = validate_input(PromotionInput, only_input(args, "PromotionWorkflow"))
+        request = validate_input(PROMOTION.input, only_input(args, PROMOTION.name))
         self._request = request
         info = workflow.info()
         run = WorkflowRef(workflow_id=info.workflow_id, run_id=info.run_id)
@@ -291,9 +306,7 @@ class PromotionWorkflow(Orchestration):
         )
         self._set_phase(Phase.GATES)
         # An unknown app, environment or release fails the workflow itself (InvalidInput).
-        prepared = await store(
-            "prepare_promotion", PrepareInput(promotion=request, run=run), PreparedPromotion
-        )
+        prepared = await store(PREPARE_PROMOTION, PrepareInput(promotion=request, run=run))
         self._prepared = prepared
         self._status.gates = prepared.gates
         self._status.approvals_required = prepared.protection.required_approvals
@@ -328,13 +341,13 @@ class PromotionWorkflow(Orchestration):
                 # A freeze may have begun while this waited in the queue.
                 if self._review.override is not None or not (await self._freeze()).frozen:
                     break
-                await store_only("leave_queue", lock)
+                await store_only(LEAVE_QUEUE, lock)
                 stop = await self._hold_while_frozen(request.target)
                 if stop is not None:
                     return await self._end(prepared, *stop)
             return await self._deploy(request, prepared, run)
         finally:
-            await asyncio.shield(store_only("leave_queue", lock))
+            await asyncio.shield(store_only(LEAVE_QUEUE, lock))
 
     def _interruption(self) -> str | None:
         stopped = self._stopped()
@@ -393,9 +406,7 @@ class PromotionWorkflow(Orchestration):
     async def _freeze(self) -> FreezeState:
         assert self._request is not None
         return await store(
-            "freeze_state",
-            FreezeQuery(environment=self._request.target, at=workflow.now()),
-            FreezeState,
+            FREEZE_STATE, FreezeQuery(environment=self._request.target, at=workflow.now())
         )
 
     async def _hold_while_frozen(self, environment: str) -> tuple[Phase, str] | None:
@@ -438,9 +449,8 @@ class PromotionWorkflow(Orchestration):
             return await self._interrupted(prepared, None)
         self._set_phase(Phase.DEPLOYING)
         started = await store(
-            "begin_deployment",
+            BEGIN_DEPLOYMENT,
             BeginDeployment(promotion_record_id=prepared.promotion_record_id, run=run),
-            DeploymentStarted,
         )
         try:
             for position, spec in enumerate(prepared.steps):
@@ -473,7 +483,7 @@ class PromotionWorkflow(Orchestration):
             reason = head(failure_reason(exc), REASON_OUTPUT)
             return await self._compensate(request, prepared, started, reason)
         await store_only(
-            "finish_deployment",
+            FINISH_DEPLOYMENT,
             FinishDeployment(deployment_id=started.deployment_id, succeeded=True),
         )
         return await self._end(prepared, Phase.DEPLOYED, None, deployment_id=started.deployment_id)
@@ -491,14 +501,13 @@ class PromotionWorkflow(Orchestration):
         self._skip_pending()
         if started is not None:
             finished = await store_or_none(
-                "finish_deployment",
+                FINISH_DEPLOYMENT,
                 FinishDeployment(
                     deployment_id=started.deployment_id,
                     succeeded=False,
                     reason=reason,
                     interrupted=True,
                 ),
-                DeploymentFinished,
             )
             if finished is not None and finished.status == "deployed":
                 # An earlier attempt of this task finished the deployment before it saw the
@@ -525,13 +534,13 @@ class PromotionWorkflow(Orchestration):
         self._set_phase(Phase.COMPENSATING)
         self._skip_pending()
         await store_only(
-            "finish_deployment",
+            FINISH_DEPLOYMENT,
             FinishDeployment(deployment_id=started.deployment_id, succeeded=False, reason=reason),
         )
         compensation: RollbackResult | None = None
         try:
             compensation = await workflow.execute_child_workflow(
-                "RollbackWorkflow",
+                ROLLBACK.name,
                 RollbackInput(
                     app=request.app,
                     environment=request.target,
@@ -543,7 +552,7 @@ class PromotionWorkflow(Orchestration):
                     compensating_deployment_id=started.deployment_id,
                 ),
                 id=f"{workflow.info().workflow_id}-compensation",
-                result_type=RollbackResult,
+                result_type=ROLLBACK.result,
             )
         except Exception as exc:  # reported in the result, never swallowed
             # A rollback that did not roll back ends as a failure carrying its result.
@@ -577,7 +586,7 @@ class PromotionWorkflow(Orchestration):
         self._status.reason = reason
         self._set_phase(phase)
         await store_only(
-            "record_promotion_outcome",
+            RECORD_PROMOTION_OUTCOME,
             PromotionOutcome(
                 promotion_record_id=prepared.promotion_record_id,
                 status=phase.value,
@@ -603,5 +612,5 @@ class PromotionWorkflow(Orchestration):
         )
         if phase != Phase.DEPLOYED and workflow.patched(OUTCOME_PATCH):
             # Not deployed: the workflow ends Failed, so it never looks like a success.
-            raise outcome_error("promotion", phase.value, reason, result)
+            raise outcome_error(PROMOTION.kind, phase.value, reason, result)
         return result

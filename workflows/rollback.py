@@ -25,6 +25,14 @@ with workflow.unsafe.imports_passed_through():
     from models.text import head, tail
     from workflows import search_attributes as sa
     from workflows.base import Orchestration, failure_reason
+    from workflows.contract import (
+        CHECK_ROLLBACK,
+        FINISH_DEPLOYMENT,
+        LEAVE_QUEUE,
+        PLAN_ROLLBACK,
+        ROLLBACK,
+        ActivityContract,
+    )
     from workflows.options import only_input, store, store_only, validate_input
     from workflows.outcomes import OUTCOME_PATCH, outcome_error
 
@@ -37,13 +45,16 @@ CHECK_PATCH = "rollback-checked-before-queue"
 REASON_OUTPUT = 1_000
 
 
-@workflow.defn(name="RollbackWorkflow")
+@workflow.defn(name=ROLLBACK.name)
 class RollbackWorkflow(Orchestration):
-    kind = "rollback"
+    """Input: RollbackInput (`ROLLBACK.input`), taken raw and validated inside; result:
+    RollbackResult."""
+
+    kind = ROLLBACK.kind
 
     @workflow.run
     async def run(self, *args: Any) -> RollbackResult:
-        request = validate_input(RollbackInput, only_input(args, "RollbackWorkflow"))
+        request = validate_input(ROLLBACK.input, only_input(args, ROLLBACK.name))
         info = workflow.info()
         if request.compensating_deployment_id is not None and info.parent is None:
             # Only a promotion's own compensation (its child) may skip the queue.
@@ -77,15 +88,15 @@ class RollbackWorkflow(Orchestration):
                 result = await self._roll_back(request, run)
             finally:
                 if standalone:
-                    await asyncio.shield(store_only("leave_queue", lock))
+                    await asyncio.shield(store_only(LEAVE_QUEUE, lock))
         if result.status != "rolled_back" and workflow.patched(OUTCOME_PATCH):
             # Not rolled back: the workflow ends Failed, so it never looks like a success.
-            raise outcome_error("rollback", result.status, result.reason, result)
+            raise outcome_error(ROLLBACK.kind, result.status, result.reason, result)
         return result
 
     async def _check(self, request: RollbackInput, run: WorkflowRef) -> RollbackResult | None:
         """The refused (or failed) result of a rollback that cannot go on, or None."""
-        plan = await self._plan("check_rollback", request, run)
+        plan = await self._plan(CHECK_ROLLBACK, request, run)
         if isinstance(plan, RollbackResult):
             return plan
         if not plan.possible:
@@ -93,10 +104,13 @@ class RollbackWorkflow(Orchestration):
         return None
 
     async def _plan(
-        self, activity: str, request: RollbackInput, run: WorkflowRef
+        self,
+        activity: ActivityContract[PlanRollback, RollbackPlan],
+        request: RollbackInput,
+        run: WorkflowRef,
     ) -> RollbackPlan | RollbackResult:
         try:
-            return await store(activity, PlanRollback(request=request, run=run), RollbackPlan)
+            return await store(activity, PlanRollback(request=request, run=run))
         except ApplicationError as exc:
             if exc.type in ("Refused", "InvalidInput"):
                 status = "refused" if exc.type == "Refused" else "failed"
@@ -105,7 +119,7 @@ class RollbackWorkflow(Orchestration):
 
     async def _roll_back(self, request: RollbackInput, run: WorkflowRef) -> RollbackResult:
         self._set_phase(Phase.DEPLOYING)
-        plan = await self._plan("plan_rollback", request, run)
+        plan = await self._plan(PLAN_ROLLBACK, request, run)
         if isinstance(plan, RollbackResult):
             return plan
         if not plan.possible:
@@ -129,7 +143,7 @@ class RollbackWorkflow(Orchestration):
                 break
         self._skip_pending()
         await store_only(
-            "finish_deployment",
+            FINISH_DEPLOYMENT,
             FinishDeployment(
                 deployment_id=plan.deployment_id, succeeded=reason is None, reason=reason
             ),

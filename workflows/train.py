@@ -19,7 +19,6 @@ with workflow.unsafe.imports_passed_through():
         PromotionInput,
         PromotionResult,
         TrainInput,
-        TrainPlan,
         TrainResult,
         TrainStage,
         TrainStatus,
@@ -27,18 +26,21 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import search_attributes as sa
     from workflows.base import failure_reason
+    from workflows.contract import PLAN_TRAIN, PROMOTION, TRAIN, Query, Signal
     from workflows.details import train_details
     from workflows.options import only_input, store, validate_input
     from workflows.outcomes import OUTCOME_PATCH, outcome_error, outcome_of
 
 
-@workflow.defn(name="ReleaseTrainWorkflow")
+@workflow.defn(name=TRAIN.name)
 class ReleaseTrainWorkflow:
+    """Input: TrainInput (`TRAIN.input`), taken raw and validated inside; result: TrainResult."""
+
     def __init__(self) -> None:
         self._status = TrainStatus(train_id=workflow.info().workflow_id)
 
     @workflow.query(
-        name="status",
+        name=Query.STATUS,
         description="Each stage's promotion and status, the stage now running, and "
         "decisions that could not be forwarded.",
     )
@@ -46,28 +48,28 @@ class ReleaseTrainWorkflow:
         return self._status
 
     @workflow.signal(
-        name="approve",
+        name=Signal.APPROVE,
         description='Forwarded to the stage now running: {"reviewer": "alice", '
         '"comment": "optional"}; that promotion judges it.',
     )
     async def approve(self, *args: Any) -> None:
-        await self._forward("approve", *args)
+        await self._forward(Signal.APPROVE, *args)
 
     @workflow.signal(
-        name="reject",
+        name=Signal.REJECT,
         description='Forwarded to the stage now running: {"reviewer": "alice", '
         '"comment": "why"}; the train stops there.',
     )
     async def reject(self, *args: Any) -> None:
-        await self._forward("reject", *args)
+        await self._forward(Signal.REJECT, *args)
 
     @workflow.signal(
-        name="override",
+        name=Signal.OVERRIDE,
         description='Forwarded to the stage now running: {"reviewer": "bob", "comment": '
         '"why"}, a break-glass override of a deploy freeze.',
     )
     async def override(self, *args: Any) -> None:
-        await self._forward("override", *args)
+        await self._forward(Signal.OVERRIDE, *args)
 
     def _publish(self) -> None:
         workflow.set_current_details(train_details(self._status))
@@ -86,7 +88,7 @@ class ReleaseTrainWorkflow:
 
     @workflow.run
     async def run(self, *args: Any) -> TrainResult:
-        request = validate_input(TrainInput, only_input(args, "ReleaseTrainWorkflow"))
+        request = validate_input(TRAIN.input, only_input(args, TRAIN.name))
         self._status.app, self._status.version = request.app, request.version
         self._status.through = request.through
         workflow.upsert_search_attributes(
@@ -97,7 +99,7 @@ class ReleaseTrainWorkflow:
                 sa.STATUS.value_set("running"),
             ]
         )
-        plan = await store("plan_train", request, TrainPlan)  # InvalidInput fails the train
+        plan = await store(PLAN_TRAIN, request)  # InvalidInput fails the train
         self._status.stages = [
             TrainStage(
                 environment=env,
@@ -135,13 +137,13 @@ class ReleaseTrainWorkflow:
         )
         if outcome.status != "deployed" and workflow.patched(OUTCOME_PATCH):
             # Stopped short: the train ends Failed, so it never looks like a success.
-            raise outcome_error("train", outcome.status, outcome.reason, outcome)
+            raise outcome_error(TRAIN.kind, outcome.status, outcome.reason, outcome)
         return outcome
 
     async def _promote(self, request: TrainInput, stage: TrainStage) -> PromotionResult:
         try:
             result: PromotionResult = await workflow.execute_child_workflow(
-                "PromotionWorkflow",
+                PROMOTION.name,
                 PromotionInput(
                     app=request.app,
                     version=request.version,
@@ -151,7 +153,7 @@ class ReleaseTrainWorkflow:
                     source="train",
                 ),
                 id=stage.promotion_id,
-                result_type=PromotionResult,
+                result_type=PROMOTION.result,
             )
         except ChildWorkflowError as exc:
             # A stage that did not deploy ends as a failure carrying its result.

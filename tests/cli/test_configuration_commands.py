@@ -328,6 +328,23 @@ def test_secret_from_file_and_certificate_kind(cli: Cli, workspace: Path, tmp_pa
         (["env", "show", "$(id)"], None, "environment name '$(id)' is not valid"),
         (["var", "set", "X", "1", "--env", "d\u0435v"], None, "(U+0435), which is not an ASCII"),
         (["var", "set", "A B", "1", "--env", "dev"], None, "variable name 'A B' is not valid"),
+        # `data` takes names through the same parameter types as every other command.
+        (
+            ["data", "put", "Web", "threads", "t-1", "--env", "dev", "--value", "x"],
+            None,
+            "Invalid value for 'APP': app name 'Web' is not valid (it has upper case letters)",
+        ),
+        (
+            ["data", "get", "web", "threads", "t-1", "--env", "../dev"],
+            None,
+            "Invalid value for '--env': environment name '../dev' is not valid",
+        ),
+        (
+            ["data", "copy", "web", "memory", "--from", "dev", "--to", "st\u0430ging"],
+            None,
+            "(U+0430), which is not an ASCII",
+        ),
+        (["data", "share", "web;id", "sources"], None, "app name 'web;id' is not valid"),
         # Keys that differ only by case from one the same app sees.
         (
             ["var", "set", "database_url", "x", "--env", "dev"],

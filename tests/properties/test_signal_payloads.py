@@ -37,10 +37,11 @@ from tests.properties.hostile import (
     object_inputs,
 )
 from tests.stack import Stack, outcome, stack, until_phase
+from workflows.contract import TRAIN, Query, Signal, Update
 
 REVIEWER = "alice"
 PIPELINE = f"steps:\n  - name: noop\n    run: [{sys.executable!r}, '-c', 'pass']\n"
-KINDS = ["approve", "reject", "override"]
+KINDS = [Signal.APPROVE, Signal.REJECT, Signal.OVERRIDE]
 # Spelled almost like the reviewer: none of them is the reviewer.
 NEAR_MISSES = [
     "Alice",
@@ -111,10 +112,10 @@ async def refusals_reach(
 ) -> dict[str, Any]:
     """The status once it shows `count` refusals (signals are handled asynchronously)."""
     deadline = asyncio.get_running_loop().time() + timeout
-    status: dict[str, Any] = await handle.query("status")
+    status: dict[str, Any] = await handle.query(Query.STATUS)
     while len(status["refusals"]) < count and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.05)
-        status = await handle.query("status")
+        status = await handle.query(Query.STATUS)
     return status
 
 
@@ -137,7 +138,7 @@ async def test_malformed_or_unauthorised_decisions_never_count_and_never_break_i
     waiting: Waiting, signals: list[tuple[str, Any]], updates: list[Any]
 ) -> None:
     handle = waiting.handle
-    before = await handle.query("status")
+    before = await handle.query(Query.STATUS)
     expected = list(before["refusals"])
     for kind, payload in signals:
         await handle.signal(kind, payload)
@@ -147,7 +148,7 @@ async def test_malformed_or_unauthorised_decisions_never_count_and_never_break_i
     for payload in updates:
         if counts(DecisionRequest, payload):
             event("update: well-formed")
-            outcome = await handle.execute_update("decide", payload)
+            outcome = await handle.execute_update(Update.DECIDE, payload)
             assert outcome["accepted"] is False, outcome
             kind = as_received(payload)["kind"]
             expected.append(f"{kind} by ")
@@ -155,7 +156,7 @@ async def test_malformed_or_unauthorised_decisions_never_count_and_never_break_i
             event("update: malformed")
             # Rejected by the validator, before it reaches the history.
             with pytest.raises(WorkflowUpdateFailedError):
-                await handle.execute_update("decide", payload)
+                await handle.execute_update(Update.DECIDE, payload)
 
     status = await refusals_reach(handle, len(expected))
     assert status["phase"] == "awaiting_approval", status
@@ -175,7 +176,7 @@ async def test_malformed_or_unauthorised_decisions_never_count_and_never_break_i
 async def test_the_reviewer_still_approves_and_it_deploys(waiting: Waiting) -> None:
     """Runs after the property above (same module, same waiting promotion)."""
     handle = waiting.handle
-    await handle.signal("approve", {"reviewer": REVIEWER, "comment": "after the noise"})
+    await handle.signal(Signal.APPROVE, {"reviewer": REVIEWER, "comment": "after the noise"})
     result = await asyncio.wait_for(outcome(handle), 60)
     assert PromotionResult.model_validate(result).status == "deployed"
     await no_failed_workflow_task(handle)
@@ -205,7 +206,7 @@ async def test_a_signal_with_no_input_or_two_is_refused_and_the_promotion_waits_
     if target == "train":
         await promotion.terminate("replaced by a train")
         handle = await s.client.start_workflow(
-            "ReleaseTrainWorkflow",
+            TRAIN.name,
             TrainInput(app="api", version=version, through="production", requested_by="tester"),
             id=f"train-{uuid.uuid4().hex}",
             task_queue=s.settings.task_queue,
@@ -213,7 +214,7 @@ async def test_a_signal_with_no_input_or_two_is_refused_and_the_promotion_waits_
         promotion = s.client.get_workflow_handle(f"promote-api-{version}-production")
     await until_phase(promotion, "awaiting_approval")
     try:
-        await handle.signal("approve", args=args)
+        await handle.signal(Signal.APPROVE, args=args)
         # Wait until the signal has been handled, one way or the other.
         outcome = await _after_signal(handle)
         assert outcome == EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED, EventType.Name(outcome)

@@ -30,6 +30,7 @@ from models.promotion import PromotionInput, RollbackInput, TrainInput
 from models.workspace import Protection
 from tests.properties.hostile import as_received, examples, json_values, workflow_inputs
 from tests.stack import Stack, outcome, stack
+from workflows import contract
 from workflows.outcomes import OUTCOME_TYPES
 
 APPS, VERSIONS, ENVS = ["web"], ["1.0.0"], ["dev", "staging", "production"]
@@ -240,7 +241,7 @@ async def test_promotion_inputs_end_at_once_with_a_reason(
 ) -> None:
     await run_batch(
         ws,
-        "PromotionWorkflow",
+        contract.PROMOTION.name,
         PromotionInput,
         ("app", "version", "target"),
         [hostile, shaped, anything],
@@ -254,7 +255,7 @@ async def test_rollback_inputs_end_at_once_with_a_reason(
 ) -> None:
     await run_batch(
         ws,
-        "RollbackWorkflow",
+        contract.ROLLBACK.name,
         RollbackInput,
         ("app", "environment", "to_version"),
         [hostile, shaped, anything],
@@ -268,16 +269,14 @@ async def test_train_inputs_end_at_once_with_a_reason(
 ) -> None:
     await run_batch(
         ws,
-        "ReleaseTrainWorkflow",
+        contract.TRAIN.name,
         TrainInput,
         ("app", "version", "through"),
         [hostile, shaped, anything],
     )
 
 
-@pytest.mark.parametrize(
-    "workflow", ["PromotionWorkflow", "RollbackWorkflow", "ReleaseTrainWorkflow"]
-)
+@pytest.mark.parametrize("workflow", [w.name for w in contract.WORKFLOWS])
 async def test_a_start_with_two_inputs_ends_at_once(ws: Stack, workflow: str) -> None:
     handle = await ws.client.start_workflow(
         workflow, args=[{}, {}], id=f"hostile-{uuid.uuid4().hex}", task_queue=ws.settings.task_queue
@@ -319,7 +318,7 @@ async def test_a_rollback_naming_an_unknown_compensated_deployment_ends_at_once(
         "requested_by": "ui",
         "compensating_deployment_id": 424242,
     }
-    await run_hostile(ws, "RollbackWorkflow", raw, expect(RollbackInput, raw, ("app",)))
+    await run_hostile(ws, contract.ROLLBACK.name, raw, expect(RollbackInput, raw, ("app",)))
 
 
 async def test_worker_still_deploys_after_the_hostile_inputs(ws: Stack) -> None:
@@ -328,7 +327,7 @@ async def test_worker_still_deploys_after_the_hostile_inputs(ws: Stack) -> None:
     try:
         result = await asyncio.wait_for(outcome(handle), 60)
     except TimeoutError:
-        status = await handle.query("status")
+        status = await handle.query(contract.Query.STATUS)
         events = [EventType.Name(e.event_type) for e in (await handle.fetch_history()).events]
         pytest.fail(f"a valid promotion did not finish: {status} {events}")
     assert result.status == "deployed", result.reason

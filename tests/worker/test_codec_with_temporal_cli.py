@@ -23,6 +23,7 @@ from tests.conftest import ROOT, Result
 from tests.stack import TEMPORAL, Stack, stack
 from vault.codec import ENCODING, EncryptionCodec
 from worker.codec_server import dev_ui_origins, serve_codec
+from workflows.contract import PROMOTION
 
 READS = {"show", "query", "describe", "result"}  # the commands that print payloads
 REQUESTED_BY = "ci@acme-7e41"  # in the (encrypted) input, and in the `status` query's answer
@@ -171,7 +172,7 @@ async def test_what_the_cli_sends_is_encrypted_through_the_codec_server(cluster:
         "workflow",
         "start",
         "--type",
-        "PromotionWorkflow",
+        PROMOTION.name,
         "--task-queue",
         c.stack.settings.task_queue,
         "--workflow-id",

@@ -20,6 +20,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.worker import Replayer
 
 from models.promotion import PromotionInput, PromotionResult
+from models.review import Decision
 from models.workspace import Protection
 from tests.http_recorder import recorder
 from tests.stack import CONVERTER, Stack, outcome, payloads_in, stack, until_phase
@@ -27,6 +28,7 @@ from vault.codec import ENCODING, KEY_ID, data_converter
 from vault.keys import MasterKey
 from vault.secret_value import SecretValue
 from worker.main import WORKFLOWS
+from workflows import contract
 
 FEATURE = "feature-dev-7f3a91"  # a variable value the run step prints (no secret, yet hidden)
 TOKEN = "hook-token-5d0c22"
@@ -124,7 +126,7 @@ async def test_history_holds_only_ciphertext_and_the_codec_client_reads_it(
         # Staging needs two approvals: one by signal, one through the CLI's update.
         handle = await s.start_promotion("web", "1.0.0", "staging")
         await until_phase(handle, "awaiting_approval")
-        await handle.signal("approve", {"reviewer": "alice", "comment": COMMENT})
+        await contract.PromotionHandle(handle).approve(Decision(reviewer="alice", comment=COMMENT))
         approved = await s.cli().run(
             "approve", handle.id, "--reviewer", "bob", "--comment", UPDATE_COMMENT
         )
@@ -136,7 +138,7 @@ async def test_history_holds_only_ciphertext_and_the_codec_client_reads_it(
             await s.promote("web", "9.9.9", "dev")
     # A start input that does not validate fails the workflow with a message naming it.
     bad = await s.client.start_workflow(
-        "PromotionWorkflow",
+        contract.PROMOTION.name,  # raw JSON, as typed into the UI
         {"app": "web", "version": "1.0.0", "target": "dev", "requested_by": "t", BAD_FIELD: 1},
         id="promote-bad-input",
         task_queue=s.settings.task_queue,
@@ -202,7 +204,7 @@ async def test_history_holds_only_ciphertext_and_the_codec_client_reads_it(
         data_converter=pydantic_data_converter,
     )
     with pytest.raises(Exception, match="binary/encrypted"):
-        await plain.get_workflow_handle("promote-web-1.0.0-dev").query("status")
+        await plain.get_workflow_handle("promote-web-1.0.0-dev").query(contract.Query.STATUS)
     # And with the codec the stored histories replay, as a worker after a restart does.
     replayer = Replayer(workflows=list(WORKFLOWS), data_converter=CONVERTER)
     for history in histories:
@@ -217,8 +219,9 @@ async def test_a_worker_without_the_writers_key_names_the_key_it_lacks(workspace
         namespace=s.settings.temporal_namespace,
         data_converter=data_converter(other),
     )
-    handle = await stranger.start_workflow(
-        "PromotionWorkflow",
+    handle = await contract.start(
+        stranger,
+        contract.PROMOTION,
         PromotionInput(app="web", version="1.0.0", target="dev", requested_by="t", source="api"),
         id="promote-web-1.0.0-dev",
         task_queue=s.settings.task_queue,

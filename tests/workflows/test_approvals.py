@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 
 from models.promotion import PromotionResult
+from models.review import Decision
 from tests.http_recorder import recorder
 from tests.stack import Stack, outcome, stack, until_phase
 from tests.workflows import scenario
+from workflows.contract import PromotionHandle, Signal
 
 
 @pytest.fixture
@@ -44,19 +46,20 @@ async def test_two_distinct_reviewers_are_needed_and_refusals_change_nothing(ws:
     stranger = await cli.run("approve", pid, "--reviewer", "mallory")
     assert stranger.code == 2 and "mallory is not a reviewer of production" in stranger.err
     # The same through a raw signal, as the UI or `temporal workflow signal` sends it.
-    await handle.signal("approve", {"reviewer": "mallory", "comment": "let me in"})
-    await handle.signal("approve", {"reviewer": "alice"})
-    await handle.signal("approve", {"nobody": "x"})
+    await handle.signal(Signal.APPROVE, {"reviewer": "mallory", "comment": "let me in"})
+    await handle.signal(Signal.APPROVE, {"reviewer": "alice"})
+    await handle.signal(Signal.APPROVE, {"nobody": "x"})
 
     first = await cli.run("approve", pid, "--reviewer", "bob", "--comment", "looks good")
     assert first.code == 0 and "approved by bob (1/2)" in first.out
     again = await cli.run("approve", pid, "--reviewer", "bob")
     assert again.code == 2 and "bob already approved" in again.err
 
-    status = await handle.query("status")
-    assert status["phase"] == "awaiting_approval" and status["approvals"] == ["bob"]
-    assert status["may_approve"] == ["carol"]
-    refusals = " | ".join(status["refusals"])
+    promotion = PromotionHandle(handle)
+    typed = await promotion.status()
+    assert typed.phase == "awaiting_approval" and typed.approvals == ["bob"]
+    assert typed.may_approve == ["carol"]
+    refusals = " | ".join(typed.refusals)
     for expected in (
         "approve by alice refused",
         "approve by mallory refused",
@@ -71,7 +74,7 @@ async def test_two_distinct_reviewers_are_needed_and_refusals_change_nothing(ws:
     matrix = await cli.run("status")
     assert "1.0.0 awaiting approval 1/2" in matrix.out
 
-    await handle.signal("approve", {"reviewer": "carol"})
+    await promotion.approve(Decision(reviewer="carol"))
     result = await outcome(handle)
     assert result.status == "deployed"
     assert await current(ws, "production") == "1.0.0"
@@ -132,7 +135,7 @@ async def test_freeze_holds_a_promotion_until_an_approved_override(ws: Stack) ->
     bare = await cli.run("override", handle.id, "--reviewer", "carol")
     assert bare.code == 2 and "needs a comment" in bare.err
     await asyncio.sleep(1)
-    assert (await handle.query("status"))["phase"] == "frozen"
+    assert (await PromotionHandle(handle).status()).phase == "frozen"
 
     granted = await cli.run(
         "override", handle.id, "--reviewer", "carol", "--comment", "security fix CVE-1"

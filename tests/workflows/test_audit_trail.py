@@ -16,6 +16,7 @@ from models.promotion import RollbackInput, RollbackResult
 from tests.http_recorder import recorder
 from tests.stack import Stack, outcome, stack, until_phase
 from tests.workflows import scenario
+from workflows import contract
 
 
 @pytest.fixture
@@ -118,8 +119,9 @@ async def test_data_writes_are_audited_without_their_values(ws: Stack) -> None:
 
 async def test_a_rollback_started_from_the_ui_with_nowhere_to_go_ends_refused(ws: Stack) -> None:
     # The same check holds for a RollbackWorkflow started by hand with any workflow id.
-    handle = await ws.client.start_workflow(
-        "RollbackWorkflow",
+    handle = await contract.start(
+        ws.client,
+        contract.ROLLBACK,
         RollbackInput(app="web", environment="production", requested_by="ui-user"),
         id="my-own-rollback",
         task_queue=ws.settings.task_queue,

@@ -19,13 +19,14 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from models.promotion import PromotionResult
+from models.review import Decision
 from store.tables import StepRun
 from tests import postgres
 from tests.conftest import STAGELINE, Cli
 from tests.http_recorder import recorder
 from tests.stack import Stack, outcome, stack, until_phase
 from tests.workflows import scenario
+from workflows import contract
 
 
 class Workers:
@@ -87,12 +88,12 @@ async def ws(
 async def start(s: Stack, version: str, target: str, by: str = "tester") -> Any:
     from models.promotion import PromotionInput, promotion_workflow_id
 
-    return await s.client.start_workflow(
-        "PromotionWorkflow",
+    return await contract.start(
+        s.client,
+        contract.PROMOTION,
         PromotionInput(app="web", version=version, target=target, requested_by=by, source="api"),
         id=promotion_workflow_id("web", version, target),
         task_queue="stageline-crash",
-        result_type=PromotionResult,
     )
 
 
@@ -131,7 +132,8 @@ async def test_worker_killed_while_waiting_for_approval_a_new_worker_carries_on(
     handle = await start(s, "1.0.0", "production", by="alice")
     await until_phase(handle, "awaiting_approval")
     workers.kill(worker)
-    await handle.signal("approve", {"reviewer": "bob"})  # arrives while no worker runs
+    # Arrives while no worker runs.
+    await contract.PromotionHandle(handle).approve(Decision(reviewer="bob"))
     workers.start()
     result = await asyncio.wait_for(outcome(handle), 120)
     assert result.status == "deployed"
@@ -250,7 +252,7 @@ async def test_a_promotion_waiting_across_a_master_key_rotation_completes(
     new_only = {**base, "STAGELINE_MASTER_KEY_FILE": str(new_key)}
 
     # bob's approval arrives (sent before the rotation reached this client: old key).
-    await handle.signal("approve", {"reviewer": "bob"})
+    await contract.PromotionHandle(handle).approve(Decision(reviewer="bob"))
     # A worker without the old key cannot read the history: its task fails, naming the
     # key it lacks and where to give it; Temporal keeps the task for a worker that can.
     workers.env = new_only

@@ -27,6 +27,7 @@ from tests.http_recorder import Recorder, recorder
 from tests.stack import CONVERTER, Stack, outcome, payloads_in, stack, until_phase
 from tests.workflows import scenario
 from worker.main import WORKFLOWS
+from workflows.contract import Signal
 
 HISTORIES = Path(__file__).parent / "histories"
 # Each generation of recorded histories is kept, and the code must replay them all: the
@@ -70,7 +71,7 @@ async def test_full_scenario_leaves_no_secret_in_any_history_and_replays(
     # Production is protected: a refused signal, then an approval through the update.
     handle = await s.start_promotion("web", "1.0.0", "production", requested_by="alice")
     await until_phase(handle, "awaiting_approval")
-    await handle.signal("approve", {"reviewer": "alice"})
+    await handle.signal(Signal.APPROVE, {"reviewer": "alice"})
     assert await cli("approve", handle.id, "--reviewer", "bob") == 0
     assert (await outcome(handle)).status == "deployed"
     hooks.status = 503  # every hook and health check fails now: 1.1.0 is compensated

@@ -16,6 +16,7 @@ from models.promotion import PromotionResult
 from tests.http_recorder import Recorder, recorder
 from tests.stack import TEMPORAL, Stack, outcome, stack
 from tests.workflows import scenario
+from workflows.contract import PROMOTION, PromotionHandle
 
 
 @pytest.fixture
@@ -116,7 +117,7 @@ async def test_start_from_the_temporal_cli_behaves_like_stageline(ws: Stack) -> 
         "--namespace",
         ws.settings.temporal_namespace,
         "--type",
-        "PromotionWorkflow",
+        PROMOTION.name,
         "--task-queue",
         ws.settings.task_queue,
         "--workflow-id",
@@ -168,8 +169,8 @@ async def test_invalid_start_input_fails_the_workflow_at_once(
 ) -> None:
     await ws.releases.create_release("web", "1.0.0", scenario.pipeline(), actor="t")
     handle = await ws.client.start_workflow(
-        "PromotionWorkflow",
-        payload,
+        PROMOTION.name,
+        payload,  # raw JSON, as typed into the UI
         id=f"bad-input-{abs(hash(json.dumps(payload)))}",
         task_queue=ws.settings.task_queue,
     )
@@ -242,8 +243,8 @@ async def test_second_deployment_into_one_environment_waits_its_turn(
     await asyncio.sleep(0.3)
     second = await ws.start_promotion("web", "1.1.0", "dev")
     await asyncio.sleep(1.0)
-    waiting = await second.query("status")
-    assert waiting["phase"] == "queued" and waiting["waiting_for"] == "promote-web-1.0.0-dev"
+    waiting = await PromotionHandle(second).status()
+    assert waiting.phase == "queued" and waiting.waiting_for == "promote-web-1.0.0-dev"
     assert (await outcome(first)).status == "deployed"
     assert (await outcome(second)).status == "deployed"
     lines = [line.split() for line in marker.read_text().splitlines()]
@@ -342,8 +343,8 @@ async def test_a_locked_database_delays_a_promotion_but_it_completes(ws: Stack) 
     try:
         handle = await ws.start_promotion("web", "1.0.0", "dev")
         await asyncio.sleep(3)
-        status = await handle.query("status")
-        assert status["phase"] in ("gates", "validating")
+        status = await PromotionHandle(handle).status()
+        assert status.phase in ("gates", "validating")
     finally:
         blocker.execute("COMMIT")
         blocker.close()

@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 
+from models.review import Decision
 from tests.http_recorder import recorder
 from tests.stack import Stack, outcome, stack, until_phase
 from tests.workflows import scenario
+from workflows.contract import PromotionHandle
 
 
 @pytest.fixture
@@ -72,8 +74,9 @@ async def test_an_older_release_does_not_supersede_a_newer_ones_waiting_promotio
     assert stale.code == 2, stale.out + stale.err
     assert "web@2.0.0 is being promoted there" in stale.out + stale.err
     # The newer release's promotion still waits for its reviewer, and deploys when approved.
-    assert (await newer.query("status"))["phase"] == "awaiting_approval"
-    await newer.signal("approve", {"reviewer": "alice"})
+    waiting = PromotionHandle(newer)
+    assert (await waiting.status()).phase == "awaiting_approval"
+    await waiting.approve(Decision(reviewer="alice"))
     assert (await outcome(newer)).status == "deployed"
     assert (await versions(ws))["production"] == "2.0.0"
 
@@ -87,5 +90,5 @@ async def test_force_supersedes_a_newer_ones_waiting_promotion_on_purpose(ws: St
     older = await ws.start_promotion("web", "1.0.0", "production", force=True)
     assert (await outcome(newer)).status == "superseded"
     await until_phase(older, "awaiting_approval")
-    await older.signal("approve", {"reviewer": "alice"})
+    await PromotionHandle(older).approve(Decision(reviewer="alice"))
     assert (await outcome(older)).status == "deployed"

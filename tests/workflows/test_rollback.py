@@ -21,6 +21,7 @@ from tests.http_recorder import recorder
 from tests.stack import Stack, outcome, stack, until_phase
 from tests.workflows import scenario
 from vault.secret_value import SecretValue
+from workflows import contract
 
 
 @pytest.fixture
@@ -91,13 +92,14 @@ async def test_rollback_restores_the_configuration_the_release_ran_with(
     await ws.releases.create_release("web", "1.1.0", recording_pipeline(marker), actor="t")
     assert (await ws.promote("web", "1.1.0", "dev")).status == "deployed"
 
-    result = await ws.client.execute_workflow(
-        "RollbackWorkflow",
+    started = await contract.start(
+        ws.client,
+        contract.ROLLBACK,
         RollbackInput(app="web", environment="dev", requested_by="oncall"),
         id="rollback-web-dev-1",
         task_queue=ws.settings.task_queue,
-        result_type=RollbackResult,
     )
+    result = await started.result()
     assert result.status == "rolled_back" and result.to_version == "1.0.0"
     assert marker.read_text().splitlines() == [
         "1.0.0 old-feature old-password",
@@ -312,12 +314,12 @@ async def test_twenty_concurrent_promotions_and_rollbacks_never_interleave(
     async def rollback(n: int) -> tuple[str, str]:
         await asyncio.sleep(n * 0.25)
         workflow_id = f"rollback-web-dev-{n}"
-        handle = await ws.client.start_workflow(
-            "RollbackWorkflow",
+        handle = await contract.start(
+            ws.client,
+            contract.ROLLBACK,
             RollbackInput(app="web", environment="dev", requested_by="oncall"),
             id=workflow_id,
             task_queue=ws.settings.task_queue,
-            result_type=RollbackResult,
         )
         return workflow_id, str((await outcome(handle, RollbackResult)).status)
 

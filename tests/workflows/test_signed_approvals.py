@@ -17,13 +17,14 @@ from temporalio.client import WorkflowHandle
 from temporalio.worker import Replayer
 
 from models.promotion import Phase, PromotionResult, TrainResult
-from models.review import Decision, DecisionKind, SignatureCheck
+from models.review import Decision, DecisionKind, DecisionRequest, SignatureCheck
 from services import signatures
 from tests.conftest import Cli
 from tests.http_recorder import recorder
 from tests.stack import Stack, outcome, stack, until_phase
 from tests.workflows import scenario
 from worker.main import WORKFLOWS
+from workflows.contract import PromotionHandle, TrainHandle
 from workflows.review import Review
 
 
@@ -90,7 +91,7 @@ async def refusals_after(
     """The status query's refusals once there are at least `count` (signals are async)."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        refusals: list[str] = (await handle.query("status"))["refusals"]
+        refusals = (await PromotionHandle(handle).status()).refusals
         if len(refusals) >= count or asyncio.get_running_loop().time() > deadline:
             return refusals
         await asyncio.sleep(0.1)
@@ -118,11 +119,12 @@ async def test_only_a_signature_for_this_run_by_the_reviewers_key_counts(ws: Sta
     handle = await ws.start_promotion("web", "1.0.0", "production", requested_by="alice")
     await until_phase(handle, "awaiting_approval")
     pid, run = handle.id, await run_id(handle)
+    promotion = PromotionHandle(handle)
 
     # Unsigned: a plain signal (UI, temporal CLI), the update, and the CLI without a key.
-    await handle.signal("approve", {"reviewer": "bob", "comment": "ok"})
-    answer = await handle.execute_update("decide", {"kind": "approve", "reviewer": "bob"})
-    assert not answer["accepted"] and answer["reason"].startswith("unsigned: production")
+    await promotion.approve(Decision(reviewer="bob", comment="ok"))
+    answer = await promotion.decide(DecisionRequest(kind="approve", reviewer="bob"))
+    assert not answer.accepted and answer.reason.startswith("unsigned: production")
     unsigned = await cli.run("approve", pid, "--reviewer", "bob")
     assert unsigned.code == 2 and "unsigned: production accepts only signed" in unsigned.err
     assert "no key file at" in unsigned.err and len(unsigned.err.strip().splitlines()) == 1
@@ -142,24 +144,24 @@ async def test_only_a_signature_for_this_run_by_the_reviewers_key_counts(ws: Sta
         signature(ws, bob, "promote-web-9.9.9-production", run, "approve"),
         signature(ws, bob, pid, run, "reject"),
     ):
-        await handle.signal("approve", {"reviewer": "bob", "signature": other})
-        answer = await handle.execute_update(
-            "decide", {"kind": "approve", "reviewer": "bob", "signature": other}
+        await promotion.approve(Decision(reviewer="bob", signature=other))
+        answer = await promotion.decide(
+            DecisionRequest(kind="approve", reviewer="bob", signature=other)
         )
-        assert not answer["accepted"]
-        assert answer["reason"].startswith("signature does not verify: no registered key of bob")
-    garbled = await handle.execute_update(
-        "decide", {"kind": "approve", "reviewer": "bob", "signature": "!!"}
+        assert not answer.accepted
+        assert answer.reason.startswith("signature does not verify: no registered key of bob")
+    garbled = await promotion.decide(
+        DecisionRequest(kind="approve", reviewer="bob", signature="!!")
     )
-    assert "not a base64-encoded Ed25519 signature" in garbled["reason"]
+    assert "not a base64-encoded Ed25519 signature" in garbled.reason
 
     refusals = await refusals_after(handle, 11)
     assert len(refusals) == 11, refusals
     assert sum("refused: unsigned" in r for r in refusals) == 3
     assert sum("refused: signature does not verify" in r for r in refusals) == 8
-    status = await handle.query("status")
-    assert status["phase"] == "awaiting_approval" and status["approvals"] == []
-    assert status["signed_approvals_required"] is True  # the UI's query says so up front
+    status = await promotion.status()
+    assert status.phase == "awaiting_approval" and status.approvals == []
+    assert status.signed_approvals_required is True  # the UI's query says so up front
 
     # The real CLI signs with bob's key from $STAGELINE_HOME/keys and counts.
     approved = await cli.run("approve", pid, "--reviewer", "bob", "--comment", "LGTM")
@@ -221,13 +223,12 @@ async def test_a_train_forwards_a_signature_made_for_the_stage_run(ws: Stack) ->
 
     # Signed for the train, not for the stage that decides: refused there.
     wrong = signature(ws, bob, train_handle.id, await run_id(train_handle), "approve")
-    await train_handle.signal("approve", {"reviewer": "bob", "signature": wrong})
+    train_stages = TrainHandle(train_handle)
+    await train_stages.approve(Decision(reviewer="bob", signature=wrong))
     assert "signature does not verify" in " ".join(await refusals_after(stage, 1))
 
     right = signature(ws, bob, stage.id, await run_id(stage), "approve", comment="ship it")
-    await train_handle.signal(
-        "approve", {"reviewer": "bob", "comment": "ship it", "signature": right}
-    )
+    await train_stages.approve(Decision(reviewer="bob", comment="ship it", signature=right))
     result = await outcome(train_handle, TrainResult)
     assert result.status == "deployed"
 
@@ -241,7 +242,8 @@ async def test_with_signed_mode_off_unsigned_approvals_keep_working(ws: Stack) -
 
     handle = await ws.start_promotion("web", "1.0.0", "production", requested_by="alice")
     assert (await until_phase(handle, "awaiting_approval"))["signed_approvals_required"] is False
-    await handle.signal("approve", {"reviewer": "bob"})  # plain, as the Temporal UI sends it
+    # Plain, as the Temporal UI sends it: {"reviewer": "bob"}.
+    await PromotionHandle(handle).approve(Decision(reviewer="bob"))
     result = await outcome(handle)
     assert result.status == "deployed"
     assert [(w, a) for w, a, _ in await decisions(cli)] == [("bob", "promotion.approve")]

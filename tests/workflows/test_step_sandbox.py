@@ -30,12 +30,13 @@ import pytest
 import yaml
 from sqlalchemy import select
 
-from models.promotion import PromotionInput, PromotionResult, promotion_workflow_id
+from models.promotion import PromotionInput, promotion_workflow_id
 from store.tables import AuditEvent, StepRun
 from tests.conftest import KEY_TEXT, STAGELINE, clean_environ
 from tests.http_recorder import recorder
 from tests.stack import Stack, outcome, stack
 from tests.workflows import scenario
+from workflows import contract
 
 VENV_BIN = str(Path(sys.executable).parent)
 RAW_KEY = "k" * 32  # KEY_TEXT decoded: the key itself, should a step print it raw
@@ -178,12 +179,12 @@ class Worker:
 
 
 async def promote(s: Stack, worker: Worker, version: str) -> Any:
-    return await s.client.start_workflow(
-        "PromotionWorkflow",
+    return await contract.start(
+        s.client,
+        contract.PROMOTION,
         PromotionInput(app="web", version=version, target="dev", requested_by="t", source="api"),
         id=promotion_workflow_id("web", version, "dev"),
         task_queue=worker.queue,
-        result_type=PromotionResult,
     )
 
 

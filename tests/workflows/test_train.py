@@ -16,6 +16,7 @@ from models.promotion import TrainResult
 from tests.http_recorder import Recorder, recorder
 from tests.stack import Stack, stack, until_phase
 from tests.workflows import scenario
+from workflows.contract import Signal
 
 
 @pytest.fixture
@@ -49,7 +50,7 @@ async def test_train_to_production_completes_after_approvals_sent_to_the_train(
     production = s.client.get_workflow_handle("promote-web-1.0.0-production")
     await until_phase(production, "awaiting_approval", timeout=90)
     # A raw signal to the train is forwarded; the CLI given the train id finds the stage.
-    await train.signal("approve", {"reviewer": "bob"})
+    await train.signal(Signal.APPROVE, {"reviewer": "bob"})
     refused = await cli.run("approve", train.id, "--reviewer", "alice")
     assert refused.code == 2 and "may not approve it" in refused.err
     assert (await cli.run("approve", train.id, "--reviewer", "carol")).code == 0

@@ -31,6 +31,7 @@ from tests.conftest import Cli
 from tests.http_recorder import Recorder, recorder
 from tests.stack import TEMPORAL, Stack, outcome, stack, until_phase
 from tests.workflows import scenario
+from workflows.contract import PROMOTION, PromotionHandle, Signal
 
 
 @pytest.fixture
@@ -169,7 +170,7 @@ async def test_activities_called_from_outside_a_workflow_are_refused_and_audited
     assert all("standalone" in e.actor for e in refused)
     assert all("stageline's workflows" in e.detail["reason"] for e in refused)
     # The real promotion is untouched: still waiting, and an approval still deploys it.
-    assert (await handle.query("status"))["phase"] == "awaiting_approval"
+    assert (await PromotionHandle(handle).status()).phase == "awaiting_approval"
     assert (await s.cli().run("approve", handle.id, "--reviewer", "alice")).code == 0
     assert (await outcome(handle)).status == "deployed"
     assert (await s.views.status(environment="production")).cells[0].version == "1.0.0"
@@ -207,19 +208,23 @@ async def test_forged_supersede_and_preempt_signals_are_refused_and_audited(
     handle, _ = await waiting_in_production(s)
 
     # An outsider names workflows that exist (the dev and staging promotions) or none at all.
-    await signal_with_temporal_cli(s, handle.id, "supersede", '{"by": "promote-web-1.0.0-dev"}')
-    await signal_with_temporal_cli(s, handle.id, "preempt", '{"by": "rollback-web-production-x"}')
-    status: dict[str, Any] = {}
+    forged = {
+        Signal.SUPERSEDE: "promote-web-1.0.0-dev",
+        Signal.PREEMPT: "rollback-web-production-x",
+    }
+    for name, by in forged.items():
+        await signal_with_temporal_cli(s, handle.id, name, json.dumps({"by": by}))
+    promotion = PromotionHandle(handle)
     for _ in range(100):
-        status = await handle.query("status")
-        if len(status["refusals"]) >= 2:
+        status = await promotion.status()
+        if len(status.refusals) >= 2:
             break
         await asyncio.sleep(0.1)
-    refusals = " | ".join(status["refusals"])
+    refusals = " | ".join(status.refusals)
     assert "supersede from promote-web-1.0.0-dev refused" in refusals, refusals
     assert "preempt from rollback-web-production-x refused" in refusals, refusals
-    assert status["phase"] == "awaiting_approval"
-    assert status["superseded_by"] is None and status["interrupted_by"] is None
+    assert status.phase == "awaiting_approval"
+    assert status.superseded_by is None and status.interrupted_by is None
 
     # Still waiting for its reviewer, and it deploys when approved: nothing cut it short.
     assert (await s.cli().run("approve", handle.id, "--reviewer", "alice")).code == 0
@@ -313,7 +318,7 @@ async def test_a_squatted_workflow_id_is_refused_at_once(ws: tuple[Stack, Record
 
     # The same type for another request under that id: refused too, naming what it is for.
     other = await s.client.start_workflow(
-        "PromotionWorkflow",
+        PROMOTION.name,  # raw JSON, as typed into the UI
         {"app": "web", "version": "9.9.9", "target": "dev", "requested_by": "mallory"},
         id=wid,
         task_queue="nobody-polls-this",

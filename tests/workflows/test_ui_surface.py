@@ -18,6 +18,7 @@ from models.promotion import RollbackInput, RollbackResult
 from tests.http_recorder import Recorder, recorder
 from tests.stack import CONVERTER, Stack, outcome, stack, until_phase
 from tests.workflows import scenario
+from workflows import contract
 from workflows.search_attributes import STATUS
 
 
@@ -112,8 +113,9 @@ async def test_a_refused_rollback_ends_failed_and_rollback_wait_exits_2(ws: Stac
     answer = await ws.cli().run("rollback", "web", "--env", "dev", "--wait", "--json")
     assert answer.code == 2, answer.err
     assert json.loads(answer.out)["status"] == "refused"
-    handle = await ws.client.start_workflow(
-        "RollbackWorkflow",
+    handle = await contract.start(
+        ws.client,
+        contract.ROLLBACK,
         RollbackInput(app="web", environment="staging", requested_by="oncall"),
         id="rollback-from-the-ui",
         task_queue=ws.settings.task_queue,

@@ -20,10 +20,12 @@ from typing import Any
 import pytest
 
 from models.promotion import PromotionResult
+from models.review import Decision
 from tests.conftest import STAGELINE, Result
 from tests.http_recorder import Recorder, recorder
 from tests.stack import Stack, outcome, stack, until_phase
 from tests.workflows import scenario
+from workflows.contract import PromotionHandle
 
 ANSI = re.compile(r"\x1b[\[\]()]")
 
@@ -195,7 +197,7 @@ async def test_history_shows_why_a_decision_was_refused_and_marks_what_it_cut(
     handle = await ws.start_promotion("web", "1.0.0", "production", requested_by="alice")
     await until_phase(handle, "awaiting_approval")
     # The requester approves her own promotion, with a comment: refused, for a reason.
-    await handle.signal("approve", {"reviewer": "alice", "comment": "trust me"})
+    await PromotionHandle(handle).approve(Decision(reviewer="alice", comment="trust me"))
     comment = (
         "not during the sale: the payment provider asked us to hold every change until "
         "the traffic peak is over on Monday morning"

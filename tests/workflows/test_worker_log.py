@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 from temporalio.client import WorkflowFailureError
 
 from models.promotion import PromotionInput, RollbackInput
@@ -17,6 +18,7 @@ from tests.conftest import STAGELINE
 from tests.http_recorder import recorder
 from tests.stack import Stack, stack
 from tests.workflows import scenario
+from workflows import contract
 
 QUEUE = "stageline-log"
 
@@ -46,27 +48,28 @@ async def test_ordinary_refusals_are_one_line_each_in_the_worker_log(
     ws: tuple[Stack, Path],
 ) -> None:
     s, log = ws
-    starts = [
-        ("RollbackWorkflow", RollbackInput(app="web", environment="dev", requested_by="oncall")),
+    starts: list[tuple[contract.WorkflowContract[Any, Any, Any], BaseModel]] = [
+        (contract.ROLLBACK, RollbackInput(app="web", environment="dev", requested_by="oncall")),
         (
-            "PromotionWorkflow",
+            contract.PROMOTION,
             PromotionInput(app="web", version="9.9.9", target="dev", requested_by="ci"),
         ),
         (
-            "PromotionWorkflow",
+            contract.PROMOTION,
             PromotionInput(app="web", version="1.0.0", target="production", requested_by="ci"),
         ),
     ]
     for n, (workflow, request) in enumerate(starts):
-        handle = await s.client.start_workflow(
-            workflow, request, id=f"refused-{n}", task_queue=QUEUE
+        handle = await contract.start(
+            s.client, workflow, request, id=f"refused-{n}", task_queue=QUEUE
         )
         with pytest.raises(WorkflowFailureError):
             await handle.result()
     time.sleep(1)  # the worker's last lines reach the file
     text = log.read_text()
     assert "Traceback" not in text, text
-    line = "prepare_promotion: InvalidInput: release web@9.9.9 does not exist"
+    line = f"{contract.PREPARE_PROMOTION.name}: InvalidInput: release web@9.9.9 does not exist"
     assert sum(line in row for row in text.splitlines()) == 1, (line, text)
     # A rollback with nowhere to go is an answer (refused, audited), not an activity error.
-    assert "check_rollback" not in text and "plan_rollback" not in text, text
+    assert contract.CHECK_ROLLBACK.name not in text, text
+    assert contract.PLAN_ROLLBACK.name not in text, text

@@ -14,6 +14,7 @@ from models.promotion import RollbackInput, RollbackResult, TrainInput, TrainRes
 from tests.http_recorder import recorder
 from tests.stack import Stack, outcome, stack, until_phase
 from tests.workflows import scenario
+from workflows import contract
 
 
 @pytest.fixture
@@ -38,8 +39,9 @@ async def test_a_rollback_under_any_id_takes_precedence_over_a_deploying_promoti
     await scenario.wait_for_line(marker, "1.2.0 dev start")
 
     started = asyncio.get_running_loop().time()
-    rollback = await ws.client.start_workflow(
-        "RollbackWorkflow",
+    rollback = await contract.start(
+        ws.client,
+        contract.ROLLBACK,
         RollbackInput(app="web", environment="dev", requested_by="oncall"),
         id="undo-the-bad-one",  # typed in the UI: no "rollback-" prefix
         task_queue=ws.settings.task_queue,
@@ -55,8 +57,9 @@ async def test_a_rollback_under_any_id_takes_precedence_over_a_deploying_promoti
 
 async def test_a_train_under_any_id_takes_decisions_for_its_running_stage(ws: Stack) -> None:
     await ws.releases.create_release("web", "1.0.0", scenario.pipeline(), actor="t")
-    train = await ws.client.start_workflow(
-        "ReleaseTrainWorkflow",
+    train = await contract.start(
+        ws.client,
+        contract.TRAIN,
         TrainInput(app="web", version="1.0.0", through="production", requested_by="dave"),
         id="ship-web-this-week",  # typed in the UI: no "train-" prefix
         task_queue=ws.settings.task_queue,

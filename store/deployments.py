@@ -1,0 +1,46 @@
+"""Queries for deployments: each time a release was put into an environment (by a promotion,
+a rollback or a compensation)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import exists, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.tables import Deployment, Promotion
+
+
+async def get_deployment(session: AsyncSession, deployment_id: int) -> Deployment | None:
+    return await session.get(Deployment, deployment_id)
+
+
+async def deployments_in(
+    session: AsyncSession, app_id: int, environment_id: int
+) -> Sequence[Deployment]:
+    """Every deployment of an app in an environment, oldest first."""
+    result = await session.scalars(
+        select(Deployment)
+        .where(Deployment.app_id == app_id, Deployment.environment_id == environment_id)
+        .order_by(Deployment.id)
+    )
+    return result.all()
+
+
+async def find_deployment_of_run(
+    session: AsyncSession, workflow_id: str, run_id: str, kind: str
+) -> Deployment | None:
+    return await session.scalar(
+        select(Deployment).where(
+            Deployment.workflow_id == workflow_id,
+            Deployment.run_id == run_id,
+            Deployment.kind == kind,
+        )
+    )
+
+
+async def environment_has_history(session: AsyncSession, environment_id: int) -> bool:
+    """Whether any deployment or promotion names this environment."""
+    deployed = exists().where(Deployment.environment_id == environment_id)
+    promoted = exists().where(Promotion.environment_id == environment_id)
+    return bool(await session.scalar(select(or_(deployed, promoted))))

@@ -1,0 +1,66 @@
+"""Queries for the per-environment release pointer: which release (and which deployment of
+it) is current for an app in an environment."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import literal, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.tables import App, CurrentRelease, Deployment, Release, utcnow
+
+
+async def current_release(
+    session: AsyncSession, app_id: int, environment_id: int
+) -> CurrentRelease | None:
+    return await session.get(CurrentRelease, (app_id, environment_id))
+
+
+async def set_current_release(
+    session: AsyncSession, app_id: int, environment_id: int, release_id: int, deployment_id: int
+) -> None:
+    pointer = await session.get(CurrentRelease, (app_id, environment_id))
+    if pointer is None:
+        session.add(
+            CurrentRelease(
+                app_id=app_id,
+                environment_id=environment_id,
+                release_id=release_id,
+                deployment_id=deployment_id,
+            )
+        )
+    else:
+        pointer.release_id = release_id
+        pointer.deployment_id = deployment_id
+        pointer.since = utcnow()
+    await session.flush()
+
+
+async def current_releases(
+    session: AsyncSession, workspace_id: int, environment_ids: Sequence[int], *, pipelines: bool
+) -> dict[tuple[int, int], tuple[CurrentRelease, str, str, str, dict[str, Any] | None]]:
+    """For each (app id, environment id) with a current release in these environments: the
+    pointer, the version, who deployed it, how (the deployment kind), and the release's stored
+    pipeline when `pipelines` (else None: decoding every pipeline is not free)."""
+    rows = await session.execute(
+        select(
+            CurrentRelease,
+            Release.version,
+            Deployment.requested_by,
+            Deployment.kind,
+            Release.pipeline if pipelines else literal(None),
+        )
+        .join(Release, Release.id == CurrentRelease.release_id)
+        .join(Deployment, Deployment.id == CurrentRelease.deployment_id)
+        .join(App, App.id == CurrentRelease.app_id)
+        .where(
+            App.workspace_id == workspace_id,
+            CurrentRelease.environment_id.in_(list(environment_ids)),
+        )
+    )
+    return {
+        (p.app_id, p.environment_id): (p, version, by, kind, pipeline)
+        for p, version, by, kind, pipeline in rows
+    }

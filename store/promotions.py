@@ -1,0 +1,76 @@
+"""Queries for promotion records: one per promotion workflow run."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.tables import App, Environment, Promotion, Release
+
+
+async def get_promotion(session: AsyncSession, record_id: int) -> Promotion | None:
+    return await session.get(Promotion, record_id)
+
+
+async def find_promotion_of_run(
+    session: AsyncSession, workflow_id: str, run_id: str
+) -> Promotion | None:
+    return await session.scalar(
+        select(Promotion).where(Promotion.workflow_id == workflow_id, Promotion.run_id == run_id)
+    )
+
+
+async def later_promotion(
+    session: AsyncSession, mine: Promotion, workflow_id: str
+) -> Promotion | None:
+    """A promotion recorded after `mine`, of the same app into the same environment, by the
+    workflow `workflow_id`."""
+    return await session.scalar(
+        select(Promotion).where(
+            Promotion.workflow_id == workflow_id,
+            Promotion.app_id == mine.app_id,
+            Promotion.environment_id == mine.environment_id,
+            Promotion.id > mine.id,
+        )
+    )
+
+
+async def promotions_in_progress(
+    session: AsyncSession, app_id: int, environment_id: int
+) -> Sequence[Promotion]:
+    result = await session.scalars(
+        select(Promotion)
+        .where(
+            Promotion.app_id == app_id,
+            Promotion.environment_id == environment_id,
+            Promotion.finished_at.is_(None),
+        )
+        .order_by(Promotion.id)
+    )
+    return result.all()
+
+
+async def unfinished(
+    session: AsyncSession,
+    workspace_id: int,
+    app_ids: Sequence[int],
+    environment_ids: Sequence[int],
+) -> list[tuple[Promotion, str, str, str]]:
+    """Promotions not finished yet of these apps into these environments, oldest first, each
+    with its app name, version and environment name."""
+    rows = await session.execute(
+        select(Promotion, App.name, Release.version, Environment.name)
+        .join(App, App.id == Promotion.app_id)
+        .join(Release, Release.id == Promotion.release_id)
+        .join(Environment, Environment.id == Promotion.environment_id)
+        .where(
+            App.workspace_id == workspace_id,
+            Promotion.finished_at.is_(None),
+            App.id.in_(list(app_ids)),
+            Environment.id.in_(list(environment_ids)),
+        )
+        .order_by(Promotion.id)
+    )
+    return [(p, app, version, env) for p, app, version, env in rows]

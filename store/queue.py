@@ -1,0 +1,76 @@
+"""Queries for the deployment queue: one ticket per promotion or rollback run, per app and
+environment, in state waiting, holding or done."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.status import DeploymentKind, TicketState
+from store.tables import DeploymentTicket, Promotion
+
+
+async def open_tickets(
+    session: AsyncSession, app_id: int, environment_id: int
+) -> Sequence[DeploymentTicket]:
+    """The tickets of an app and environment that have not left the queue, oldest first."""
+    result = await session.scalars(
+        select(DeploymentTicket)
+        .where(
+            DeploymentTicket.app_id == app_id,
+            DeploymentTicket.environment_id == environment_id,
+            DeploymentTicket.state != TicketState.DONE,
+        )
+        .order_by(DeploymentTicket.id)
+    )
+    return result.all()
+
+
+async def ticket_of_run(
+    session: AsyncSession, workflow_id: str, run_id: str
+) -> DeploymentTicket | None:
+    return await session.scalar(
+        select(DeploymentTicket).where(
+            DeploymentTicket.workflow_id == workflow_id,
+            DeploymentTicket.run_id == run_id,
+        )
+    )
+
+
+def add_ticket(
+    session: AsyncSession,
+    app_id: int,
+    environment_id: int,
+    workflow_id: str,
+    run_id: str,
+    kind: str,
+) -> DeploymentTicket:
+    """A new waiting ticket, added to the unit of work (flush to give it its place)."""
+    ticket = DeploymentTicket(
+        app_id=app_id,
+        environment_id=environment_id,
+        workflow_id=workflow_id,
+        run_id=run_id,
+        kind=kind,
+        state=TicketState.WAITING,
+    )
+    session.add(ticket)
+    return ticket
+
+
+async def waiting_rollback(
+    session: AsyncSession, mine: Promotion, workflow_id: str
+) -> DeploymentTicket | None:
+    """The queue ticket of the rollback `workflow_id` of the same app and environment as
+    `mine`, while it waits or holds."""
+    return await session.scalar(
+        select(DeploymentTicket).where(
+            DeploymentTicket.workflow_id == workflow_id,
+            DeploymentTicket.kind == DeploymentKind.ROLLBACK,
+            DeploymentTicket.app_id == mine.app_id,
+            DeploymentTicket.environment_id == mine.environment_id,
+            DeploymentTicket.state != TicketState.DONE,
+        )
+    )
