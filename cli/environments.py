@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from contextlib import suppress
+from datetime import UTC, datetime, timedelta
+
 import click
+from temporalio.service import RPCError
 
 from cli.context import actor, run
 from cli.output import day, deleted, done, emit_json, print_warnings, table
 from cli.params import ENVIRONMENT, TEXT, json_option
+from models.errors import (
+    BadInput,
+    ConfigurationError,
+    Unavailable,
+)
 from models.settings import Settings
 from models.text import duration
 from models.workspace import Protection
 from services.configuration import ConfigurationService, expiry_warnings
 from services.environments import EnvironmentService
+from services.reviewers import ReviewerKeyService
 from store.database import Database
+from worker.client import connect
+from workflows.contract import PromotionHandle
 
 
 @click.group()
@@ -185,6 +197,160 @@ def env_delete(name: str, as_json: bool) -> None:
             emit_json(deleted("environment", name))
         else:
             done(f"removed environment {name}")
+
+    run(work)
+
+
+# -- environment protection and freezes --------------------------------------------------------
+
+
+def _when(value: str | None, what: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise BadInput(
+            f"{what} {value!r} is not a date and time; use ISO 8601, e.g. 2026-12-24T18:00"
+            " (UTC unless it names an offset)"
+        ) from None
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+@env.command("protect")
+@click.argument("name", type=ENVIRONMENT)
+@click.option("--required-approvals", type=click.IntRange(0, 20))
+@click.option(
+    "--reviewer",
+    "reviewers",
+    multiple=True,
+    metavar="WHO",
+    help="Replaces the reviewer list; repeatable; @group for a group.",
+)
+@click.option("--allow-self-review/--no-self-review", default=None)
+@click.option("--wait-minutes", type=click.IntRange(0))
+@click.option("--approval-timeout-minutes", type=click.IntRange(0), help="0: wait forever.")
+@click.option(
+    "--require-signed-approvals/--no-require-signed-approvals",
+    default=None,
+    help="Accept only decisions signed by a key registered for their reviewer "
+    "(see 'stageline reviewer key').",
+)
+@json_option
+def env_protect(
+    name: str,
+    required_approvals: int | None,
+    reviewers: tuple[str, ...],
+    allow_self_review: bool | None,
+    wait_minutes: int | None,
+    approval_timeout_minutes: int | None,
+    require_signed_approvals: bool | None,
+    as_json: bool,
+) -> None:
+    """Change an environment's protection rules (waiting promotions keep theirs)."""
+
+    async def work(settings: Settings, db: Database) -> None:
+        envs = EnvironmentService(db, settings)
+        view = await envs.protect_environment(
+            name,
+            actor=actor(),
+            required_approvals=required_approvals,
+            reviewers=list(reviewers) if reviewers else None,
+            allow_self_review=allow_self_review,
+            wait_minutes=wait_minutes,
+            approval_timeout_minutes=approval_timeout_minutes,
+            require_signed_approvals=require_signed_approvals,
+        )
+        if as_json:
+            emit_json(view)
+            return
+        p = view.protection
+        done(
+            f"{name}: {p.required_approvals} approval(s) from {', '.join(p.reviewers) or '-'}"
+            f", self-review {'allowed' if p.allow_self_review else 'not allowed'}, wait "
+            f"{duration(p.wait_minutes)}, approval timeout "
+            f"{duration(p.approval_timeout_minutes) if p.approval_timeout_minutes else 'none'}"
+            f", signed approvals {'required' if p.require_signed_approvals else 'not required'}"
+        )
+        if p.require_signed_approvals:
+            people = await envs.eligible_reviewers_of(name)
+            missing = await ReviewerKeyService(db, settings).without_keys(people)
+            if missing:
+                click.echo(
+                    f"note: {', '.join(missing)} ha{'s' if len(missing) == 1 else 've'} no "
+                    "signing key yet, so their decisions are refused until one is registered "
+                    "with 'stageline reviewer key add'",
+                    err=True,
+                )
+
+    run(work)
+
+
+async def _nudge_frozen(settings: Settings, db: Database, environment: str) -> None:
+    """Tell promotions held by a freeze in `environment` to look again now."""
+    from services.views import ViewService
+
+    view = await ViewService(db, settings).status(environment=environment)
+    if not view.in_progress:
+        return
+    try:
+        client = await connect(settings)
+    except (Unavailable, ConfigurationError):
+        return  # they look again by themselves within minutes
+    for promotion in view.in_progress:
+        with suppress(RPCError):
+            await PromotionHandle.of(client, promotion.promotion_id).freeze_changed()
+
+
+@env.command("freeze")
+@click.argument("name", type=ENVIRONMENT)
+@click.option("--reason", required=True, metavar="TEXT")
+@click.option("--from", "starts", metavar="WHEN", help="ISO 8601 (default: now).")
+@click.option("--until", "ends", metavar="WHEN", help="ISO 8601 (default: until lifted).")
+@click.option(
+    "--for", "minutes", type=click.IntRange(1), metavar="MINUTES", help="Instead of --until."
+)
+@json_option
+def env_freeze(
+    name: str, reason: str, starts: str | None, ends: str | None, minutes: int | None, as_json: bool
+) -> None:
+    """Freeze deploys into an environment: promotions wait until it ends or an override."""
+    if ends and minutes:
+        raise BadInput("give --until or --for, not both")
+    starts_at = _when(starts, "--from")
+    ends_at = _when(ends, "--until")
+    if minutes:
+        ends_at = (starts_at or datetime.now(UTC)) + timedelta(minutes=minutes)
+
+    async def work(settings: Settings, db: Database) -> None:
+        view = await EnvironmentService(db, settings).freeze(
+            name, actor=actor(), reason=reason, starts_at=starts_at, ends_at=ends_at
+        )
+        await _nudge_frozen(settings, db, name)
+        if as_json:
+            emit_json(view)
+        else:
+            until = f"{view.ends_at:%Y-%m-%d %H:%M} UTC" if view.ends_at else "lifted"
+            done(f"froze {name} from {view.starts_at:%Y-%m-%d %H:%M} UTC until {until}: {reason}")
+
+    run(work)
+
+
+@env.command("unfreeze")
+@click.argument("name", type=ENVIRONMENT)
+@json_option
+def env_unfreeze(name: str, as_json: bool) -> None:
+    """Lift every freeze of an environment; held promotions go on."""
+
+    async def work(settings: Settings, db: Database) -> None:
+        lifted = await EnvironmentService(db, settings).unfreeze(name, actor=actor())
+        await _nudge_frozen(settings, db, name)
+        if as_json:
+            emit_json({"environment": name, "lifted": [w.model_dump(mode="json") for w in lifted]})
+        else:
+            done(
+                f"lifted {len(lifted)} freeze(s) of {name}" if lifted else f"{name} was not frozen"
+            )
 
     run(work)
 

@@ -13,12 +13,14 @@ from cli import (
     apps,
     audit,
     data,
+    decisions,
     encrypted_secrets,
     environments,
+    groups,
     master_key,
     promotion,
     releases,
-    review,
+    reviewers,
     runtime,
     tools,
     variables,
@@ -44,15 +46,13 @@ for command in [
     *master_key.COMMANDS,
     *audit.COMMANDS,
     *promotion.COMMANDS,
-    *review.COMMANDS,
+    *decisions.COMMANDS,
+    *groups.COMMANDS,
+    *reviewers.COMMANDS,
     *runtime.COMMANDS,
     *data.COMMANDS,
 ]:
     cli.add_command(command)
-
-
-for env_command in review.ENV_COMMANDS:
-    environments.env.add_command(env_command)
 
 
 def _exit(code: int) -> NoReturn:

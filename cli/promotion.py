@@ -13,6 +13,7 @@ from temporalio.client import WorkflowHandle
 
 from cli.context import actor, ci_job_request_id, run
 from cli.output import done, emit_json, print_warnings, table
+from cli.params import APP, ENVIRONMENT, json_option
 from cli.temporal import Progress, TrainProgress, follow, query_status, start
 from models.errors import ConfigurationError, ExitCode, Unavailable
 from models.promotion import (
@@ -74,9 +75,16 @@ def _source() -> Source:
 
 
 @click.command()
-@click.argument("app_name", metavar="APP")
+@click.argument("app_name", type=APP, metavar="APP")
 @click.argument("version")
-@click.option("--to", "target", required=True, metavar="ENV", help="The environment to deploy to.")
+@click.option(
+    "--to",
+    "target",
+    type=ENVIRONMENT,
+    required=True,
+    metavar="ENV",
+    help="The environment to deploy to.",
+)
 @click.option(
     "--requested-by",
     metavar="WHO",
@@ -91,7 +99,7 @@ def _source() -> Source:
     help="With --wait: give up waiting after this long (exit 4).",
 )
 @click.option("--force", is_flag=True, help="Redeploy even if already current and verified.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")
+@json_option
 def promote(
     app_name: str,
     version: str,
@@ -199,13 +207,15 @@ async def _settled_phase(handle: Any) -> str:
 
 
 @click.command()
-@click.argument("app_name", metavar="APP")
+@click.argument("app_name", type=APP, metavar="APP")
 @click.argument("version")
-@click.option("--through", required=True, metavar="ENV", help="The last stage to reach.")
+@click.option(
+    "--through", type=ENVIRONMENT, required=True, metavar="ENV", help="The last stage to reach."
+)
 @click.option("--requested-by", metavar="WHO")
 @click.option("--wait", is_flag=True)
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def train(
     app_name: str,
     version: str,
@@ -274,8 +284,8 @@ def _print_promotion(result: PromotionResult) -> None:
 
 
 @click.command()
-@click.argument("app_name", metavar="APP")
-@click.option("--env", "environment", required=True, metavar="ENV")
+@click.argument("app_name", type=APP, metavar="APP")
+@click.option("--env", "environment", type=ENVIRONMENT, required=True, metavar="ENV")
 @click.option("--to", "to_version", metavar="VERSION", help="A release that ran there before.")
 @click.option("--requested-by", metavar="WHO")
 @click.option("--reason", metavar="TEXT", help="Why, for the record.")
@@ -289,7 +299,7 @@ def _print_promotion(result: PromotionResult) -> None:
 )
 @click.option("--wait", is_flag=True)
 @click.option("--timeout", type=click.FloatRange(min=0, min_open=True), metavar="SECONDS")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def rollback(
     app_name: str,
     environment: str,
@@ -382,9 +392,11 @@ async def _live(settings: Settings, view: StatusView) -> None:
 
 
 @click.command()
-@click.option("--env", "environment", metavar="ENV", help="One environment, in detail.")
+@click.option(
+    "--env", "environment", type=ENVIRONMENT, metavar="ENV", help="One environment, in detail."
+)
 @click.option("--app", "app_name", metavar="APP")
-@click.option("--json", "as_json", is_flag=True)
+@json_option
 def status(environment: str | None, app_name: str | None, as_json: bool) -> None:
     """What runs where: the release of each app in each environment, and what is under way."""
 
@@ -457,9 +469,9 @@ def status(environment: str | None, app_name: str | None, as_json: bool) -> None
 
 
 @click.command()
-@click.argument("app_name", metavar="APP")
-@click.option("--env", "environment", required=True, metavar="ENV")
-@click.option("--json", "as_json", is_flag=True)
+@click.argument("app_name", type=APP, metavar="APP")
+@click.option("--env", "environment", type=ENVIRONMENT, required=True, metavar="ENV")
+@json_option
 def history(app_name: str, environment: str, as_json: bool) -> None:
     """Deployments of APP in ENV, oldest first, with the configuration each ran with; then
     every request and decision (approvals, refusals, rejections, overrides, timeouts)."""
@@ -536,10 +548,10 @@ def _event_text(event: HistoryEvent) -> str:
 
 
 @click.command()
-@click.argument("app_name", metavar="APP")
-@click.option("--from", "source", required=True, metavar="ENV")
-@click.option("--to", "target", required=True, metavar="ENV")
-@click.option("--json", "as_json", is_flag=True)
+@click.argument("app_name", type=APP, metavar="APP")
+@click.option("--from", "source", type=ENVIRONMENT, required=True, metavar="ENV")
+@click.option("--to", "target", type=ENVIRONMENT, required=True, metavar="ENV")
+@json_option
 def diff(app_name: str, source: str, target: str, as_json: bool) -> None:
     """What differs for APP between two environments: release, variables (with values),
     secrets (names and versions, never values), tool profiles. Look before promoting."""
