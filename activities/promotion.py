@@ -15,7 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities import step_http, step_run, step_tool
 from activities.masking import MAX_OUTPUT_CHARS, mask
 from activities.sandbox import StepSandbox
-from models.errors import StagelineError, Unavailable
+from models.errors import AlreadyEnded, StagelineError, Unavailable
 from models.promotion import (
     BeginDeployment,
     DeploymentFinished,
@@ -79,6 +79,8 @@ def business_errors() -> Iterator[None]:
         log.info("%s: %s: %s", where, kind, exc.message)
         raise ApplicationError(
             exc.message,
+            # What the workflow needs to end as recorded.
+            *((exc.status, exc.reason) if isinstance(exc, AlreadyEnded) else ()),
             type=kind,
             non_retryable=True,
             category=ApplicationErrorCategory.BENIGN,

@@ -49,6 +49,16 @@ class Refused(StagelineError):
     exit_code = ExitCode.REFUSED
 
 
+class AlreadyEnded(Refused):
+    """A promotion run asked to deploy after it ended (an earlier attempt of its workflow task
+    ran the local activities that ended it, then failed): the run must end as recorded."""
+
+    def __init__(self, message: str, status: str, reason: str | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.reason = reason
+
+
 class Unavailable(StagelineError):
     """Temporal or the database cannot be reached (exit 5)."""
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.errors import BadInput, NotFound, Refused, Unavailable
+from models.errors import AlreadyEnded, BadInput, NotFound, Refused, Unavailable
 from models.pipeline import Pipeline, Step
 from models.promotion import (
     ConfigVersions,
@@ -407,10 +407,14 @@ class DeploymentService(Service):
             record, app, env, release = await self._promotion(session, record_id)
             # Only the run that recorded the promotion, once its gates passed, deploys it.
             _owned_by(record.workflow_id, record.run_id, run, f"promotion record {record_id}")
-            if record.finished_at is not None or not all(
-                gate.get("passed") for gate in record.gates or []
-            ):
-                raise Refused(f"promotion record {record_id} is finished or did not pass its gates")
+            if record.finished_at is not None:
+                raise AlreadyEnded(
+                    f"promotion record {record_id} already ended {record.status}",
+                    str(record.status),
+                    record.reason,
+                )
+            if not all(gate.get("passed") for gate in record.gates or []):
+                raise Refused(f"promotion record {record_id} did not pass its gates")
             approved = len(record.approved_by or [])
             if record.required_approvals is not None and approved < record.required_approvals:
                 # Retried, not refused: the run's own record_decision may still be landing

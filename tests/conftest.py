@@ -5,15 +5,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import os
+import sqlite3
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from models.settings import Settings
 from store.database import Database
@@ -179,3 +185,32 @@ def assert_only_refusal_recorded(
         actions = [str(row[4]) for row in added]  # audit_event.action
         assert len(added) == 1 and actions[0].endswith(".refused"), added
     assert after == before
+
+
+def snapshot(home: Path) -> dict[str, list[tuple[object, ...]]]:
+    """Every row of every table of the SQLite store in `home`: what "changes nothing stored"
+    is checked against."""
+    conn = sqlite3.connect(home / "stageline.db")
+    try:
+        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
+    finally:
+        conn.close()
+
+
+def certificate_pem(days: int, name: str = "web.internal") -> str:
+    """A self-signed X.509 certificate that expires in `days` days, as PEM."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.now(UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=days))
+        .sign(key, hashes.SHA256())
+    )
+    return cert.public_bytes(serialization.Encoding.PEM).decode()

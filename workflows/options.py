@@ -24,6 +24,7 @@ I = TypeVar("I", bound=BaseModel)  # noqa: E741 (an activity's input)
 BUSINESS_ERRORS = [
     "InvalidInput",
     "Refused",
+    "AlreadyEnded",
     "MissingConfiguration",
     "DecryptionError",
     "BadInput",

@@ -78,6 +78,8 @@ REASON_LIMIT = 2_000
 
 # supersede and preempt signals are checked against the database before they count.
 VERIFY_INTERRUPTIONS_PATCH = "verify-interruption-signals"
+# A run whose record an earlier task attempt already ended ends as recorded.
+ENDED_AS_RECORDED_PATCH = "ended-as-recorded"
 
 # A freeze with no end is looked at again this often (`stageline env unfreeze` also wakes
 # held promotions at once).
@@ -442,16 +444,32 @@ class PromotionWorkflow(Orchestration):
                 )
             self._status.reason = None
 
+    async def _begin(
+        self, prepared: PreparedPromotion, run: WorkflowRef
+    ) -> DeploymentStarted | PromotionResult:
+        try:
+            return await store(
+                BEGIN_DEPLOYMENT,
+                BeginDeployment(promotion_record_id=prepared.promotion_record_id, run=run),
+            )
+        except ApplicationError as exc:
+            if exc.type != "AlreadyEnded" or not workflow.patched(ENDED_AS_RECORDED_PATCH):
+                raise
+            # An earlier attempt of a workflow task of this run ended the promotion (say,
+            # superseded) in the database, then the task failed and this attempt went another
+            # way: the record holds, so the run ends as recorded rather than failing.
+            status, reason = exc.details
+            return await self._end(prepared, Phase(status), reason)
+
     async def _deploy(
         self, request: PromotionInput, prepared: PreparedPromotion, run: WorkflowRef
     ) -> PromotionResult:
         if self._preempted_by is not None:
             return await self._interrupted(prepared, None)
         self._set_phase(Phase.DEPLOYING)
-        started = await store(
-            BEGIN_DEPLOYMENT,
-            BeginDeployment(promotion_record_id=prepared.promotion_record_id, run=run),
-        )
+        started = await self._begin(prepared, run)
+        if isinstance(started, PromotionResult):
+            return started
         try:
             for position, spec in enumerate(prepared.steps):
                 if spec.section == "verify":

@@ -7,17 +7,12 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from models.errors import MissingConfiguration
 from models.pipeline import parse_pipeline
@@ -26,7 +21,7 @@ from models.settings import Settings
 from services.configuration import ConfigurationService
 from services.deployments import DeploymentService
 from store.database import Database
-from tests.conftest import ROOT, Cli, make_cli
+from tests.conftest import ROOT, Cli, certificate_pem, make_cli, snapshot
 from vault.secret_value import SecretValue
 
 DEV_SECRET = "dev-secret-value-1a2b3c"
@@ -67,16 +62,6 @@ def workspace(template: Path, cli: Cli) -> Path:
     shutil.rmtree(home)
     shutil.copytree(template, home)
     return home
-
-
-def snapshot(home: Path) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every table: what 'changes nothing stored' is checked against."""
-    conn = sqlite3.connect(home / "stageline.db")
-    try:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
-    finally:
-        conn.close()
 
 
 def settings_of(cli: Cli) -> Settings:
@@ -162,27 +147,6 @@ def assert_refused_and_audited(
     if environment is not None:
         assert environment in event["subject"]
     return event
-
-
-def certificate(path: Path, days: int) -> Path:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "web.internal")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=days))
-        .sign(key, hashes.SHA256())
-    )
-    path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    return path
-
-
-# -- which environments an app points to ----------------------------------------------------
 
 
 def test_app_envs_replaces_the_set_is_a_noop_when_repeated_and_is_audited(
@@ -435,8 +399,9 @@ def test_group_delete_is_refused_while_an_environment_names_it(cli: Cli, workspa
 def test_certificate_expiry_is_listed_and_warned_about_within_30_days(
     cli: Cli, workspace: Path, tmp_path: Path
 ) -> None:
-    soon = certificate(tmp_path / "soon.pem", days=10)
-    later = certificate(tmp_path / "later.pem", days=90)
+    soon, later = tmp_path / "soon.pem", tmp_path / "later.pem"
+    soon.write_text(certificate_pem(10))
+    later.write_text(certificate_pem(90))
     set_soon = cli.ok("secret", "set", "TLS_SOON", "--env", "dev", "--kind", "certificate",
                       "--from-file", str(soon))  # fmt: skip
     assert "warning: certificate secrets.TLS_SOON in dev expires in 10 days" in set_soon.err

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import Cli, assert_only_refusal_recorded, make_cli
+from tests.conftest import Cli, assert_only_refusal_recorded, make_cli, snapshot
 
 PROD_SECRET = "pr0d-S3cret-value-9d8e7f"
 DEV_SECRET = "dev-secret-value-1a2b3c"
@@ -22,16 +21,6 @@ steps:
     tool: deploy-hook
     with: {version: "${{ release.version }}"}
 """
-
-
-def snapshot(home: Path) -> dict[str, list[tuple[object, ...]]]:
-    """Every row of every table: what 'changes nothing stored' is checked against."""
-    conn = sqlite3.connect(home / "stageline.db")
-    try:
-        tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")]
-        return {t: sorted(conn.execute(f"SELECT * FROM {t}").fetchall(), key=repr) for t in tables}
-    finally:
-        conn.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from sqlalchemy import select
 
 from models.errors import BadInput, Conflict, MissingConfiguration, NotFound, Refused
@@ -26,6 +22,7 @@ from services.environments import EnvironmentService
 from store import audit
 from store.database import Database
 from store.tables import AuditEvent, Secret, Variable
+from tests.conftest import certificate_pem
 from vault.secret_value import SecretValue
 
 
@@ -47,23 +44,6 @@ async def actions(db: Database) -> list[tuple[str, str | None, str]]:
     async with db.read() as session:
         rows = await session.scalars(select(AuditEvent).order_by(AuditEvent.id))
         return [(e.action, e.environment, e.subject) for e in rows]
-
-
-def pem(days: int) -> str:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "t")])
-    now = datetime.now(UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - timedelta(days=1))
-        .not_valid_after(now + timedelta(days=days))
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM).decode()
 
 
 async def test_a_tombstone_hides_the_key_but_keeps_every_version(
@@ -127,7 +107,7 @@ async def test_certificate_expiry_is_stored_and_warned_about_within_the_threshol
     config: ConfigurationService, db: Database
 ) -> None:
     view = await config.set_secret(
-        "production", "TLS", SecretValue(pem(10)), actor="t", kind="certificate"
+        "production", "TLS", SecretValue(certificate_pem(10)), actor="t", kind="certificate"
     )
     assert view.expires_at is not None
     assert timedelta(days=9) < view.expires_at - datetime.now(UTC) <= timedelta(days=10)
