@@ -6,6 +6,7 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager, suppress
+from datetime import datetime
 
 from temporalio import activity
 from temporalio.client import Client, WorkflowExecutionStatus
@@ -44,10 +45,10 @@ from models.review import (
     SignatureCheck,
 )
 from models.settings import Settings
+from models.status import StepStatus
 from models.text import tail
-from services.deployments import DeploymentService, InvalidRequest
-from services.queue import QueueService
-from services.reviewers import ReviewerKeyService
+from services.deployments import InvalidRequest
+from services.unit import Units, Work
 from store.database import Database
 from store.tables import utcnow
 from vault.keys import KeyProvider
@@ -116,10 +117,16 @@ class PromotionActivities:
         """`step_sandbox`: where `run:` steps execute (activities.sandbox); None only when
         the operator opted out of sandboxing."""
         self.step_sandbox = step_sandbox
-        self.deployments = DeploymentService(db, settings, key)
-        self.queue = QueueService(db, settings, key)
-        self.reviewer_keys = ReviewerKeyService(db, settings, key)
+        self.units = Units(db, settings, key)
         self.client = client
+
+    @asynccontextmanager
+    async def _work(self, *, write: bool = True) -> AsyncIterator[Work]:
+        """One unit of work (one transaction) for one activity, its errors turned into
+        ApplicationErrors the workflow can branch on."""
+        with business_errors():
+            async with self.units.write() if write else self.units.read() as work:
+                yield work
 
     async def _caller(self, run: WorkflowRef | None = None, *, local: bool = True) -> WorkflowRef:
         """The workflow run this activity serves; refused (and audited) unless it is a run of
@@ -143,7 +150,8 @@ class PromotionActivities:
         who = f"{info.workflow_type or 'standalone'}:{info.workflow_id or info.activity_id}"
         log.warning("refused activity %s from %s: %s", info.activity_type, who, problem)
         with suppress(Exception):  # the refusal stands even if the audit cannot be written
-            await self.deployments.refuse_activity(info.activity_type, who, problem)
+            async with self.units.write() as w:
+                await w.deployments.refuse_activity(info.activity_type, who, problem)
         raise ApplicationError(
             f"refused: activity {info.activity_type}: {problem}",
             type="Refused",
@@ -154,8 +162,8 @@ class PromotionActivities:
     @activity.defn(name=contract.PREPARE_PROMOTION.name)
     async def prepare_promotion(self, request: PrepareInput) -> PreparedPromotion:
         await self._caller(request.run)
-        with business_errors():
-            prepared = await self.deployments.prepare_promotion(request.promotion, request.run)
+        async with self._work() as w:
+            prepared = await w.deployments.prepare_promotion(request.promotion, request.run)
         for older in prepared.supersedes:
             if (handle := self._promotion(older)) is not None:
                 with suppress(RPCError):  # it finished meanwhile: nothing to stop
@@ -170,17 +178,15 @@ class PromotionActivities:
     @activity.defn(name=contract.PLAN_TRAIN.name)
     async def plan_train(self, request: TrainInput) -> TrainPlan:
         await self._caller()
-        with business_errors():
-            stages = await self.deployments.plan_train(
-                request.app, request.version, request.through
-            )
+        async with self._work(write=False) as w:
+            stages = await w.deployments.plan_train(request.app, request.version, request.through)
         return TrainPlan(stages=stages)
 
     @activity.defn(name=contract.RECORD_DECISION.name)
     async def record_decision(self, decision: DecisionRecord) -> None:
         caller = await self._caller()
-        with business_errors():
-            await self.deployments.record_decision(decision, caller=caller)
+        async with self._work() as w:
+            await w.deployments.record_decision(decision, caller=caller)
 
     @activity.defn(name=contract.VERIFY_DECISION.name)
     async def verify_decision(self, decision: DecisionToVerify) -> SignatureCheck:
@@ -189,26 +195,20 @@ class PromotionActivities:
         caller = await self._caller()
         if (decision.workflow_id, decision.run_id) != (caller.workflow_id, caller.run_id):
             return SignatureCheck(verified=False, reason="the decision is for another run")
-        with business_errors():
-            return await self.reviewer_keys.verify_decision(decision)
+        async with self._work(write=False) as w:
+            return await w.reviewers.verify_decision(decision)
 
     @activity.defn(name=contract.FREEZE_STATE.name)
     async def freeze_state(self, query: FreezeQuery) -> FreezeState:
         await self._caller()
-        with business_errors():
-            return await self.deployments.environments.freeze_state(query.environment, query.at)
+        async with self._work(write=False) as w:
+            return await w.environments.freeze_state(query.environment, query.at)
 
     @activity.defn(name=contract.RECORD_PROMOTION_OUTCOME.name)
     async def record_promotion_outcome(self, outcome: PromotionOutcome) -> None:
         caller = await self._caller()
-        with business_errors():
-            await self.deployments.record_promotion_outcome(
-                outcome.promotion_record_id,
-                outcome.status,
-                outcome.reason,
-                outcome.gates,
-                caller=caller,
-            )
+        async with self._work() as w:
+            await w.deployments.record_promotion_outcome(outcome, caller=caller)
 
     async def _is_running(self, workflow_id: str, run_id: str) -> bool:
         if self.client is None:
@@ -226,8 +226,8 @@ class PromotionActivities:
         """Whether a supersede or preempt signal really comes from a later promotion or a
         rollback of the same app and environment (anyone with namespace access can send one)."""
         await self._caller(check.target)
-        with business_errors():
-            return await self.deployments.check_interruption(check)
+        async with self._work() as w:
+            return await w.deployments.check_interruption(check)
 
     @activity.defn(name=contract.ENTER_QUEUE.name)
     async def enter_queue(self, request: LockRequest) -> LockState:
@@ -238,8 +238,8 @@ class PromotionActivities:
             if contract.kind_of(activity.info().workflow_type) == contract.ROLLBACK.kind
             else contract.PROMOTION.kind
         )
-        with business_errors():
-            state = await self.queue.enter(
+        async with self._work() as w:
+            state = await w.queue.enter(
                 request.app, request.environment, request.run, kind, self._is_running
             )
         if state.preempt is not None and (handle := self._promotion(state.preempt)) is not None:
@@ -250,8 +250,8 @@ class PromotionActivities:
     @activity.defn(name=contract.LEAVE_QUEUE.name)
     async def leave_queue(self, request: LockRequest) -> None:
         await self._caller(request.run)
-        with business_errors():
-            following = await self.queue.leave(request.run)
+        async with self._work() as w:
+            following = await w.queue.leave(request.run)
         if following is not None and self.client is not None:
             # It polls too: a missed wake-up costs seconds, not correctness.
             with suppress(RPCError):
@@ -262,14 +262,14 @@ class PromotionActivities:
     @activity.defn(name=contract.BEGIN_DEPLOYMENT.name)
     async def begin_deployment(self, request: BeginDeployment) -> DeploymentStarted:
         await self._caller(request.run)
-        with business_errors():
-            return await self.deployments.begin_deployment(request.promotion_record_id, request.run)
+        async with self._work() as w:
+            return await w.deployments.begin_deployment(request.promotion_record_id, request.run)
 
     @activity.defn(name=contract.FINISH_DEPLOYMENT.name)
     async def finish_deployment(self, request: FinishDeployment) -> DeploymentFinished:
         caller = await self._caller()
-        with business_errors():
-            status = await self.deployments.finish_deployment(
+        async with self._work() as w:
+            status = await w.deployments.finish_deployment(
                 request.deployment_id,
                 request.succeeded,
                 request.reason,
@@ -281,22 +281,22 @@ class PromotionActivities:
     @activity.defn(name=contract.CHECK_ROLLBACK.name)
     async def check_rollback(self, request: PlanRollback) -> RollbackPlan:
         await self._caller(request.run)
-        with business_errors():
-            return await self.deployments.check_rollback(request.request)
+        async with self._work() as w:
+            return await w.deployments.check_rollback(request.request)
 
     @activity.defn(name=contract.PLAN_ROLLBACK.name)
     async def plan_rollback(self, request: PlanRollback) -> RollbackPlan:
         await self._caller(request.run)
-        with business_errors():
-            return await self.deployments.plan_rollback(request.request, request.run)
+        async with self._work() as w:
+            return await w.deployments.plan_rollback(request.request, request.run)
 
     @activity.defn(name=contract.RUN_STEP.name)
     async def run_step(self, request: StepRequest) -> StepOutcome:
         """Decrypt the step's own configuration, run it, and return masked output only."""
         started = utcnow()
         caller = await self._caller(local=False)
-        with business_errors():
-            ctx = await self.deployments.step_context(
+        async with self._work(write=False) as w:
+            ctx = await w.deployments.step_context(
                 request.deployment_id, request.step, caller=caller
             )
         secrets = ctx.config.secret_values()
@@ -323,15 +323,8 @@ class PromotionActivities:
         except asyncio.CancelledError:
             # Interrupted (a rollback took over): its process is gone; keep it on the timeline.
             await asyncio.shield(
-                self.deployments.record_step(
-                    request.deployment_id,
-                    request.step,
-                    activity.info().attempt,
-                    "cancelled",
-                    None,
-                    "cancelled: interrupted",
-                    started,
-                    utcnow(),
+                self._record_step(
+                    request, "cancelled", None, "cancelled: interrupted", started, utcnow()
                 )
             )
             raise
@@ -342,17 +335,8 @@ class PromotionActivities:
             ) from None
         detail = tail(mask(output, secrets), MAX_OUTPUT_CHARS)
         finished = utcnow()
-        with business_errors():
-            await self.deployments.record_step(
-                request.deployment_id,
-                request.step,
-                activity.info().attempt,
-                "succeeded" if ok else "failed",
-                exit_code,
-                detail,
-                started,
-                finished,
-            )
+        status = StepStatus.SUCCEEDED if ok else StepStatus.FAILED
+        await self._record_step(request, status, exit_code, detail, started, finished)
         return StepOutcome(
             succeeded=ok,
             exit_code=exit_code,
@@ -360,6 +344,27 @@ class PromotionActivities:
             started_at=started,
             finished_at=finished,
         )
+
+    async def _record_step(
+        self,
+        request: StepRequest,
+        status: str,
+        exit_code: int | None,
+        output: str | None,
+        started: datetime,
+        finished: datetime,
+    ) -> None:
+        async with self._work() as w:
+            await w.deployments.record_step(
+                request.deployment_id,
+                request.step,
+                activity.info().attempt,
+                status,
+                exit_code,
+                output,
+                started,
+                finished,
+            )
 
     def all(self) -> list[object]:
         return [

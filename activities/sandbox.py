@@ -186,6 +186,25 @@ def build(
     protected_files: Sequence[Path] = (),
     cwd: Path | None = None,
 ) -> StepSandbox:
+    symlinks, system = _system_mounts()
+    mounts = [*system, *_runtime_mounts(system)]
+    protected = [*protected_dirs, *protected_files]
+    mounts += [_declared_mount(step_path, protected) for step_path in declared]
+    hidden_dirs = _hidden_dirs(protected_dirs, mounts)
+    hidden_files = _hidden_files(protected_files, mounts)
+    if cwd is not None:
+        hidden_dirs += _hidden_cwd(cwd, mounts)
+    return StepSandbox(
+        bwrap=bwrap,
+        mounts=tuple(mounts),
+        symlinks=tuple(symlinks),
+        hidden_dirs=tuple(dict.fromkeys(hidden_dirs)),
+        hidden_files=tuple(dict.fromkeys(hidden_files)),
+    )
+
+
+def _system_mounts() -> tuple[list[tuple[str, str]], list[Mount]]:
+    """The system directories the host has, read-only: (symlinks, mounts)."""
     symlinks: list[tuple[str, str]] = []
     mounts: list[Mount] = []
     for name in SYSTEM_PATHS:
@@ -194,34 +213,48 @@ def build(
             symlinks.append((os.readlink(path), name))
         elif path.is_dir():
             mounts.append(Mount(path.resolve(), path))
-    system = list(mounts)
+    return symlinks, mounts
+
+
+def _runtime_mounts(system: Sequence[Mount]) -> list[Mount]:
+    """What steps need from outside the system directories: DNS and the Python installation."""
+    mounts: list[Mount] = []
     # /etc/resolv.conf may point into /run (systemd-resolved): DNS must keep working.
     resolv = Path("/etc/resolv.conf").resolve()
-    if resolv.exists() and not _under(resolv, mounts):
+    if resolv.exists() and not _under(resolv, system):
         mounts.append(Mount(resolv, resolv))
     for prefix in python_prefixes():
         if not _under(prefix.resolve(), system):
             mounts.append(Mount(prefix.resolve(), prefix))
             if prefix.resolve() != prefix:
                 mounts.append(Mount(prefix.resolve(), prefix.resolve()))
-    for step_path in declared:
-        if not step_path.path.exists():
-            raise ConfigurationError(
-                f"STAGELINE_STEP_PATHS: {step_path.path} does not exist; create it or remove "
-                "it from the declared step paths"
-            )
-        source = step_path.path.resolve()
-        for secret in [*protected_dirs, *protected_files]:
-            if source.is_relative_to(secret) or secret == source:
-                raise ConfigurationError(
-                    f"STAGELINE_STEP_PATHS: {step_path.path} is or lies inside {secret}, which "
-                    "holds stageline's own state (STAGELINE_HOME, the database or a key); "
-                    "declare a path outside it"
-                )
-        mounts.append(Mount(source, step_path.path, step_path.writable))
+    return mounts
 
-    hidden_dirs: list[tuple[Path, Path]] = []
-    hidden_files: list[tuple[Path, Path]] = []
+
+def _declared_mount(step_path: StepPath, protected: Sequence[Path]) -> Mount:
+    """A path the operator declared, refused if missing or holding stageline's own state."""
+    if not step_path.path.exists():
+        raise ConfigurationError(
+            f"STAGELINE_STEP_PATHS: {step_path.path} does not exist; create it or remove "
+            "it from the declared step paths"
+        )
+    source = step_path.path.resolve()
+    for secret in protected:
+        if source.is_relative_to(secret) or secret == source:
+            raise ConfigurationError(
+                f"STAGELINE_STEP_PATHS: {step_path.path} is or lies inside {secret}, which "
+                "holds stageline's own state (STAGELINE_HOME, the database or a key); "
+                "declare a path outside it"
+            )
+    return Mount(source, step_path.path, step_path.writable)
+
+
+def _hidden_dirs(
+    protected_dirs: Sequence[Path], mounts: Sequence[Mount]
+) -> list[tuple[Path, Path]]:
+    """(host path, where steps see it) of each protected directory steps would see; refused
+    when one is itself mounted (hiding it would hide the whole mount)."""
+    hidden: list[tuple[Path, Path]] = []
     for secret in protected_dirs:
         seen = _seen_at(secret, mounts)
         if seen is not None and any(secret == m.source for m in mounts):
@@ -231,26 +264,30 @@ def build(
                 "the declared step paths"
             )
         if seen is not None:
-            hidden_dirs.append((secret, seen))
+            hidden.append((secret, seen))
+    return hidden
+
+
+def _hidden_files(
+    protected_files: Sequence[Path], mounts: Sequence[Mount]
+) -> list[tuple[Path, Path]]:
+    hidden: list[tuple[Path, Path]] = []
     for secret in protected_files:
         seen = _seen_at(secret, mounts)
         if seen is not None:
-            hidden_files.append((secret, seen))
-    # The worker's working directory: the default STAGELINE_HOME lives there, and often
-    # other files (an .env). Hidden where it lies inside something steps see; shown only if
-    # it is itself one of those (the venv, a declared path).
-    if cwd is not None:
-        here = cwd.resolve()
-        seen = _seen_at(here, mounts)
-        if seen is not None and not any(here == m.source for m in mounts):
-            hidden_dirs.append((here, seen))
-    return StepSandbox(
-        bwrap=bwrap,
-        mounts=tuple(mounts),
-        symlinks=tuple(symlinks),
-        hidden_dirs=tuple(dict.fromkeys(hidden_dirs)),
-        hidden_files=tuple(dict.fromkeys(hidden_files)),
-    )
+            hidden.append((secret, seen))
+    return hidden
+
+
+def _hidden_cwd(cwd: Path, mounts: Sequence[Mount]) -> list[tuple[Path, Path]]:
+    """The worker's working directory: the default STAGELINE_HOME lives there, and often
+    other files (an .env). Hidden where it lies inside something steps see; shown only if
+    it is itself one of those (the venv, a declared path)."""
+    here = cwd.resolve()
+    seen = _seen_at(here, mounts)
+    if seen is not None and not any(here == m.source for m in mounts):
+        return [(here, seen)]
+    return []
 
 
 def python_prefixes() -> list[Path]:

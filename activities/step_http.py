@@ -11,7 +11,7 @@ import httpx
 
 from activities.masking import mask
 from activities.step_run import render
-from services.deployments import StepContext
+from models.resolution import StepContext
 
 
 @dataclass(frozen=True)

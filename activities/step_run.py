@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from activities.masking import StreamMasker
 from activities.sandbox import StepSandbox
 from models.pipeline import Reference, substitute
-from services.deployments import StepContext
+from models.resolution import StepContext
 
 # Passed through from the worker: what programs need to find themselves and speak the locale.
 BASE_ENVIRONMENT = (
@@ -96,67 +96,91 @@ async def run_process(
     The output is masked as it is read (`secrets`), and only masked text is capped.
     """
     try:
-        process = await asyncio.create_subprocess_exec(
-            *argv,
-            env=env,
-            cwd=cwd,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            start_new_session=True,
-            # Not needed when argv sees to it (bwrap --die-with-parent); without a preexec
-            # function Python spawns with vfork instead of forking the whole worker.
-            preexec_fn=_die_with_worker if die_with_worker and sys.platform == "linux" else None,
-        )
+        process = await _spawn(argv, env, cwd, die_with_worker)
     except (FileNotFoundError, PermissionError, NotADirectoryError) as exc:
         return RunResult(exit_code=127, output=f"cannot start {argv[0]!r}: {exc.strerror}")
     assert process.stdout is not None
-    # Mask first, then cap: a cap on raw output could keep the end of a secret whose start
-    # it dropped, which no longer matches the secret. A UTF-8 character split across reads
-    # is decoded whole.
-    masker = StreamMasker(secrets)
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
-    kept: deque[str] = deque()
-    size = 0
-
-    def keep(masked: str) -> None:
-        nonlocal size
-        if not masked:
-            return
-        kept.append(masked)
-        size += len(masked)
-        while size - len(kept[0]) >= MAX_CAPTURE:
-            size -= len(kept.popleft())
-
-    async def read() -> None:
-        assert process.stdout is not None
-        while chunk := await process.stdout.read(READ_CHUNK):
-            keep(masker.feed(decoder.decode(chunk)))
-
-    reader = asyncio.ensure_future(read())
-    timed_out = False
+    capture = _MaskedCapture(secrets)
+    reader = asyncio.ensure_future(capture.drain(process.stdout))
     try:
         deadline = asyncio.get_running_loop().time() + timeout
-        while True:
-            remaining = deadline - asyncio.get_running_loop().time()
-            if remaining <= 0:
-                timed_out = True
-                break
-            try:
-                await asyncio.wait_for(asyncio.shield(process.wait()), min(5.0, remaining))
-                break
-            except TimeoutError:
-                heartbeat()
+        timed_out = await _wait_until(process, deadline, heartbeat)
     finally:
         if process.returncode is None:
             _kill_group(process.pid)
             await process.wait()
         await reader
-    keep(masker.feed(decoder.decode(b"", final=True)) + masker.finish())
-    output = "".join(kept)[-MAX_CAPTURE:]
     return RunResult(
-        exit_code=None if timed_out else process.returncode, output=output, timed_out=timed_out
+        exit_code=None if timed_out else process.returncode,
+        output=capture.finish(),
+        timed_out=timed_out,
     )
+
+
+async def _spawn(
+    argv: list[str], env: dict[str, str], cwd: str | None, die_with_worker: bool
+) -> asyncio.subprocess.Process:
+    """Start argv in a session of its own (a process group to kill), output on one pipe."""
+    return await asyncio.create_subprocess_exec(
+        *argv,
+        env=env,
+        cwd=cwd,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        start_new_session=True,
+        # Not needed when argv sees to it (bwrap --die-with-parent); without a preexec
+        # function Python spawns with vfork instead of forking the whole worker.
+        preexec_fn=_die_with_worker if die_with_worker and sys.platform == "linux" else None,
+    )
+
+
+class _MaskedCapture:
+    """A process's output, masked as it arrives and capped to its last MAX_CAPTURE characters.
+
+    Mask first, then cap: a cap on raw output could keep the end of a secret whose start
+    it dropped, which no longer matches the secret. A UTF-8 character split across reads
+    is decoded whole.
+    """
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        self._masker = StreamMasker(secrets)
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self._kept: deque[str] = deque()
+        self._size = 0
+
+    async def drain(self, stream: asyncio.StreamReader) -> None:
+        while chunk := await stream.read(READ_CHUNK):
+            self._keep(self._masker.feed(self._decoder.decode(chunk)))
+
+    def finish(self) -> str:
+        """The capped output, once the stream is drained: what the masker still held."""
+        self._keep(self._masker.feed(self._decoder.decode(b"", final=True)) + self._masker.finish())
+        return "".join(self._kept)[-MAX_CAPTURE:]
+
+    def _keep(self, masked: str) -> None:
+        if not masked:
+            return
+        self._kept.append(masked)
+        self._size += len(masked)
+        while self._size - len(self._kept[0]) >= MAX_CAPTURE:
+            self._size -= len(self._kept.popleft())
+
+
+async def _wait_until(
+    process: asyncio.subprocess.Process, deadline: float, heartbeat: Callable[[], None]
+) -> bool:
+    """Wait for the process to exit, heartbeating every 5 s; True if the loop's clock reached
+    `deadline` first."""
+    while True:
+        remaining = deadline - asyncio.get_running_loop().time()
+        if remaining <= 0:
+            return True
+        try:
+            await asyncio.wait_for(asyncio.shield(process.wait()), min(5.0, remaining))
+            return False
+        except TimeoutError:
+            heartbeat()
 
 
 def on_parent_death(sig: int) -> Callable[[], None]:

@@ -11,7 +11,7 @@ import httpx
 
 from activities.masking import mask
 from activities.step_run import render
-from services.deployments import StepContext
+from models.resolution import StepContext
 
 USER_AGENT = "stageline"
 MAX_RESPONSE_CHARS = 2000

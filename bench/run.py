@@ -18,9 +18,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.enums.v1 import EventType
@@ -38,10 +39,7 @@ from models.promotion import (
     promotion_workflow_id,
 )
 from models.settings import Settings
-from services.configuration import ConfigurationService
-from services.environments import EnvironmentService
-from services.releases import ReleaseService
-from services.views import ViewService
+from services.unit import Units
 from store.database import Database
 from vault.codec import data_converter
 from vault.keys import MasterKey
@@ -120,6 +118,7 @@ class Bench:
         self.settings = settings
         self.db = db
         self.key = key
+        self.units = Units(db, settings, key)
         self.results: dict[str, Any] = {}
 
     async def promote(self, app: str, version: str, target: str) -> WorkflowHandle[Any, Any]:
@@ -144,10 +143,9 @@ class Bench:
 
     async def promotion_overhead(self) -> None:
         versions = [f"1.0.{i}" for i in range(REPEAT + 3)]
-        for version in versions:
-            await ReleaseService(self.db, self.settings, self.key).create_release(
-                "bench", version, NOOP_PIPELINE, actor="bench"
-            )
+        async with self.units.write() as w:
+            for version in versions:
+                await w.releases.create_release("bench", version, NOOP_PIPELINE, actor="bench")
         ours, theirs = [], []
         for i, version in enumerate(versions):
             facts = await timed(partial(self.promote, "bench", version, "dev"))
@@ -208,11 +206,12 @@ class Bench:
         }
 
     async def throughput(self, worker_pid: int, bare_pid: int) -> None:
-        envs = EnvironmentService(self.db, self.settings, self.key)
-        releases = ReleaseService(self.db, self.settings, self.key)
-        for n in range(THROUGHPUT):
-            await envs.create_app(f"load-{n:03d}", ["dev"], actor="bench")
-            await releases.create_release(f"load-{n:03d}", "1.0.0", NOOP_PIPELINE, actor="bench")
+        async with self.units.write() as w:
+            for n in range(THROUGHPUT):
+                await w.environments.create_app(f"load-{n:03d}", ["dev"], actor="bench")
+                await w.releases.create_release(
+                    f"load-{n:03d}", "1.0.0", NOOP_PIPELINE, actor="bench"
+                )
         began = time.perf_counter()
         handles = await asyncio.gather(
             *(self.promote(f"load-{n:03d}", "1.0.0", "dev") for n in range(THROUGHPUT))
@@ -244,7 +243,6 @@ class Bench:
         }
 
     async def resolution(self) -> None:
-        config = ConfigurationService(self.db, self.settings, self.key)
         rows: list[dict[str, Any]] = []
         for size in RESOLUTION_SIZES:
             name = f"res-{size}"
@@ -252,7 +250,8 @@ class Bench:
             samples = []
             for _ in range(5):
                 began = time.perf_counter()
-                resolved = await config.resolve(name, None, decrypt=True)
+                async with self.units.read() as w:
+                    resolved = await w.resolution.resolve(name, None, decrypt=True)
                 samples.append(time.perf_counter() - began)
             assert len(resolved.vars) + len(resolved.secrets) == size
             aead = AESGCM(AESGCM.generate_key(bit_length=256))
@@ -285,15 +284,27 @@ async def views_at_scale(url: str, label: str, key: MasterKey, home: Path) -> di
     db = Database(url)
     try:
         await seed.status_at_scale(db, settings, key, SCALE_APPS, SCALE_HISTORY)
-        views = ViewService(db, settings, key)
+        units = Units(db, settings, key)
         samples = []
         for _ in range(7):
             began = time.perf_counter()
-            view = await views.status()
+            async with units.read() as w:
+                view = await w.views.status()
             samples.append(time.perf_counter() - began)
         assert len(view.cells) == SCALE_APPS * 3
     finally:
         await db.close()
+    return {
+        "backend": label,
+        "in_process": stats(samples),
+        "cli_wall": stats(cli_status_walls(url, home)),
+        "deployments": SCALE_APPS * 3 * SCALE_HISTORY,
+    }
+
+
+def cli_status_walls(url: str, home: Path) -> list[float]:
+    """Wall times of `stageline status --json`, a process of its own. Blocking on purpose:
+    nothing else is measured meanwhile."""
     env = {
         **os.environ,
         "STAGELINE_DATABASE_URL": url,
@@ -307,12 +318,7 @@ async def views_at_scale(url: str, label: str, key: MasterKey, home: Path) -> di
             [str(BIN / "stageline"), "status", "--json"], env=env, check=True, capture_output=True
         )
         walls.append(time.perf_counter() - began)
-    return {
-        "backend": label,
-        "in_process": stats(samples),
-        "cli_wall": stats(walls),
-        "deployments": SCALE_APPS * 3 * SCALE_HISTORY,
-    }
+    return walls
 
 
 async def wait_for_worker(client: Client, queue: str) -> None:
@@ -352,18 +358,54 @@ async def main() -> dict[str, Any]:
         master_key=KEY_TEXT,
     )
     db = Database(settings.database_url)
-    envs = EnvironmentService(db, settings, key)
-    for name in ("dev", "staging", "production"):
-        await envs.create_environment(name, actor="bench")
-    await envs.create_app("bench", ["dev", "staging", "production"], actor="bench")
+    async with Units(db, settings, key).write() as w:
+        for name in ("dev", "staging", "production"):
+            await w.environments.create_environment(name, actor="bench")
+        await w.environments.create_app("bench", ["dev", "staging", "production"], actor="bench")
+    # Blocking, before anything is timed.
+    workers = start_workers(work, address, settings.database_url)
+    stageline_client = await Client.connect(address, data_converter=data_converter(key))
+    bench = Bench(stageline_client, env.client, settings, db, key)
+    try:
+        complete = await measure_all(bench, env.client, workers, key, work)
+    finally:
+        workers.stop()
+        await db.close()
+        await env.shutdown()
+    if complete:
+        bench.results["machine"] = {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "repeat": REPEAT,
+        }
+    return bench.results
+
+
+@dataclass(frozen=True)
+class Workers:
+    """The two workers under test, separate processes, both logging to one file."""
+
+    stageline: subprocess.Popen[bytes]
+    bare: subprocess.Popen[bytes]
+    logs: IO[str]
+
+    def stop(self) -> None:
+        for process in (self.stageline, self.bare):
+            process.terminate()
+            process.wait(timeout=30)
+        self.logs.close()
+
+
+def start_workers(work: Path, address: str, database_url: str) -> Workers:
     child_env = {
         **os.environ,
         "STAGELINE_HOME": str(work),
         "TEMPORAL_ADDRESS": address,
-        "STAGELINE_DATABASE_URL": settings.database_url,
+        "STAGELINE_DATABASE_URL": database_url,
         "STAGELINE_MASTER_KEY": KEY_TEXT,
     }
-    logs = open(work / "workers.log", "w")  # noqa: SIM115 - closed at the end
+    logs = open(work / "workers.log", "w")  # noqa: SIM115 - closed by Workers.stop
     worker = subprocess.Popen(
         [str(BIN / "stageline"), "worker"], env=child_env, stdout=logs, stderr=logs
     )
@@ -374,70 +416,70 @@ async def main() -> dict[str, Any]:
         stdout=logs,
         stderr=logs,
     )
-    stageline_client = await Client.connect(address, data_converter=data_converter(key))
-    bench = Bench(stageline_client, env.client, settings, db, key)
-    try:
-        await wait_for_worker(env.client, "stageline")
-        if os.environ.get("BENCH_PROFILE"):  # py-spy on the worker, for finding hot spots
-            subprocess.Popen(
-                [
-                    str(BIN / "py-spy"),
-                    "record",
-                    "--pid",
-                    str(worker.pid),
-                    "--format",
-                    "raw",
-                    "-o",
-                    os.environ["BENCH_PROFILE"],
-                    "--rate",
-                    "50",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
-        await wait_for_worker(env.client, BARE_QUEUE)
-        steps = [
-            ("promotion overhead", bench.promotion_overhead()),
-            ("rollback", bench.rollback()),
-            ("throughput and memory", bench.throughput(worker.pid, bare.pid)),
-            ("configuration resolution", bench.resolution()),
-            ("step sandbox", _sandbox(bench.results)),
-        ]
-        only = os.environ.get("BENCH_ONLY")  # e.g. "throughput", while profiling
-        for label, coro in steps:
-            if only and only not in label:
-                coro.close()
-                continue
-            print(f"measuring {label} ...", file=sys.stderr, flush=True)
-            await coro
-        if only:
-            print(json.dumps(bench.results, indent=2))
-            return bench.results
-        print("measuring views at scale ...", file=sys.stderr, flush=True)
-        scale = [
-            await views_at_scale(f"sqlite+aiosqlite:///{work / 'scale.db'}", "sqlite", key, work)
-        ]
-        from tests import postgres
+    return Workers(worker, bare, logs)
 
-        if postgres.available() is None:
-            with postgres.cluster() as pg:
-                url = pg.create_database("bench")
-                scale.append(await views_at_scale(url, "postgresql", key, work))
-        bench.results["views"] = scale
-    finally:
-        for process in (worker, bare):
-            process.terminate()
-            process.wait(timeout=30)
-        logs.close()
-        await db.close()
-        await env.shutdown()
-    bench.results["machine"] = {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "repeat": REPEAT,
-    }
-    return bench.results
+
+def start_profiler(pid: int, output: str) -> None:
+    """py-spy on the worker, for finding hot spots; it stops when the worker does."""
+    subprocess.Popen(
+        [
+            str(BIN / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "-o",
+            output,
+            "--rate",
+            "50",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+async def measure_all(
+    bench: Bench, client: Client, workers: Workers, key: MasterKey, work: Path
+) -> bool:
+    """Every measurement into bench.results; False when BENCH_ONLY picked some (then they
+    are printed as they are, and the run is not a complete one)."""
+    await wait_for_worker(client, "stageline")
+    if os.environ.get("BENCH_PROFILE"):
+        start_profiler(workers.stageline.pid, os.environ["BENCH_PROFILE"])
+    await wait_for_worker(client, BARE_QUEUE)
+    steps = [
+        ("promotion overhead", bench.promotion_overhead()),
+        ("rollback", bench.rollback()),
+        ("throughput and memory", bench.throughput(workers.stageline.pid, workers.bare.pid)),
+        ("configuration resolution", bench.resolution()),
+        ("step sandbox", _sandbox(bench.results)),
+    ]
+    only = os.environ.get("BENCH_ONLY")  # e.g. "throughput", while profiling
+    for label, coro in steps:
+        if only and only not in label:
+            coro.close()
+            continue
+        print(f"measuring {label} ...", file=sys.stderr, flush=True)
+        await coro
+    if only:
+        print(json.dumps(bench.results, indent=2))
+        return False
+    print("measuring views at scale ...", file=sys.stderr, flush=True)
+    bench.results["views"] = await views_on_each_backend(key, work)
+    return True
+
+
+async def views_on_each_backend(key: MasterKey, work: Path) -> list[dict[str, Any]]:
+    """SQLite, and PostgreSQL where the tests' cluster can run."""
+    scale = [await views_at_scale(f"sqlite+aiosqlite:///{work / 'scale.db'}", "sqlite", key, work)]
+    from tests import postgres
+
+    if postgres.available() is None:
+        with postgres.cluster() as pg:
+            url = pg.create_database("bench")
+            scale.append(await views_at_scale(url, "postgresql", key, work))
+    return scale
 
 
 async def _sandbox(results: dict[str, Any]) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import insert, select
 
 from models.settings import Settings
-from services.environments import EnvironmentService
+from services.unit import Units
 from store.database import Database
 from store.tables import (
     App,
@@ -32,7 +32,8 @@ async def environment_with_entries(
     db: Database, settings: Settings, key: KeyProvider, name: str, count: int
 ) -> None:
     """`count` entries in one environment: half variables, half encrypted secrets."""
-    await EnvironmentService(db, settings, key).create_environment(name, actor="bench")
+    async with Units(db, settings, key).write() as w:
+        await w.environments.create_environment(name, actor="bench")
     async with db.write() as session:
         env = await session.scalar(select(Environment).where(Environment.name == name))
         assert env is not None
@@ -82,12 +83,12 @@ async def status_at_scale(
 ) -> None:
     """`apps` apps in dev, staging and production, each with `history` deployments per
     environment and a current release."""
-    envs = EnvironmentService(db, settings, key)
-    for name in ("dev", "staging", "production"):
-        await envs.create_environment(name, actor="bench")
+    async with Units(db, settings, key).write() as w:
+        for name in ("dev", "staging", "production"):
+            await w.environments.create_environment(name, actor="bench")
+        workspace_id = await w.workspace_id()
     async with db.write() as session:
         env_ids = [e.id for e in (await session.scalars(select(Environment))).all()]
-        workspace_id = await envs.workspace_id(session)
         now = utcnow()
         app_rows = [
             {"workspace_id": workspace_id, "name": f"app-{i:04d}", "created_at": now}

@@ -7,9 +7,7 @@ import click
 from cli.context import actor, run
 from cli.output import deleted, done, emit_json, table
 from cli.params import APP, envs_option, json_option
-from models.settings import Settings
-from services.environments import EnvironmentService
-from store.database import Database
+from services.unit import Units
 
 
 @click.group()
@@ -24,8 +22,9 @@ def app() -> None:
 def app_create(name: str, envs: tuple[str, ...], as_json: bool) -> None:
     """Create app NAME pointing to existing environments."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await EnvironmentService(db, settings).create_app(name, list(envs), actor=actor())
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            view = await w.environments.create_app(name, list(envs), actor=actor())
         if as_json:
             emit_json(view)
         else:
@@ -39,8 +38,9 @@ def app_create(name: str, envs: tuple[str, ...], as_json: bool) -> None:
 def app_list(as_json: bool) -> None:
     """List apps and their environments."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        views = await EnvironmentService(db, settings).list_apps()
+    async def work(units: Units) -> None:
+        async with units.read() as w:
+            views = await w.environments.list_apps()
         if as_json:
             emit_json(views)
         else:
@@ -66,10 +66,11 @@ def app_list(as_json: bool) -> None:
 def app_envs(name: str, envs: tuple[str, ...], force: bool, as_json: bool) -> None:
     """Make app NAME point to exactly the environments given (a no-op when it already does)."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        change = await EnvironmentService(db, settings).set_app_environments(
-            name, list(envs), actor=actor(), force=force
-        )
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            change = await w.environments.set_app_environments(
+                name, list(envs), actor=actor(), force=force
+            )
         if as_json:
             emit_json(change)
         elif not change.changed:
@@ -88,8 +89,9 @@ def app_envs(name: str, envs: tuple[str, ...], force: bool, as_json: bool) -> No
 def app_delete(name: str, as_json: bool) -> None:
     """Remove an app that has no releases."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        await EnvironmentService(db, settings).delete_app(name, actor=actor())
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            await w.environments.delete_app(name, actor=actor())
         if as_json:
             emit_json(deleted("app", name))
         else:

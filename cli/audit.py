@@ -7,9 +7,7 @@ import click
 from cli.context import run
 from cli.output import emit_json, table
 from cli.params import app_option, env_option, json_option
-from models.settings import Settings
-from services.views import ViewService
-from store.database import Database
+from services.unit import Units
 
 
 @click.command()
@@ -20,10 +18,9 @@ from store.database import Database
 def audit(environment: str | None, app: str | None, limit: int, as_json: bool) -> None:
     """Show the audit log, oldest first."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        events = await ViewService(db, settings).audit_log(
-            environment=environment, app=app, limit=limit
-        )
+    async def work(units: Units) -> None:
+        async with units.read() as w:
+            events = await w.views.audit_log(environment=environment, app=app, limit=limit)
         if as_json:
             emit_json(
                 [

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from models.settings import Settings
+from services.unit import Units
 from store.database import Database
 
 T = TypeVar("T")
@@ -38,14 +39,15 @@ def ci_job_request_id() -> str | None:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", raw)[:100]
 
 
-def run(work: Callable[[Settings, Database], Awaitable[T]]) -> T:
-    """Run one command's async work with a database that is closed afterwards."""
+def run(work: Callable[[Units], Awaitable[T]]) -> T:
+    """Run one command's async work with a database that is closed afterwards. The command
+    opens its units of work (`async with units.write() as w:`): each is one transaction."""
 
     async def main() -> T:
         settings = Settings.from_env()
         db = Database(settings.database_url)
         try:
-            return await work(settings, db)
+            return await work(Units(db, settings))
         finally:
             await db.close()
 

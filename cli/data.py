@@ -10,9 +10,8 @@ from cli.context import actor, run
 from cli.output import done, emit_json, table
 from cli.params import APP, ENVIRONMENT, TEXT, env_option, json_option
 from models.errors import BadInput
-from models.settings import Settings
-from services.data import DATA_KINDS, DataService
-from store.database import Database
+from services.data import DATA_KINDS
+from services.unit import Units
 
 kind_argument = click.argument("kind", type=click.Choice(DATA_KINDS))
 
@@ -49,10 +48,9 @@ def data_put(
             raise BadInput(f"cannot read {from_file}: {exc}") from None
     assert value is not None
 
-    async def work(settings: Settings, db: Database) -> None:
-        item = await DataService(db, settings).put(
-            environment, app_name, kind, key, value, actor=actor()
-        )
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            item = await w.data.put(environment, app_name, kind, key, value, actor=actor())
         if as_json:
             emit_json(item)
         else:
@@ -70,8 +68,9 @@ def data_put(
 def data_get(app_name: str, kind: str, key: str, environment: str, as_json: bool) -> None:
     """Print KEY from APP's KIND namespace of ENV."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        item = await DataService(db, settings).get(environment, app_name, kind, key)
+    async def work(units: Units) -> None:
+        async with units.read() as w:
+            item = await w.data.get(environment, app_name, kind, key)
         if as_json:
             emit_json(item)
         else:
@@ -88,8 +87,9 @@ def data_get(app_name: str, kind: str, key: str, environment: str, as_json: bool
 def data_list(app_name: str, kind: str, environment: str, as_json: bool) -> None:
     """List APP's KIND entries as ENV sees them."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        items = await DataService(db, settings).entries(environment, app_name, kind)
+    async def work(units: Units) -> None:
+        async with units.read() as w:
+            items = await w.data.entries(environment, app_name, kind)
         if as_json:
             emit_json(items)
         else:
@@ -116,10 +116,11 @@ def data_copy(
     """Copy entries between environments, e.g. seed staging from a sanitised snapshot
     (explicit and audited; nothing is ever copied implicitly)."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        count = await DataService(db, settings).copy(
-            app_name, kind, source, target, actor=actor(), keys=list(keys) or None
-        )
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            count = await w.data.copy(
+                app_name, kind, source, target, actor=actor(), keys=list(keys) or None
+            )
         if as_json:
             emit_json(
                 {
@@ -148,8 +149,9 @@ def data_copy(
 def data_share(app_name: str, kind: str, off: bool, as_json: bool) -> None:
     """Share APP's KIND across all its environments (shared/APP), or stop with --off."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await DataService(db, settings).share(app_name, kind, not off, actor=actor())
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            view = await w.data.share(app_name, kind, not off, actor=actor())
         if as_json:
             emit_json(view)
         else:

@@ -25,7 +25,7 @@ from models.review import DecisionKind, DecisionOutcome, DecisionRequest
 from models.settings import Settings
 from services import signatures
 from services.reviewers import check_person
-from store.database import Database
+from services.unit import Units
 from worker.client import connect
 from workflows.contract import TRAIN, PromotionHandle, TrainHandle
 
@@ -148,7 +148,8 @@ def _decision_command(kind: DecisionKind, help_text: str) -> click.Command:
     ) -> int:
         request = DecisionRequest(kind=kind, reviewer=reviewer, comment=comment)
 
-        async def work(settings: Settings, db: Database) -> int:
+        async def work(units: Units) -> int:
+            settings = units.settings
             # Before any network: fail fast on what cannot be right.
             check_promotion_id(promotion_id)
             check_person(reviewer, "a decision is one person's: give yours")
@@ -162,7 +163,7 @@ def _decision_command(kind: DecisionKind, help_text: str) -> click.Command:
                 done(f"{outcome.reason}; {promotion_id}{signed}")
             if not outcome.accepted:
                 hint = ""
-                if key is None and outcome.reason.startswith("unsigned"):
+                if key is None and outcome.signature_required:
                     where = signatures.default_key_file(settings.home, reviewer)
                     hint = f" (no key file at {where}; give one with --key-file)" if where else ""
                 raise Refused(f"{kind} refused: {outcome.reason}{hint}")

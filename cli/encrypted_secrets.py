@@ -17,10 +17,9 @@ from cli.output import day, done, emit_json, print_deleted_key, print_warnings, 
 from cli.params import TEXT, app_scope_option, env_option, json_option
 from models.errors import BadInput
 from models.names import check_key, shown
-from models.settings import Settings
 from models.workspace import SECRET_KINDS, SecretKind
-from services.configuration import ConfigurationService, expiry_warnings
-from store.database import Database
+from services.secrets import expiry_warnings
+from services.unit import Units
 from vault.secret_value import SecretValue
 
 
@@ -80,15 +79,16 @@ def secret_set(
         )
     value = _read_secret(from_file, key)
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await ConfigurationService(db, settings).set_secret(
-            environment,
-            key,
-            value,
-            actor=actor(),
-            kind=cast(SecretKind, kind),
-            app=app,
-        )
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            view = await w.secrets.set_secret(
+                environment,
+                key,
+                value,
+                actor=actor(),
+                kind=cast(SecretKind, kind),
+                app=app,
+            )
         if as_json:
             emit_json(view)
         else:
@@ -107,8 +107,9 @@ def secret_set(
 def secret_list(environment: str, app: str | None, as_json: bool) -> None:
     """List secret names, kinds and versions; never values."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        views = await ConfigurationService(db, settings).list_secrets(environment, app)
+    async def work(units: Units) -> None:
+        async with units.read() as w:
+            views = await w.secrets.list_secrets(environment, app)
         if as_json:
             emit_json(views)
         else:
@@ -133,10 +134,9 @@ def secret_delete(key: str, environment: str, app: str | None, as_json: bool) ->
     """Delete secret KEY from ENV (with --app: the app's own value only). Old versions stay,
     encrypted, for past deployments and rollbacks; setting it again makes a new version."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        result = await ConfigurationService(db, settings).delete_secret(
-            environment, key, actor=actor(), app=app
-        )
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            result = await w.secrets.delete_secret(environment, key, actor=actor(), app=app)
         print_deleted_key(result, as_json)
 
     run(work)

@@ -16,13 +16,10 @@ from models.errors import (
     ConfigurationError,
     Unavailable,
 )
-from models.settings import Settings
 from models.text import duration
 from models.workspace import Protection
-from services.configuration import ConfigurationService, expiry_warnings
-from services.environments import EnvironmentService
-from services.reviewers import ReviewerKeyService
-from store.database import Database
+from services.secrets import expiry_warnings
+from services.unit import Units
 from worker.client import connect
 from workflows.contract import PromotionHandle
 
@@ -80,14 +77,15 @@ def env_create(
         require_signed_approvals=require_signed_approvals,
     )
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await EnvironmentService(db, settings).create_environment(
-            name, actor=actor(), after=after, protection=protection
-        )
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            view = await w.environments.create_environment(
+                name, actor=actor(), after=after, protection=protection
+            )
+            chain = await w.environments.list_environments()
         if as_json:
             emit_json(view)
         else:
-            chain = await EnvironmentService(db, settings).list_environments()
             done(f"created environment {name}; chain: {' -> '.join(e.name for e in chain)}")
 
     run(work)
@@ -115,8 +113,9 @@ def _protection_text(p: Protection) -> str:
 def env_list(as_json: bool) -> None:
     """List the environments in promotion order."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        views = await EnvironmentService(db, settings).list_environments()
+    async def work(units: Units) -> None:
+        async with units.read() as w:
+            views = await w.environments.list_environments()
         if as_json:
             emit_json(views)
             return
@@ -138,11 +137,11 @@ def env_list(as_json: bool) -> None:
 def env_show(name: str, as_json: bool) -> None:
     """Show one environment: its place, protection, apps, variables and secrets."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await EnvironmentService(db, settings).show_environment(name)
-        config = ConfigurationService(db, settings)
-        variables = await config.list_variables(name)
-        secrets = await config.list_secrets(name)
+    async def work(units: Units) -> None:
+        async with units.read() as w:
+            view = await w.environments.show_environment(name)
+            variables = await w.variables.list_variables(name)
+            secrets = await w.secrets.list_secrets(name)
         if as_json:
             emit_json(
                 {
@@ -175,8 +174,9 @@ def env_show(name: str, as_json: bool) -> None:
 def env_rename(old: str, new: str, as_json: bool) -> None:
     """Rename an environment that no deployment refers to yet."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await EnvironmentService(db, settings).rename_environment(old, new, actor=actor())
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            view = await w.environments.rename_environment(old, new, actor=actor())
         if as_json:
             emit_json({**view.model_dump(mode="json"), "renamed_from": old})
         else:
@@ -191,8 +191,9 @@ def env_rename(old: str, new: str, as_json: bool) -> None:
 def env_delete(name: str, as_json: bool) -> None:
     """Remove an environment that no app points to and no deployment refers to."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        await EnvironmentService(db, settings).delete_environment(name, actor=actor())
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            await w.environments.delete_environment(name, actor=actor())
         if as_json:
             emit_json(deleted("environment", name))
         else:
@@ -249,18 +250,24 @@ def env_protect(
 ) -> None:
     """Change an environment's protection rules (waiting promotions keep theirs)."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        envs = EnvironmentService(db, settings)
-        view = await envs.protect_environment(
-            name,
-            actor=actor(),
-            required_approvals=required_approvals,
-            reviewers=list(reviewers) if reviewers else None,
-            allow_self_review=allow_self_review,
-            wait_minutes=wait_minutes,
-            approval_timeout_minutes=approval_timeout_minutes,
-            require_signed_approvals=require_signed_approvals,
-        )
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            view = await w.environments.protect_environment(
+                name,
+                actor=actor(),
+                required_approvals=required_approvals,
+                reviewers=list(reviewers) if reviewers else None,
+                allow_self_review=allow_self_review,
+                wait_minutes=wait_minutes,
+                approval_timeout_minutes=approval_timeout_minutes,
+                require_signed_approvals=require_signed_approvals,
+            )
+            missing: list[str] = []
+            if view.protection.require_signed_approvals and not as_json:
+                people = await w.environments.eligible_reviewers(
+                    await w.environments.environment(name)
+                )
+                missing = await w.reviewers.without_keys(people)
         if as_json:
             emit_json(view)
             return
@@ -272,29 +279,26 @@ def env_protect(
             f"{duration(p.approval_timeout_minutes) if p.approval_timeout_minutes else 'none'}"
             f", signed approvals {'required' if p.require_signed_approvals else 'not required'}"
         )
-        if p.require_signed_approvals:
-            people = await envs.eligible_reviewers_of(name)
-            missing = await ReviewerKeyService(db, settings).without_keys(people)
-            if missing:
-                click.echo(
-                    f"note: {', '.join(missing)} ha{'s' if len(missing) == 1 else 've'} no "
-                    "signing key yet, so their decisions are refused until one is registered "
-                    "with 'stageline reviewer key add'",
-                    err=True,
-                )
+        if missing:
+            click.echo(
+                f"note: {', '.join(missing)} ha{'s' if len(missing) == 1 else 've'} no "
+                "signing key yet, so their decisions are refused until one is registered "
+                "with 'stageline reviewer key add'",
+                err=True,
+            )
 
     run(work)
 
 
-async def _nudge_frozen(settings: Settings, db: Database, environment: str) -> None:
-    """Tell promotions held by a freeze in `environment` to look again now."""
-    from services.views import ViewService
-
-    view = await ViewService(db, settings).status(environment=environment)
+async def _nudge_frozen(units: Units, environment: str) -> None:
+    """Tell promotions held by a freeze in `environment` to look again now (call it once the
+    freeze is committed: they read it in transactions of their own)."""
+    async with units.read() as w:
+        view = await w.views.status(environment=environment)
     if not view.in_progress:
         return
     try:
-        client = await connect(settings)
+        client = await connect(units.settings)
     except (Unavailable, ConfigurationError):
         return  # they look again by themselves within minutes
     for promotion in view.in_progress:
@@ -322,11 +326,12 @@ def env_freeze(
     if minutes:
         ends_at = (starts_at or datetime.now(UTC)) + timedelta(minutes=minutes)
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await EnvironmentService(db, settings).freeze(
-            name, actor=actor(), reason=reason, starts_at=starts_at, ends_at=ends_at
-        )
-        await _nudge_frozen(settings, db, name)
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            view = await w.environments.freeze(
+                name, actor=actor(), reason=reason, starts_at=starts_at, ends_at=ends_at
+            )
+        await _nudge_frozen(units, name)
         if as_json:
             emit_json(view)
         else:
@@ -342,9 +347,10 @@ def env_freeze(
 def env_unfreeze(name: str, as_json: bool) -> None:
     """Lift every freeze of an environment; held promotions go on."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        lifted = await EnvironmentService(db, settings).unfreeze(name, actor=actor())
-        await _nudge_frozen(settings, db, name)
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            lifted = await w.environments.unfreeze(name, actor=actor())
+        await _nudge_frozen(units, name)
         if as_json:
             emit_json({"environment": name, "lifted": [w.model_dump(mode="json") for w in lifted]})
         else:

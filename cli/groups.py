@@ -7,9 +7,7 @@ import click
 from cli.context import actor, run
 from cli.output import done, emit_json, table
 from cli.params import GROUP, json_option
-from models.settings import Settings
-from services.environments import EnvironmentService
-from store.database import Database
+from services.unit import Units
 
 # -- groups ---------------------------------------------------------------------------------
 
@@ -26,10 +24,9 @@ def group() -> None:
 def group_create(name: str, members: tuple[str, ...], as_json: bool) -> None:
     """Create reviewer group NAME."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await EnvironmentService(db, settings).create_group(
-            name, list(members), actor=actor()
-        )
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            view = await w.environments.create_group(name, list(members), actor=actor())
         if as_json:
             emit_json(view)
         else:
@@ -45,8 +42,9 @@ def group_create(name: str, members: tuple[str, ...], as_json: bool) -> None:
 def group_rename(old: str, new: str, as_json: bool) -> None:
     """Rename reviewer group OLD to NEW, and @OLD to @NEW in every environment's reviewers."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        result = await EnvironmentService(db, settings).rename_group(old, new, actor=actor())
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            result = await w.environments.rename_group(old, new, actor=actor())
         if as_json:
             emit_json(result)
         else:
@@ -62,8 +60,9 @@ def group_rename(old: str, new: str, as_json: bool) -> None:
 def group_delete(name: str, as_json: bool) -> None:
     """Remove reviewer group NAME; refused while an environment lists @NAME as a reviewer."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await EnvironmentService(db, settings).delete_group(name, actor=actor())
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            view = await w.environments.delete_group(name, actor=actor())
         if as_json:
             emit_json({"kind": "group", "name": name, "deleted": True, "members": view.members})
         else:
@@ -77,8 +76,9 @@ def group_delete(name: str, as_json: bool) -> None:
 def group_list(as_json: bool) -> None:
     """List reviewer groups."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        views = await EnvironmentService(db, settings).list_groups()
+    async def work(units: Units) -> None:
+        async with units.read() as w:
+            views = await w.environments.list_groups()
         if as_json:
             emit_json(views)
         else:

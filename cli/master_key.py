@@ -13,9 +13,7 @@ import click
 from cli.context import actor, run
 from cli.output import done, emit_json
 from cli.params import json_option
-from models.settings import Settings
-from services.configuration import ConfigurationService
-from store.database import Database
+from services.unit import Units
 from vault.keys import generate_key_text, read_key_file
 
 
@@ -46,10 +44,11 @@ def vault_rotate(new_key_file: Path, as_json: bool) -> None:
     new_key = read_key_file(new_key_file)
     key_file = str(new_key_file.absolute())
 
-    async def work(settings: Settings, db: Database) -> None:
-        service = ConfigurationService(db, settings)
-        old_key_id = service.key.key_id
-        count = await service.rotate_master_key(new_key, actor=actor())
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            old_key_id = w.key.key_id
+            count = await w.secrets.rotate_master_key(new_key, actor=actor())
+        units.keys.replace(new_key)  # committed: from now on the data keys unwrap with it
         if as_json:
             emit_json(
                 {

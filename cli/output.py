@@ -12,7 +12,7 @@ import click
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
-    from services.configuration import DeletedKey
+    from services.config_entries import DeletedKey
 
 
 def emit_json(value: BaseModel | Sequence[BaseModel] | dict[str, Any] | list[Any]) -> None:

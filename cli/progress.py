@@ -19,7 +19,7 @@ import sys
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import IO, Any, Protocol
+from typing import IO, TYPE_CHECKING, Any, Protocol
 
 from models.promotion import (
     GateResult,
@@ -31,6 +31,9 @@ from models.promotion import (
     TrainStatus,
 )
 from models.text import clip, elapsed
+
+if TYPE_CHECKING:
+    from rich.text import Text  # imported when drawn: plain output never loads rich
 
 FINAL_STEP = ("succeeded", "failed", "skipped")
 RAN = ("running", "succeeded", "failed")
@@ -285,29 +288,49 @@ class PromotionTracker:
         if waited:
             proven.add(Phase.WAITING)
         events: list[Event] = []
-        inner = self.depth + 1
         for phase in ORDER:
-            observed = phase == current and self._last_phase != current
-            inferred = phase in proven and phase not in self._phases and self._after_last(phase)
-            if observed or inferred:
+            if self._enters(phase, current, proven):
                 events.append(self._phase(phase))
-            if phase == Phase.GATES:
-                for gate in gates:
-                    if ("gate", gate.name) not in self._shown:
-                        self._shown.add(("gate", gate.name))
-                        events.append(
-                            GateEvent(
-                                depth=inner, name=gate.name, passed=gate.passed, reason=gate.reason
-                            )
-                        )
-            if phase in (Phase.DEPLOYING, Phase.VERIFYING):
-                events += self._steps(steps, phase)
-            if phase == Phase.COMPENSATING:
-                # The compensating rollback's own steps (the previous release's activate:).
-                events += self._steps(compensation, phase, "compensation")
+            events += self._within(phase, gates, steps, compensation)
             if phase == current:
                 for note in notes:
                     events += self._once(("note", note), note)
+        return events
+
+    def _enters(self, phase: Phase, current: Phase | None, proven: set[Phase]) -> bool:
+        """Whether `phase` is shown now: the status is in it and the last look's was not, or
+        the data proves it happened and it was not shown yet (see `_after_last`)."""
+        observed = phase == current and self._last_phase != current
+        inferred = phase in proven and phase not in self._phases and self._after_last(phase)
+        return observed or inferred
+
+    def _within(
+        self,
+        phase: Phase,
+        gates: Sequence[GateResult],
+        steps: Sequence[StepProgress],
+        compensation: Sequence[StepProgress],
+    ) -> list[Event]:
+        """What happened inside `phase` that was not shown yet."""
+        if phase == Phase.GATES:
+            return self._gates(gates)
+        if phase in (Phase.DEPLOYING, Phase.VERIFYING):
+            return self._steps(steps, phase)
+        if phase == Phase.COMPENSATING:
+            # The compensating rollback's own steps (the previous release's activate:).
+            return self._steps(compensation, phase, "compensation")
+        return []
+
+    def _gates(self, gates: Sequence[GateResult]) -> list[Event]:
+        events: list[Event] = []
+        for gate in gates:
+            if ("gate", gate.name) not in self._shown:
+                self._shown.add(("gate", gate.name))
+                events.append(
+                    GateEvent(
+                        depth=self.depth + 1, name=gate.name, passed=gate.passed, reason=gate.reason
+                    )
+                )
         return events
 
     def _after_last(self, phase: Phase) -> bool:
@@ -542,20 +565,25 @@ class RichRenderer:
                 line.append(name, style="" if passed else "red")
                 line.append(f"  {reason}", style="dim")
             case StepEvent() as step:
-                mark, style = _MARK.get(step.status, ("•", "yellow"))
-                line.append(f"{mark} ", style=style)
-                line.append(step.name, style="red" if step.status == "failed" else "")
-                if step.status != "succeeded":
-                    line.append(f"  {step.status}", style=style)
-                if step.code:
-                    line.append(f" ({step.code})", style="red")
-                if step.seconds is not None:
-                    line.append(f"  {elapsed(step.seconds)}", style="dim")
+                _append_step(line, step)
             case NoteEvent(text=note):
                 line.append(f"· {note}", style="yellow")
             case _:
                 line.append(str(event))
         return line
+
+
+def _append_step(line: Text, step: StepEvent) -> None:
+    """A step's styled line: its mark, its name, and how it ended unless it succeeded."""
+    mark, style = _MARK.get(step.status, ("•", "yellow"))
+    line.append(f"{mark} ", style=style)
+    line.append(step.name, style="red" if step.status == "failed" else "")
+    if step.status != "succeeded":
+        line.append(f"  {step.status}", style=style)
+    if step.code:
+        line.append(f" ({step.code})", style="red")
+    if step.seconds is not None:
+        line.append(f"  {elapsed(step.seconds)}", style="dim")
 
 
 def interactive(stream: IO[str]) -> bool:

@@ -32,9 +32,7 @@ from models.promotion import (
 from models.settings import Settings
 from models.text import clip
 from models.views import HistoryEvent, StatusView
-from services.deployments import DeploymentService
-from services.views import ViewService
-from store.database import Database
+from services.unit import Units
 from worker.client import connect
 from workflows.contract import PROMOTION, ROLLBACK, TRAIN, WorkflowContract
 from workflows.details import promotion_summary, rollback_summary, train_summary
@@ -120,10 +118,9 @@ def promote(
         force=force,
     )
 
-    async def work(settings: Settings, db: Database) -> int:
+    async def work(units: Units) -> int:
         handle, attached = await _launch(
-            settings,
-            db,
+            units,
             PROMOTION,
             request,
             promotion_workflow_id(app_name, version, target),
@@ -163,9 +160,13 @@ def promote(
     return run(work)
 
 
+async def _current_deployment(units: Units, app: str, environment: str) -> int | None:
+    async with units.read() as w:
+        return await w.deployments.current_deployment_id(app, environment)
+
+
 async def _launch(
-    settings: Settings,
-    db: Database,
+    units: Units,
     workflow: WorkflowContract[I, R, Any],
     request: I,
     workflow_id: str,
@@ -177,7 +178,9 @@ async def _launch(
     once: bool = False,
 ) -> tuple[WorkflowHandle[Any, R], bool]:
     """Refuse unknown names before anything starts (exit 3), then start or attach."""
-    await DeploymentService(db, settings).check_request(app, environment, version)
+    async with units.read() as w:
+        await w.deployments.check_request(app, environment, version)
+    settings = units.settings
     client = await connect(settings)
     return await start(
         client,
@@ -234,10 +237,9 @@ def train(
         source=_source(),
     )
 
-    async def work(settings: Settings, db: Database) -> int:
+    async def work(units: Units) -> int:
         handle, attached = await _launch(
-            settings,
-            db,
+            units,
             TRAIN,
             request,
             train_workflow_id(app_name, version, through),
@@ -252,7 +254,7 @@ def train(
             else:
                 done(f"started {handle.id}; approvals sent to it reach the stage that waits")
             return ExitCode.OK
-        progress = TrainProgress(lambda: connect(settings), enabled=not as_json)
+        progress = TrainProgress(lambda: connect(units.settings), enabled=not as_json)
         result = await follow(handle, TrainResult, timeout, progress)
         if as_json:
             emit_json(result)
@@ -329,10 +331,9 @@ def rollback(
         reason=reason,
     )
 
-    async def work(settings: Settings, db: Database) -> int:
+    async def work(units: Units) -> int:
         handle, attached = await _launch(
-            settings,
-            db,
+            units,
             ROLLBACK,
             request,
             rollback_workflow_id(
@@ -341,10 +342,7 @@ def rollback(
                 f"request-{request_id}"
                 if request_id
                 else _rollback_suffix(
-                    await DeploymentService(db, settings).current_deployment_id(
-                        app_name, environment
-                    ),
-                    to_version,
+                    await _current_deployment(units, app_name, environment), to_version
                 ),
             ),
             app=app_name,
@@ -400,9 +398,10 @@ async def _live(settings: Settings, view: StatusView) -> None:
 def status(environment: str | None, app_name: str | None, as_json: bool) -> None:
     """What runs where: the release of each app in each environment, and what is under way."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await ViewService(db, settings).status(environment=environment, app=app_name)
-        await _live(settings, view)
+    async def work(units: Units) -> None:
+        async with units.read() as w:
+            view = await w.views.status(environment=environment, app=app_name)
+        await _live(units.settings, view)
         print_warnings(view.warnings)
         if as_json:
             emit_json(view)
@@ -476,8 +475,9 @@ def history(app_name: str, environment: str, as_json: bool) -> None:
     """Deployments of APP in ENV, oldest first, with the configuration each ran with; then
     every request and decision (approvals, refusals, rejections, overrides, timeouts)."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await ViewService(db, settings).history_view(app_name, environment)
+    async def work(units: Units) -> None:
+        async with units.read() as w:
+            view = await w.views.history_view(app_name, environment)
         if as_json:
             emit_json(view)
             return
@@ -556,8 +556,9 @@ def diff(app_name: str, source: str, target: str, as_json: bool) -> None:
     """What differs for APP between two environments: release, variables (with values),
     secrets (names and versions, never values), tool profiles. Look before promoting."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await ViewService(db, settings).diff(app_name, source, target)
+    async def work(units: Units) -> None:
+        async with units.read() as w:
+            view = await w.views.diff(app_name, source, target)
         if as_json:
             emit_json(view)
             return

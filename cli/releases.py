@@ -10,9 +10,7 @@ from cli.context import actor, run
 from cli.output import done, emit_json, table
 from cli.params import APP, TEXT, json_option
 from models.errors import BadInput
-from models.settings import Settings
-from services.releases import ReleaseService
-from store.database import Database
+from services.unit import Units
 
 
 @click.group()
@@ -42,10 +40,11 @@ def release_create(
     except (OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"cannot read pipeline file {pipeline_file}: {exc}") from None
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await ReleaseService(db, settings).create_release(
-            app_name, version, text, actor=actor(), source=str(pipeline_file), artifact=artifact
-        )
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            view = await w.releases.create_release(
+                app_name, version, text, actor=actor(), source=str(pipeline_file), artifact=artifact
+            )
         if as_json:
             emit_json(view)
         else:
@@ -63,8 +62,9 @@ def release_create(
 def release_list(app_name: str, as_json: bool) -> None:
     """List an app's releases."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        views = await ReleaseService(db, settings).list_releases(app_name)
+    async def work(units: Units) -> None:
+        async with units.read() as w:
+            views = await w.releases.list_releases(app_name)
         if as_json:
             emit_json(views)
         else:

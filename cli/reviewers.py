@@ -12,8 +12,8 @@ from cli.output import done, emit_json, table
 from cli.params import json_option
 from models.settings import Settings
 from services import signatures
-from services.reviewers import ReviewerKeyService, check_person
-from store.database import Database
+from services.reviewers import check_person
+from services.unit import Units
 
 # -- reviewers' signing keys --------------------------------------------------------------------
 
@@ -73,8 +73,9 @@ def reviewer_key_generate(who: str, key_file: Path | None, as_json: bool) -> Non
 def reviewer_key_add(who: str, public_key: str, as_json: bool) -> None:
     """Register PUBLIC_KEY (as 'reviewer key generate' printed it) as a key of reviewer WHO."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await ReviewerKeyService(db, settings).add_key(who, public_key, actor=actor())
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            view = await w.reviewers.add_key(who, public_key, actor=actor())
         if as_json:
             emit_json(view)
         else:
@@ -89,8 +90,9 @@ def reviewer_key_add(who: str, public_key: str, as_json: bool) -> None:
 def reviewer_key_list(reviewer: str | None, as_json: bool) -> None:
     """List registered keys, revoked ones included."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        views = await ReviewerKeyService(db, settings).list_keys(reviewer)
+    async def work(units: Units) -> None:
+        async with units.read() as w:
+            views = await w.reviewers.list_keys(reviewer)
         if as_json:
             emit_json(views)
             return
@@ -124,8 +126,9 @@ def reviewer_key_revoke(who: str, fingerprint: str, as_json: bool) -> None:
     """Revoke the key of reviewer WHO whose fingerprint starts with FINGERPRINT; decisions
     signed with it are refused from now on, in promotions already waiting too."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await ReviewerKeyService(db, settings).revoke_key(who, fingerprint, actor=actor())
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            view = await w.reviewers.revoke_key(who, fingerprint, actor=actor())
         if as_json:
             emit_json(view)
         else:

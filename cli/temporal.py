@@ -231,11 +231,12 @@ class TrainProgress(Progress):
             if not self.train.ended(stage.environment):
                 # Over: its result has every gate and step, so the stage reads complete
                 # before the next one begins.
-                final: PromotionResult | PromotionStatus | None
-                try:
-                    final = await asyncio.wait_for(result_of(child, PromotionResult), 5)
-                except (TimeoutError, RPCError, WorkflowFailureError):
-                    final = await query_status(child)
+                final: PromotionResult | PromotionStatus | None = stage.result
+                if final is None:  # a train run by an older worker: ask the stage itself
+                    try:
+                        final = await asyncio.wait_for(result_of(child, PromotionResult), 5)
+                    except (TimeoutError, RPCError, WorkflowFailureError):
+                        final = await query_status(child)
                 reason = final.reason if final is not None else None
                 self._show(
                     self.train.stage_end(

@@ -11,10 +11,8 @@ from cli.output import deleted, done, emit_json, table
 from cli.params import TEXT, TOOL, app_scope_option, env_option, json_option
 from models.errors import BadInput
 from models.names import shown
-from models.settings import Settings
 from models.workspace import AuthScheme
-from services.configuration import ConfigurationService
-from store.database import Database
+from services.unit import Units
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -39,8 +37,9 @@ def tool() -> None:
 def tool_create(name: str, kind: str, as_json: bool) -> None:
     """Create tool NAME; give it a profile per environment with 'tool profile'."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await ConfigurationService(db, settings).create_tool(name, kind=kind, actor=actor())
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            view = await w.tools.create_tool(name, kind=kind, actor=actor())
         if as_json:
             emit_json(view)
         else:
@@ -94,22 +93,23 @@ def tool_profile(
     header_map, param_map = _pairs(headers, "--header"), _pairs(params, "--param")
     body_map = _pairs(body, "--body")
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await ConfigurationService(db, settings).set_tool_profile(
-            name,
-            environment,
-            url=url,
-            actor=actor(),
-            app=app,
-            auth_secret=auth_secret,
-            auth_scheme=cast(AuthScheme, auth_scheme),
-            auth_header=auth_header,
-            headers=header_map,
-            params=param_map,
-            body=body_map,
-            timeout_seconds=timeout_seconds,
-            retries=retries,
-        )
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            view = await w.tools.set_tool_profile(
+                name,
+                environment,
+                url=url,
+                actor=actor(),
+                app=app,
+                auth_secret=auth_secret,
+                auth_scheme=cast(AuthScheme, auth_scheme),
+                auth_header=auth_header,
+                headers=header_map,
+                params=param_map,
+                body=body_map,
+                timeout_seconds=timeout_seconds,
+                retries=retries,
+            )
         if as_json:
             emit_json(view)
         else:
@@ -123,8 +123,9 @@ def tool_profile(
 def tool_list(as_json: bool) -> None:
     """List tools and the environments that have a profile for each."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        views = await ConfigurationService(db, settings).list_tools()
+    async def work(units: Units) -> None:
+        async with units.read() as w:
+            views = await w.tools.list_tools()
         if as_json:
             emit_json(views)
         else:
@@ -142,8 +143,9 @@ def tool_list(as_json: bool) -> None:
 def tool_delete(name: str, as_json: bool) -> None:
     """Remove a tool that no release uses."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        await ConfigurationService(db, settings).delete_tool(name, actor=actor())
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            await w.tools.delete_tool(name, actor=actor())
         if as_json:
             emit_json(deleted("tool", name))
         else:

@@ -7,9 +7,7 @@ import click
 from cli.context import actor, run
 from cli.output import done, emit_json, print_deleted_key, table
 from cli.params import TEXT, app_scope_option, env_option, json_option
-from models.settings import Settings
-from services.configuration import ConfigurationService
-from store.database import Database
+from services.unit import Units
 
 
 @click.group()
@@ -26,10 +24,9 @@ def var() -> None:
 def var_set(key: str, value: str, environment: str, app: str | None, as_json: bool) -> None:
     """Set variable KEY to VALUE (a new version; old versions are kept)."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        view = await ConfigurationService(db, settings).set_variable(
-            environment, key, value, actor=actor(), app=app
-        )
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            view = await w.variables.set_variable(environment, key, value, actor=actor(), app=app)
         if as_json:
             emit_json(view)
         else:
@@ -46,8 +43,9 @@ def var_set(key: str, value: str, environment: str, app: str | None, as_json: bo
 def var_list(environment: str, app: str | None, as_json: bool) -> None:
     """List current variables; with --app, the app's overrides and the env's values."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        views = await ConfigurationService(db, settings).list_variables(environment, app)
+    async def work(units: Units) -> None:
+        async with units.read() as w:
+            views = await w.variables.list_variables(environment, app)
         if as_json:
             emit_json(views)
         else:
@@ -68,10 +66,9 @@ def var_delete(key: str, environment: str, app: str | None, as_json: bool) -> No
     """Delete variable KEY from ENV (with --app: the app's own value only). Old versions stay
     for the record; setting it again later makes a new version."""
 
-    async def work(settings: Settings, db: Database) -> None:
-        result = await ConfigurationService(db, settings).delete_variable(
-            environment, key, actor=actor(), app=app
-        )
+    async def work(units: Units) -> None:
+        async with units.write() as w:
+            result = await w.variables.delete_variable(environment, key, actor=actor(), app=app)
         print_deleted_key(result, as_json)
 
     run(work)

@@ -6,7 +6,9 @@ on stderr and exits with `exit_code`. None of them ever contains a secret value.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import Any
 
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
@@ -43,10 +45,25 @@ class Conflict(BadInput):
     """The request contradicts what is stored: a duplicate, or a change to an immutable thing."""
 
 
+@dataclass(frozen=True)
+class AuditNote:
+    """What to write to the audit log about a refusal, once the refused unit of work has
+    rolled back (`services.unit.Units` writes it in a transaction of its own)."""
+
+    action: str
+    subject: str
+    actor: str
+    environment: str | None = None
+    app: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
 class Refused(StagelineError):
     """A rule said no: a gate, a reviewer policy, a reference that must not be removed (exit 2)."""
 
     exit_code = ExitCode.REFUSED
+    # Set by `services.base.Service.refusals_audited`: this refusal is to be audited.
+    audit_note: AuditNote | None = None
 
 
 class AlreadyEnded(Refused):

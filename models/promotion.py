@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.names import KeyName, ResourceName, VersionName
+from models.status import PromotionEnd, RollbackEnd, StepStatus
 from models.workspace import Protection
 
 Source = Literal["cli", "ci", "ui", "api", "train", "compensation"]
@@ -96,7 +97,7 @@ class StepProgress(BaseModel):
     section: str
     name: str
     kind: str
-    status: Literal["pending", "running", "succeeded", "failed", "skipped"] = "pending"
+    status: StepStatus = StepStatus.PENDING
     started_at: datetime | None = None
     finished_at: datetime | None = None
     exit_code: int | None = None
@@ -166,7 +167,7 @@ class RollbackInput(BaseModel):
 
 
 class RollbackResult(BaseModel):
-    status: Literal["rolled_back", "failed", "refused"]
+    status: RollbackEnd
     app: str
     environment: str
     from_version: str | None = None
@@ -177,7 +178,7 @@ class RollbackResult(BaseModel):
 
 
 class PromotionResult(BaseModel):
-    status: Literal["deployed", "failed", "rejected", "rolled_back", "superseded"]
+    status: PromotionEnd
     app: str
     environment: str
     version: str
@@ -274,8 +275,10 @@ class DeploymentFinished(BaseModel):
 
 class PromotionOutcome(BaseModel):
     promotion_record_id: int
-    status: str
+    status: PromotionEnd
     reason: str | None = None
+    # Rejected because the approvals did not come in time (audited as promotion.timed_out).
+    timed_out: bool = False
     gates: list[GateResult] = Field(default_factory=list)
 
 
@@ -324,7 +327,9 @@ class TrainPlan(BaseModel):
 class TrainStage(BaseModel):
     environment: str
     promotion_id: str
-    status: str = "pending"
+    status: str = "pending"  # pending, running, then how its promotion ended
+    # Its promotion's result once it ended, so a follower needs no second call for it.
+    result: PromotionResult | None = None
 
 
 class TrainStatus(BaseModel):
@@ -338,7 +343,7 @@ class TrainStatus(BaseModel):
 
 
 class TrainResult(BaseModel):
-    status: Literal["deployed", "failed", "rejected", "rolled_back", "superseded"]
+    status: PromotionEnd
     app: str
     version: str
     through: str

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from models.pipeline import Step
 from models.promotion import ConfigRef, ConfigVersions
 from models.workspace import AuthScheme, SecretKind
 from vault.secret_value import SecretValue
@@ -66,3 +67,18 @@ class ResolvedConfiguration:
     def secret_values(self) -> list[str]:
         """Plaintexts to mask in captured output."""
         return [s.value.reveal() for s in self.secrets.values() if s.value is not None]
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """Everything a step executor needs, with the step's own configuration decrypted."""
+
+    app: str
+    environment: str
+    version: str
+    artifact: str | None
+    step: Step
+    config: ResolvedConfiguration
+    workflow_id: str
+    # Where this app's data lives in this environment, per kind (threads, sources, ...).
+    data_namespaces: dict[str, str]

@@ -37,6 +37,8 @@ class DecisionOutcome(BaseModel):
     reason: str
     approvals: list[str] = Field(default_factory=list)
     approvals_required: int = 0
+    # Refused because the environment accepts only signed decisions and this one was not.
+    signature_required: bool = False
 
 
 class DecisionToVerify(BaseModel):

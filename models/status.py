@@ -42,3 +42,31 @@ class TicketState(StrEnum):
     WAITING = "waiting"
     HOLDING = "holding"
     DONE = "done"
+
+
+class PromotionEnd(StrEnum):
+    """How a promotion (or a train) ended: the `status` of its result."""
+
+    DEPLOYED = "deployed"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    ROLLED_BACK = "rolled_back"
+    SUPERSEDED = "superseded"
+
+
+class RollbackEnd(StrEnum):
+    """How a rollback ended: `refused` when a rule said no (nothing to go back to)."""
+
+    ROLLED_BACK = "rolled_back"
+    FAILED = "failed"
+    REFUSED = "refused"
+
+
+class StepStatus(StrEnum):
+    """A pipeline step in a promotion's or rollback's progress."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    SKIPPED = "skipped"

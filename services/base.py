@@ -1,23 +1,26 @@
-"""What every service shares: the database, the settings, the key, the workspace."""
+"""What every service shares: the unit of work it acts in (one transaction, opened by the
+entry point through `services.unit.Units`), the settings, the master key, the workspace; and
+how a refusal asks to be audited."""
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
-from typing import Any
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from models.errors import NotFound, Refused, StagelineError
+from models.errors import AuditNote, NotFound, Refused
 from models.names import InvalidName, check_resource_name, shown
 from models.settings import Settings
 from store import audit
 from store import environments as env_repo
-from store.database import Database
 from store.tables import App, Environment
-from vault.keys import KeyProvider, load_master_key
+from vault.keys import KeyProvider
+
+if TYPE_CHECKING:
+    from services.unit import Work
 
 
 def did_you_mean(name: str, known: Iterable[str]) -> str:
@@ -51,67 +54,66 @@ class RefusedIn(Refused):
 
 
 class Service:
-    def __init__(self, db: Database, settings: Settings, key: KeyProvider | None = None) -> None:
-        self.db = db
-        self.settings = settings
-        self._key = key
+    """A family of rules acting inside one unit of work: every query and write of a method
+    goes through `self.session`, which the entry point opened and commits (or rolls back)
+    once, so a command, an activity or a server request is one transaction however many
+    services it calls. Reach a sibling service of the same unit through `self.work`."""
+
+    def __init__(self, work: Work) -> None:
+        self.work = work
+        self.session: AsyncSession = work.session
+        self.settings: Settings = work.settings
 
     @property
     def key(self) -> KeyProvider:
-        # Loaded on first use, so commands that touch no secret work without a master key.
-        if self._key is None:
-            self._key = load_master_key(self.settings)
-        return self._key
+        return self.work.key
 
-    async def workspace_id(self, session: AsyncSession) -> int:
-        return (await env_repo.get_or_create_workspace(session, self.settings.workspace)).id
+    async def workspace_id(self) -> int:
+        return await self.work.workspace_id()
 
-    async def environment(self, session: AsyncSession, name: str) -> Environment:
-        found = await env_repo.find_environment(session, await self.workspace_id(session), name)
+    async def environment(self, name: str) -> Environment:
+        ws = await self.workspace_id()
+        found = await env_repo.find_environment(self.session, ws, name)
         if found is None:
-            known = [
-                e.name for e in await env_repo.chain(session, await self.workspace_id(session))
-            ]
+            known = [e.name for e in await env_repo.chain(self.session, ws)]
             raise _unknown("environment", name, known, f"stageline env create {name}")
         return found
 
-    async def app(self, session: AsyncSession, name: str) -> App:
-        found = await env_repo.find_app(session, await self.workspace_id(session), name)
+    async def app(self, name: str) -> App:
+        ws = await self.workspace_id()
+        found = await env_repo.find_app(self.session, ws, name)
         if found is None:
-            known = [a.name for a in await env_repo.apps(session, await self.workspace_id(session))]
+            known = [a.name for a in await env_repo.apps(self.session, ws)]
             raise _unknown("app", name, known, f"stageline app create {name} --env ENV")
         return found
 
-    async def optional_app(self, session: AsyncSession, name: str | None) -> App | None:
-        return None if name is None else await self.app(session, name)
+    async def optional_app(self, name: str | None) -> App | None:
+        return None if name is None else await self.app(name)
 
-    async def record_refusal(
+    async def audit(
         self,
+        actor: str,
         action: str,
         subject: str,
-        reason: str,
         *,
-        actor: str,
         environment: str | None = None,
         app: str | None = None,
         detail: dict[str, Any] | None = None,
     ) -> None:
-        """Write one audit entry for a refusal, in a transaction of its own.
-
-        Call it only when no write transaction of this process is open (on SQLite a second
-        writer would wait for the first forever): after the refused unit of work has rolled
-        back, as `refusals_audited` does.
-        """
-        await self.record_event(
+        """Add an audit entry to this unit of work: it commits with the change it describes."""
+        audit.record(
+            self.session,
+            await self.workspace_id(),
+            actor,
             action,
             subject,
-            actor=actor,
             environment=environment,
             app=app,
-            detail={"reason": reason, **(detail or {})},
+            detail=detail,
         )
 
-    async def record_event(
+    @contextmanager
+    def refusals_audited(
         self,
         action: str,
         subject: str,
@@ -120,45 +122,19 @@ class Service:
         environment: str | None = None,
         app: str | None = None,
         detail: dict[str, Any] | None = None,
-    ) -> None:
-        """Write one audit entry in a unit of work of its own (an event that changes nothing
-        else, such as a worker starting without the step sandbox)."""
-        async with self.db.write() as session:
-            audit.record(
-                session,
-                await self.workspace_id(session),
-                actor,
-                action,
-                subject,
-                environment=environment,
-                app=app,
-                detail=detail,
-            )
+    ) -> Iterator[None]:
+        """Mark a `Refused` raised inside the block to be audited, then raise it on.
 
-    @asynccontextmanager
-    async def refusals_audited(
-        self,
-        action: str,
-        subject: str,
-        *,
-        actor: str,
-        environment: str | None = None,
-        app: str | None = None,
-        detail: dict[str, Any] | None = None,
-    ) -> AsyncIterator[None]:
-        """Audit a `Refused` raised inside the block, then raise it on.
+        The entry is written by `Units` after the refused unit of work rolled back (so
+        nothing else of it is kept), in a transaction of its own:
 
-        Wrap the whole unit of work, so the refusal is written after it rolled back:
-
-            async with self.refusals_audited("tool.delete.refused", f"tool {name}", actor=actor):
-                async with self.db.write() as session:
-                    ...  # raise Refused(...) here: nothing of this unit is kept
+            with self.refusals_audited("tool.delete.refused", f"tool {name}", actor=actor):
+                ...  # raise Refused(...) here
 
         The entry has `action`, `subject`, `environment`, `app` and the detail
         `{"reason": <the refusal's message>, **detail}`. A refusal that knows its environment
         (`RefusedIn`, `MissingConfiguration`) supplies the environment (named at the end of
-        the subject, "... in production") and app when they are not given. When the entry
-        cannot be written (the database went away), the refusal is still what is raised.
+        the subject, "... in production") and app when they are not given.
         """
         try:
             yield
@@ -166,16 +142,12 @@ class Service:
             where = environment or getattr(exc, "environment", None)
             if where is not None and environment is None:
                 subject = f"{subject} in {where}"
-            try:
-                await self.record_refusal(
-                    action,
-                    subject,
-                    exc.message,
-                    actor=actor,
-                    environment=where,
-                    app=app or getattr(exc, "app", None),
-                    detail=detail,
-                )
-            except (StagelineError, SQLAlchemyError) as audit_failure:
-                exc.add_note(f"the refusal could not be audited: {audit_failure!r}")
+            exc.audit_note = AuditNote(
+                action=action,
+                subject=subject,
+                actor=actor,
+                environment=where,
+                app=app or getattr(exc, "app", None),
+                detail={"reason": exc.message, **(detail or {})},
+            )
             raise

@@ -8,8 +8,6 @@ from pydantic import BaseModel
 
 from models.errors import BadInput, NotFound, Refused
 from services.base import Service
-from services.environments import require_app_in
-from store import audit
 from store import data as data_repo
 from store import environments as env_repo
 
@@ -51,10 +49,10 @@ def check_data_key(key: str) -> str:
 class DataService(Service):
     async def namespaces(self, environment: str, app: str) -> dict[str, str]:
         """The namespace of each kind for `app` in `environment`, as steps receive them."""
-        async with self.db.read() as session:
-            env = await self.environment(session, environment)
-            app_row = await self.app(session, app)
-            return await data_repo.namespaces(session, env, app_row, DATA_KINDS)
+        session = self.session
+        env = await self.environment(environment)
+        app_row = await self.app(app)
+        return await data_repo.namespaces(session, env, app_row, DATA_KINDS)
 
     async def put(
         self, environment: str, app: str, kind: str, key: str, value: str, *, actor: str
@@ -63,39 +61,37 @@ class DataService(Service):
         check_data_key(key)
         if len(value.encode()) > MAX_VALUE_BYTES:
             raise BadInput(f"data value for {key!r} is larger than 1 MiB")
-        async with self.db.write() as session:
-            env = await self.environment(session, environment)
-            app_row = await self.app(session, app)
-            await require_app_in(session, app_row, env)
-            ns = await data_repo.put(session, env, app_row, kind_, key, value, actor)
-            # The value itself stays out of the audit log: data may be private.
-            audit.record(
-                session,
-                app_row.workspace_id,
-                actor,
-                "data.put",
-                f"{app} {kind_} {key!r} in {environment}",
-                environment=env.name,
-                app=app,
-                detail={"namespace": ns, "bytes": len(value.encode())},
-            )
-            return DataItem(namespace=ns, kind=kind_, key=key, value=value, updated_by=actor)
+        session = self.session
+        env = await self.environment(environment)
+        app_row = await self.app(app)
+        await self.work.environments.require_app_in(app_row, env)
+        ns = await data_repo.put(session, env, app_row, kind_, key, value, actor)
+        # The value itself stays out of the audit log: data may be private.
+        await self.audit(
+            actor,
+            "data.put",
+            f"{app} {kind_} {key!r} in {environment}",
+            environment=env.name,
+            app=app,
+            detail={"namespace": ns, "bytes": len(value.encode())},
+        )
+        return DataItem(namespace=ns, kind=kind_, key=key, value=value, updated_by=actor)
 
     async def entries(self, environment: str, app: str, kind: str) -> list[DataItem]:
         kind_ = check_kind(kind)
-        async with self.db.read() as session:
-            env = await self.environment(session, environment)
-            app_row = await self.app(session, app)
-            return [
-                DataItem(
-                    namespace=r.namespace,
-                    kind=kind_,
-                    key=r.key,
-                    value=r.value,
-                    updated_by=r.updated_by,
-                )
-                for r in await data_repo.records(session, env, app_row, kind_)
-            ]
+        session = self.session
+        env = await self.environment(environment)
+        app_row = await self.app(app)
+        return [
+            DataItem(
+                namespace=r.namespace,
+                kind=kind_,
+                key=r.key,
+                value=r.value,
+                updated_by=r.updated_by,
+            )
+            for r in await data_repo.records(session, env, app_row, kind_)
+        ]
 
     async def get(self, environment: str, app: str, kind: str, key: str) -> DataItem:
         found = [i for i in await self.entries(environment, app, kind) if i.key == key]
@@ -105,27 +101,25 @@ class DataService(Service):
 
     async def share(self, app: str, kind: str, shared: bool, *, actor: str) -> DataSharingView:
         kind_ = check_kind(kind)
-        async with self.db.write() as session:
-            app_row = await self.app(session, app)
-            await data_repo.set_sharing(session, app_row, kind_, shared)
-            await session.flush()
-            ws = app_row.workspace_id
-            pointing = set(await env_repo.environments_of_app(session, app_row.id))
-            namespaces = {
-                env.name: await data_repo.namespace(session, env, app_row, kind_)
-                for env in await env_repo.chain(session, ws)
-                if env.name in pointing
-            }
-            audit.record(
-                session,
-                ws,
-                actor,
-                "data.share" if shared else "data.unshare",
-                f"{app} {kind_} in {', '.join(namespaces) or 'no environment'}",
-                app=app,
-                detail={"kind": kind_, "namespaces": namespaces},
-            )
-            return DataSharingView(app=app, kind=kind_, shared=shared, namespaces=namespaces)
+        session = self.session
+        app_row = await self.app(app)
+        await data_repo.set_sharing(session, app_row, kind_, shared)
+        await session.flush()
+        ws = app_row.workspace_id
+        pointing = set(await env_repo.environments_of_app(session, app_row.id))
+        namespaces = {
+            env.name: await data_repo.namespace(session, env, app_row, kind_)
+            for env in await env_repo.chain(session, ws)
+            if env.name in pointing
+        }
+        await self.audit(
+            actor,
+            "data.share" if shared else "data.unshare",
+            f"{app} {kind_} in {', '.join(namespaces) or 'no environment'}",
+            app=app,
+            detail={"kind": kind_, "namespaces": namespaces},
+        )
+        return DataSharingView(app=app, kind=kind_, shared=shared, namespaces=namespaces)
 
     async def copy(
         self,
@@ -141,21 +135,19 @@ class DataService(Service):
         kind_ = check_kind(kind)
         if source == target:
             raise BadInput("copy needs two different environments")
-        async with (
-            self.refusals_audited(
-                "data.copy.refused",
-                f"{app} {kind_}: {source} -> {target}",
-                actor=actor,
-                environment=target,
-                app=app,
-                detail={"from": source, "to": target, "keys": keys},
-            ),
-            self.db.write() as session,
+        with self.refusals_audited(
+            "data.copy.refused",
+            f"{app} {kind_}: {source} -> {target}",
+            actor=actor,
+            environment=target,
+            app=app,
+            detail={"from": source, "to": target, "keys": keys},
         ):
-            app_row = await self.app(session, app)
-            src = await self.environment(session, source)
-            dst = await self.environment(session, target)
-            await require_app_in(session, app_row, dst)
+            session = self.session
+            app_row = await self.app(app)
+            src = await self.environment(source)
+            dst = await self.environment(target)
+            await self.work.environments.require_app_in(app_row, dst)
             if await data_repo.is_shared(session, app_row, kind_):
                 raise Refused(f"{app}'s {kind_} are shared by all environments; nothing to copy")
             entries = [
@@ -165,9 +157,7 @@ class DataService(Service):
             ]
             for entry in entries:
                 await data_repo.put(session, dst, app_row, kind_, entry.key, entry.value, actor)
-            audit.record(
-                session,
-                app_row.workspace_id,
+            await self.audit(
                 actor,
                 "data.copy",
                 f"{app} {kind_}: {source} -> {target}",

@@ -6,14 +6,13 @@ earlier attempt wrote and returns it instead of writing a second one.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.errors import AlreadyEnded, BadInput, NotFound, Refused, Unavailable
-from models.pipeline import Pipeline, Step
+from models.pipeline import Pipeline
 from models.promotion import (
     ConfigVersions,
     DeploymentStarted,
@@ -22,19 +21,19 @@ from models.promotion import (
     InterruptionToVerify,
     PreparedPromotion,
     PromotionInput,
+    PromotionOutcome,
     RollbackInput,
     RollbackPlan,
     StepSpec,
     WorkflowRef,
 )
-from models.resolution import ResolvedConfiguration
+from models.resolution import StepContext
 from models.review import DecisionRecord
 from models.status import DeploymentKind, DeploymentStatus, PromotionState
 from services import gates
 from services.base import Service
-from services.configuration import ConfigurationService
 from services.data import DATA_KINDS
-from services.environments import EnvironmentService, protection_of, require_app_in
+from services.environments import protection_of
 from store import audit
 from store import data as data_repo
 from store import deployments as deployment_repo
@@ -72,43 +71,20 @@ def pipeline_of(release: Release) -> Pipeline:
     return Pipeline.model_validate(release.pipeline)
 
 
-@dataclass(frozen=True)
-class StepContext:
-    """Everything a step executor needs, with the step's own configuration decrypted."""
-
-    app: str
-    environment: str
-    version: str
-    artifact: str | None
-    step: Step
-    config: ResolvedConfiguration
-    workflow_id: str
-    # Where this app's data lives in this environment, per kind (threads, sources, ...).
-    data_namespaces: dict[str, str]
-
-
 class DeploymentService(Service):
-    @property
-    def configuration(self) -> ConfigurationService:
-        return ConfigurationService(self.db, self.settings, self._key)
-
-    @property
-    def environments(self) -> EnvironmentService:
-        return EnvironmentService(self.db, self.settings, self._key)
-
     async def _lookup(
-        self, session: AsyncSession, app: str, environment: str, version: str | None
+        self, app: str, environment: str, version: str | None
     ) -> tuple[App, Environment, Release | None]:
         try:
-            app_row = await self.app(session, app)
-            env = await self.environment(session, environment)
+            app_row = await self.app(app)
+            env = await self.environment(environment)
         except NotFound as exc:
             raise InvalidRequest(exc.message) from None
         release = None
         if version is not None:
-            release = await release_repo.find_release(session, app_row.id, version)
+            release = await release_repo.find_release(self.session, app_row.id, version)
             if release is None:
-                known = [r.version for r in await release_repo.releases(session, app_row.id)]
+                known = [r.version for r in await release_repo.releases(self.session, app_row.id)]
                 raise InvalidRequest(
                     f"release {app}@{version} does not exist; known versions: "
                     f"{', '.join(known[-10:]) or 'none yet'} (create it with 'stageline "
@@ -118,85 +94,87 @@ class DeploymentService(Service):
 
     async def check_request(self, app: str, environment: str, version: str | None) -> None:
         """Fail fast, before any workflow starts, on an unknown app, environment or release."""
-        async with self.db.read() as session:
-            await self._lookup(session, app, environment, version)
+        await self._lookup(app, environment, version)
 
     async def current_deployment_id(self, app: str, environment: str) -> int | None:
         """The deployment the environment's release pointer is on (None: no release yet);
         a rollback's id is derived from it, so a retried rollback is the same request."""
-        async with self.db.read() as session:
-            app_row, env, _ = await self._lookup(session, app, environment, None)
-            pointer = await pointer_repo.current_release(session, app_row.id, env.id)
-            return pointer.deployment_id if pointer else None
+        app_row, env, _ = await self._lookup(app, environment, None)
+        pointer = await pointer_repo.current_release(self.session, app_row.id, env.id)
+        return pointer.deployment_id if pointer else None
 
     async def plan_train(self, app: str, version: str, through: str) -> list[str]:
         """The app's environments from its first up to `through`, in chain order."""
-        async with self.db.read() as session:
-            app_row, env, _ = await self._lookup(session, app, through, version)
-            chain = await require_app_in(session, app_row, env, error=InvalidRequest)
+        app_row, env, _ = await self._lookup(app, through, version)
+        chain = await self.work.environments.require_app_in(app_row, env, error=InvalidRequest)
         return chain[: chain.index(env.name) + 1]
 
-    async def _app_chain(self, session: AsyncSession, app: App) -> list[Environment]:
-        names = await env_repo.environments_of_app(session, app.id)
-        chain = await env_repo.chain(session, app.workspace_id)
+    async def _app_chain(self, app: App) -> list[Environment]:
+        names = await env_repo.environments_of_app(self.session, app.id)
+        chain = await env_repo.chain(self.session, app.workspace_id)
         return [e for e in chain if e.name in names]
 
     # -- promotion -------------------------------------------------------------------------
+
+    async def _gate_context(self, request: PromotionInput, run: WorkflowRef) -> gates.GateContext:
+        app, env, release = await self._lookup(request.app, request.target, request.version)
+        assert release is not None
+        pipeline = pipeline_of(release)
+
+        async def preflight() -> None:
+            await self.work.resolution.resolve(env.name, app.name, pipeline.references())
+
+        in_progress = await promotion_repo.promotions_in_progress(self.session, app.id, env.id)
+        return gates.GateContext(
+            session=self.session,
+            app=app,
+            target=env,
+            release=release,
+            pipeline=pipeline,
+            app_chain=await self._app_chain(app),
+            preflight=preflight,
+            # A retry finds its own record under way: it never supersedes itself.
+            in_progress=[p for p in in_progress if p.workflow_id != run.workflow_id],
+            workflow_id=run.workflow_id,
+            force=request.force,
+        )
 
     async def prepare_promotion(
         self, request: PromotionInput, run: WorkflowRef
     ) -> PreparedPromotion:
         """Record the promotion and check its gates, in one unit of work."""
-        async with self.db.write() as session:
-            app, env, release = await self._lookup(
-                session, request.app, request.target, request.version
-            )
-            assert release is not None
-            pipeline = pipeline_of(release)
-
-            async def preflight() -> None:
-                await self.configuration.resolve_in(
-                    session, env.name, app.name, pipeline.references()
-                )
-
-            context = gates.GateContext(
-                session=session,
-                app=app,
-                target=env,
-                release=release,
-                pipeline=pipeline,
-                app_chain=await self._app_chain(session, app),
-                preflight=preflight,
-                workflow_id=run.workflow_id,
-                force=request.force,
-            )
-            results = await gates.evaluate(context)
-            passed = all(g.passed for g in results)
-            reason = None if passed else "; ".join(g.reason for g in results if not g.passed)
-            noop_reason = await self._already_there(session, app, env, release, request.force)
-            noop = passed and noop_reason is not None
-            record = await self._record_promotion(session, request, run, app, env, release, results)
-            supersedes = (
-                [
-                    WorkflowRef(workflow_id=p.workflow_id, run_id=p.run_id)
-                    for p in await promotion_repo.promotions_in_progress(session, app.id, env.id)
-                    if p.id < record.id
-                ]
-                if passed and not noop
-                else []
-            )
-            return PreparedPromotion(
-                supersedes=supersedes,
-                promotion_record_id=record.id,
-                gates=results,
-                passed=passed,
-                noop=noop,
-                reason=noop_reason if noop else reason,
-                protection=protection_of(env),
-                eligible_reviewers=await self.environments.eligible_reviewers(session, env),
-                wait_seconds=await self._soak_left(context),
-                steps=step_specs(pipeline, ("steps", "verify")),
-            )
+        context = await self._gate_context(request, run)
+        app, env, release = context.app, context.target, context.release
+        results = await gates.evaluate(context)
+        passed = all(g.passed for g in results)
+        reason = None if passed else "; ".join(g.reason for g in results if not g.passed)
+        noop_reason = await self._already_there(self.session, app, env, release, request.force)
+        noop = passed and noop_reason is not None
+        record = await self._record_promotion(
+            self.session, request, run, app, env, release, results
+        )
+        # Only older ones: a retried attempt may find newer promotions that started meanwhile.
+        supersedes = (
+            [
+                WorkflowRef(workflow_id=p.workflow_id, run_id=p.run_id)
+                for p in context.in_progress
+                if p.id < record.id
+            ]
+            if passed and not noop
+            else []
+        )
+        return PreparedPromotion(
+            supersedes=supersedes,
+            promotion_record_id=record.id,
+            gates=results,
+            passed=passed,
+            noop=noop,
+            reason=noop_reason if noop else reason,
+            protection=protection_of(env),
+            eligible_reviewers=await self.work.environments.eligible_reviewers(env),
+            wait_seconds=await self._soak_left(context),
+            steps=step_specs(context.pipeline, ("steps", "verify")),
+        )
 
     @staticmethod
     async def _soak_left(context: gates.GateContext) -> float:
@@ -272,178 +250,157 @@ class DeploymentService(Service):
         )
         return record
 
-    async def _promotion(
-        self, session: AsyncSession, record_id: int
-    ) -> tuple[Promotion, App, Environment, Release]:
+    async def _promotion(self, record_id: int) -> tuple[Promotion, App, Environment, Release]:
         """A promotion record with the app, environment and release it names."""
-        record = await promotion_repo.get_promotion(session, record_id)
+        record = await promotion_repo.get_promotion(self.session, record_id)
         assert record is not None, f"promotion {record_id} vanished; records are never deleted"
-        app = await session.get(App, record.app_id)
-        env = await session.get(Environment, record.environment_id)
+        app = await self.session.get(App, record.app_id)
+        env = await self.session.get(Environment, record.environment_id)
         assert app is not None and env is not None
-        return record, app, env, await release_repo.release_by_id(session, record.release_id)
+        return record, app, env, await release_repo.release_by_id(self.session, record.release_id)
 
     async def check_interruption(self, check: InterruptionToVerify) -> InterruptionCheck:
         """Whether a supersede or preempt signal comes from what it claims: a later promotion
         of the same app into the same environment that passed its gates, or a rollback of that
         app and environment waiting in the queue. A forged signal is refused and audited."""
-        async with self.db.write() as session:
-            mine = await promotion_repo.find_promotion_of_run(
-                session, check.target.workflow_id, check.target.run_id
-            )
-            if mine is None:
-                return InterruptionCheck(verified=False, reason="this run has no promotion record")
-            reason = None
-            if check.kind == "supersede":
-                newer = await promotion_repo.later_promotion(session, mine, check.by)
-                if newer is None or not all(g.get("passed") for g in newer.gates or []):
-                    reason = (
-                        f"{check.by} is not a later promotion of the same app into the same "
-                        "environment that passed its gates"
-                    )
-            else:
-                rollback = await queue_repo.waiting_rollback(session, mine, check.by)
-                if rollback is None:
-                    reason = (
-                        f"{check.by} is not a rollback of the same app and environment waiting "
-                        "for its turn"
-                    )
-            if reason is None:
-                return InterruptionCheck(verified=True, reason=f"{check.kind} by {check.by}")
-            _, app, env, release = await self._promotion(session, mine.id)
-            _audit_promotion(
-                session,
-                app,
-                env,
-                release,
-                check.by,
-                f"promotion.{check.kind}_refused",
-                {"workflow_id": mine.workflow_id, "reason": reason},
-            )
-            return InterruptionCheck(verified=False, reason=reason)
+        mine = await promotion_repo.find_promotion_of_run(
+            self.session, check.target.workflow_id, check.target.run_id
+        )
+        if mine is None:
+            return InterruptionCheck(verified=False, reason="this run has no promotion record")
+        reason = None
+        if check.kind == "supersede":
+            newer = await promotion_repo.later_promotion(self.session, mine, check.by)
+            if newer is None or not all(g.get("passed") for g in newer.gates or []):
+                reason = (
+                    f"{check.by} is not a later promotion of the same app into the same "
+                    "environment that passed its gates"
+                )
+        else:
+            rollback = await queue_repo.waiting_rollback(self.session, mine, check.by)
+            if rollback is None:
+                reason = (
+                    f"{check.by} is not a rollback of the same app and environment waiting "
+                    "for its turn"
+                )
+        if reason is None:
+            return InterruptionCheck(verified=True, reason=f"{check.kind} by {check.by}")
+        _, app, env, release = await self._promotion(mine.id)
+        _audit_promotion(
+            self.session,
+            app,
+            env,
+            release,
+            check.by,
+            f"promotion.{check.kind}_refused",
+            {"workflow_id": mine.workflow_id, "reason": reason},
+        )
+        return InterruptionCheck(verified=False, reason=reason)
 
     async def refuse_activity(self, activity_type: str, caller: str, problem: str) -> None:
         """Audit an activity call that did not come from a run of stageline's workflows."""
-        async with self.db.write() as session:
-            audit.record(
-                session,
-                await self.workspace_id(session),
-                caller,
-                "activity.refused",
-                activity_type,
-                detail={"reason": problem},
-            )
+        await self.audit(caller, "activity.refused", activity_type, detail={"reason": problem})
 
     async def record_promotion_outcome(
-        self,
-        record_id: int,
-        status: str,
-        reason: str | None,
-        gate_results: list[GateResult],
-        *,
-        caller: WorkflowRef | None = None,
+        self, outcome: PromotionOutcome, *, caller: WorkflowRef | None = None
     ) -> None:
-        async with self.db.write() as session:
-            record, app, env, release = await self._promotion(session, record_id)
-            _owned_by(record.workflow_id, record.run_id, caller, f"promotion record {record_id}")
-            if record.finished_at is not None:
-                return
-            record.status = status
-            record.reason = reason
-            if gate_results:
-                record.gates = [g.model_dump() for g in gate_results]
-            record.finished_at = utcnow()
-            _audit_promotion(
-                session,
-                app,
-                env,
-                release,
-                record.requested_by,
-                "promotion.timed_out"
-                if status == PromotionState.REJECTED and (reason or "").startswith("timed out")
-                else f"promotion.{status}",
-                {"workflow_id": record.workflow_id, "reason": reason},
-            )
+        record_id = outcome.promotion_record_id
+        record, app, env, release = await self._promotion(record_id)
+        _owned_by(record.workflow_id, record.run_id, caller, f"promotion record {record_id}")
+        if record.finished_at is not None:
+            return
+        record.status = outcome.status
+        record.reason = outcome.reason
+        if outcome.gates:
+            record.gates = [g.model_dump() for g in outcome.gates]
+        record.finished_at = utcnow()
+        _audit_promotion(
+            self.session,
+            app,
+            env,
+            release,
+            record.requested_by,
+            "promotion.timed_out" if outcome.timed_out else f"promotion.{outcome.status}",
+            {"workflow_id": record.workflow_id, "reason": outcome.reason},
+        )
 
     async def record_decision(
         self, decision: DecisionRecord, *, caller: WorkflowRef | None = None
     ) -> None:
         """Audit a reviewer's decision, counted or refused, with who, when and the comment;
         only the promotion run it belongs to records it."""
-        async with self.db.write() as session:
-            record, app, env, release = await self._promotion(session, decision.promotion_record_id)
-            what = f"promotion record {decision.promotion_record_id}"
-            _owned_by(record.workflow_id, record.run_id, caller, what)
-            if caller is not None and decision.workflow_id != caller.workflow_id:
-                raise Refused(f"the decision names {decision.workflow_id}, not its caller")
-            if decision.accepted and decision.kind == "approve":
-                record.approved_by = sorted({*record.approved_by, decision.reviewer})
-            action = f"promotion.{decision.kind}" if decision.accepted else "promotion.refused"
-            _audit_promotion(
-                session,
-                app,
-                env,
-                release,
-                decision.reviewer,
-                action,
-                {
-                    "workflow_id": decision.workflow_id,
-                    "decision": decision.kind,
-                    "reason": decision.reason,
-                    "comment": decision.comment,
-                },
-            )
+        record, app, env, release = await self._promotion(decision.promotion_record_id)
+        what = f"promotion record {decision.promotion_record_id}"
+        _owned_by(record.workflow_id, record.run_id, caller, what)
+        if caller is not None and decision.workflow_id != caller.workflow_id:
+            raise Refused(f"the decision names {decision.workflow_id}, not its caller")
+        if decision.accepted and decision.kind == "approve":
+            record.approved_by = sorted({*record.approved_by, decision.reviewer})
+        action = f"promotion.{decision.kind}" if decision.accepted else "promotion.refused"
+        _audit_promotion(
+            self.session,
+            app,
+            env,
+            release,
+            decision.reviewer,
+            action,
+            {
+                "workflow_id": decision.workflow_id,
+                "decision": decision.kind,
+                "reason": decision.reason,
+                "comment": decision.comment,
+            },
+        )
 
     async def begin_deployment(self, record_id: int, run: WorkflowRef) -> DeploymentStarted:
         """Pin the configuration versions this deployment will inject, and record it."""
-        async with self.db.write() as session:
-            existing = await deployment_repo.find_deployment_of_run(
-                session, run.workflow_id, run.run_id, DeploymentKind.PROMOTION
+        existing = await deployment_repo.find_deployment_of_run(
+            self.session, run.workflow_id, run.run_id, DeploymentKind.PROMOTION
+        )
+        if existing is not None:
+            return DeploymentStarted(
+                deployment_id=existing.id, config=ConfigVersions.model_validate(existing.config)
             )
-            if existing is not None:
-                return DeploymentStarted(
-                    deployment_id=existing.id, config=ConfigVersions.model_validate(existing.config)
-                )
-            record, app, env, release = await self._promotion(session, record_id)
-            # Only the run that recorded the promotion, once its gates passed, deploys it.
-            _owned_by(record.workflow_id, record.run_id, run, f"promotion record {record_id}")
-            if record.finished_at is not None:
-                raise AlreadyEnded(
-                    f"promotion record {record_id} already ended {record.status}",
-                    str(record.status),
-                    record.reason,
-                )
-            if not all(gate.get("passed") for gate in record.gates or []):
-                raise Refused(f"promotion record {record_id} did not pass its gates")
-            approved = len(record.approved_by or [])
-            if record.required_approvals is not None and approved < record.required_approvals:
-                # Retried, not refused: the run's own record_decision may still be landing
-                # (it runs beside the run's next steps). Only a run that was approved gets past.
-                raise Unavailable(
-                    f"promotion record {record_id} has {approved} of "
-                    f"{record.required_approvals} approvals on record; it cannot deploy yet"
-                )
-            resolved = await self.configuration.resolve_in(
-                session, env.name, app.name, pipeline_of(release).references()
+        record, app, env, release = await self._promotion(record_id)
+        # Only the run that recorded the promotion, once its gates passed, deploys it.
+        _owned_by(record.workflow_id, record.run_id, run, f"promotion record {record_id}")
+        if record.finished_at is not None:
+            raise AlreadyEnded(
+                f"promotion record {record_id} already ended {record.status}",
+                str(record.status),
+                record.reason,
             )
-            pointer = await pointer_repo.current_release(session, app.id, env.id)
-            deployment = Deployment(
-                app_id=app.id,
-                environment_id=env.id,
-                release_id=release.id,
-                previous_release_id=pointer.release_id if pointer else None,
-                kind=DeploymentKind.PROMOTION,
-                promotion_id=record.id,
-                workflow_id=run.workflow_id,
-                run_id=run.run_id,
-                requested_by=record.requested_by,
-                source=record.source,
-                status=DeploymentStatus.RUNNING,
-                config=resolved.versions().model_dump(mode="json"),
+        if not all(gate.get("passed") for gate in record.gates or []):
+            raise Refused(f"promotion record {record_id} did not pass its gates")
+        approved = len(record.approved_by or [])
+        if record.required_approvals is not None and approved < record.required_approvals:
+            # Retried, not refused: the run's own record_decision may still be landing
+            # (it runs beside the run's next steps). Only a run that was approved gets past.
+            raise Unavailable(
+                f"promotion record {record_id} has {approved} of "
+                f"{record.required_approvals} approvals on record; it cannot deploy yet"
             )
-            session.add(deployment)
-            await session.flush()
-            return DeploymentStarted(deployment_id=deployment.id, config=resolved.versions())
+        resolved = await self.work.resolution.resolve(
+            env.name, app.name, pipeline_of(release).references()
+        )
+        pointer = await pointer_repo.current_release(self.session, app.id, env.id)
+        deployment = Deployment(
+            app_id=app.id,
+            environment_id=env.id,
+            release_id=release.id,
+            previous_release_id=pointer.release_id if pointer else None,
+            kind=DeploymentKind.PROMOTION,
+            promotion_id=record.id,
+            workflow_id=run.workflow_id,
+            run_id=run.run_id,
+            requested_by=record.requested_by,
+            source=record.source,
+            status=DeploymentStatus.RUNNING,
+            config=resolved.versions().model_dump(mode="json"),
+        )
+        self.session.add(deployment)
+        await self.session.flush()
+        return DeploymentStarted(deployment_id=deployment.id, config=resolved.versions())
 
     async def finish_deployment(
         self,
@@ -456,44 +413,43 @@ class DeploymentService(Service):
     ) -> str:
         """Close a deployment, once; on success the environment's pointer moves to its
         release. Returns the status on record."""
-        async with self.db.write() as session:
-            deployment = await deployment_repo.get_deployment(session, deployment_id)
-            if deployment is None:
-                raise Refused(f"deployment {deployment_id} does not exist")
-            what = f"deployment {deployment_id}"
-            _owned_by(deployment.workflow_id, deployment.run_id, caller, what)
-            if deployment.finished_at is not None:
-                return str(deployment.status)
-            now = utcnow()
-            deployment.finished_at = now
-            deployment.reason = reason
-            if succeeded:
-                deployment.status = DeploymentStatus.DEPLOYED
-                deployment.verified_at = now
-                await pointer_repo.set_current_release(
-                    session,
-                    deployment.app_id,
-                    deployment.environment_id,
-                    deployment.release_id,
-                    deployment.id,
-                )
-            else:
-                deployment.status = (
-                    DeploymentStatus.INTERRUPTED if interrupted else DeploymentStatus.FAILED
-                )
-            if deployment.kind != DeploymentKind.PROMOTION:
-                # A promotion's outcome is audited with its record; a rollback's or a
-                # compensation's here.
-                await self._audit_rollback_outcome(session, deployment)
+        deployment = await deployment_repo.get_deployment(self.session, deployment_id)
+        if deployment is None:
+            raise Refused(f"deployment {deployment_id} does not exist")
+        what = f"deployment {deployment_id}"
+        _owned_by(deployment.workflow_id, deployment.run_id, caller, what)
+        if deployment.finished_at is not None:
             return str(deployment.status)
+        now = utcnow()
+        deployment.finished_at = now
+        deployment.reason = reason
+        if succeeded:
+            deployment.status = DeploymentStatus.DEPLOYED
+            deployment.verified_at = now
+            await pointer_repo.set_current_release(
+                self.session,
+                deployment.app_id,
+                deployment.environment_id,
+                deployment.release_id,
+                deployment.id,
+            )
+        else:
+            deployment.status = (
+                DeploymentStatus.INTERRUPTED if interrupted else DeploymentStatus.FAILED
+            )
+        if deployment.kind != DeploymentKind.PROMOTION:
+            # A promotion's outcome is audited with its record; a rollback's or a
+            # compensation's here.
+            await self._audit_rollback_outcome(deployment)
+        return str(deployment.status)
 
-    async def _audit_rollback_outcome(self, session: AsyncSession, deployment: Deployment) -> None:
-        app = await session.get(App, deployment.app_id)
-        env = await session.get(Environment, deployment.environment_id)
+    async def _audit_rollback_outcome(self, deployment: Deployment) -> None:
+        app = await self.session.get(App, deployment.app_id)
+        env = await self.session.get(Environment, deployment.environment_id)
         assert app is not None and env is not None
-        release = await release_repo.release_by_id(session, deployment.release_id)
+        release = await release_repo.release_by_id(self.session, deployment.release_id)
         previous = (
-            await release_repo.release_by_id(session, deployment.previous_release_id)
+            await release_repo.release_by_id(self.session, deployment.previous_release_id)
             if deployment.previous_release_id
             else None
         )
@@ -503,7 +459,7 @@ class DeploymentService(Service):
             else str(deployment.status)
         )
         audit.record(
-            session,
+            self.session,
             app.workspace_id,
             deployment.requested_by,
             f"{deployment.kind}.{outcome}",
@@ -519,40 +475,38 @@ class DeploymentService(Service):
     async def step_context(
         self, deployment_id: int, spec: StepSpec, *, caller: WorkflowRef | None = None
     ) -> StepContext:
-        async with self.db.read() as session:
-            deployment = await deployment_repo.get_deployment(session, deployment_id)
-            if deployment is None:
-                raise Refused(f"deployment {deployment_id} does not exist")
-            # A step decrypts its environment's secrets: only for the run deploying it.
-            what = f"deployment {deployment_id}"
-            _owned_by(deployment.workflow_id, deployment.run_id, caller, what)
-            if deployment.finished_at is not None:
-                raise Refused(f"deployment {deployment_id} is finished; its steps cannot run")
-            app = await session.get(App, deployment.app_id)
-            env = await session.get(Environment, deployment.environment_id)
-            release = await release_repo.release_by_id(session, deployment.release_id)
-            assert app is not None and env is not None
-            step = getattr(pipeline_of(release), spec.section)[spec.index]
-            refs = Pipeline(steps=[step]).references()
-            config = await self.configuration.resolve_in(
-                session,
-                env.name,
-                app.name,
-                refs,
-                decrypt=True,
-                pinned=ConfigVersions.model_validate(deployment.config),
-            )
-            namespaces = await data_repo.namespaces(session, env, app, DATA_KINDS)
-            return StepContext(
-                app=app.name,
-                environment=env.name,
-                version=release.version,
-                artifact=release.artifact,
-                step=step,
-                config=config,
-                workflow_id=deployment.workflow_id,
-                data_namespaces=namespaces,
-            )
+        deployment = await deployment_repo.get_deployment(self.session, deployment_id)
+        if deployment is None:
+            raise Refused(f"deployment {deployment_id} does not exist")
+        # A step decrypts its environment's secrets: only for the run deploying it.
+        what = f"deployment {deployment_id}"
+        _owned_by(deployment.workflow_id, deployment.run_id, caller, what)
+        if deployment.finished_at is not None:
+            raise Refused(f"deployment {deployment_id} is finished; its steps cannot run")
+        app = await self.session.get(App, deployment.app_id)
+        env = await self.session.get(Environment, deployment.environment_id)
+        release = await release_repo.release_by_id(self.session, deployment.release_id)
+        assert app is not None and env is not None
+        step = getattr(pipeline_of(release), spec.section)[spec.index]
+        refs = Pipeline(steps=[step]).references()
+        config = await self.work.resolution.resolve(
+            env.name,
+            app.name,
+            refs,
+            decrypt=True,
+            pinned=ConfigVersions.model_validate(deployment.config),
+        )
+        namespaces = await data_repo.namespaces(self.session, env, app, DATA_KINDS)
+        return StepContext(
+            app=app.name,
+            environment=env.name,
+            version=release.version,
+            artifact=release.artifact,
+            step=step,
+            config=config,
+            workflow_id=deployment.workflow_id,
+            data_namespaces=namespaces,
+        )
 
     async def record_step(
         self,
@@ -565,21 +519,20 @@ class DeploymentService(Service):
         started_at: datetime,
         finished_at: datetime,
     ) -> None:
-        async with self.db.write() as session:
-            step_run_repo.add_step_run(
-                session,
-                deployment_id,
-                section=spec.section,
-                position=spec.index,
-                name=spec.name,
-                kind=spec.kind,
-                attempt=attempt,
-                status=status,
-                exit_code=exit_code,
-                output=output,
-                started_at=started_at,
-                finished_at=finished_at,
-            )
+        step_run_repo.add_step_run(
+            self.session,
+            deployment_id,
+            section=spec.section,
+            position=spec.index,
+            name=spec.name,
+            kind=spec.kind,
+            attempt=attempt,
+            status=status,
+            exit_code=exit_code,
+            output=output,
+            started_at=started_at,
+            finished_at=finished_at,
+        )
 
     # -- rollback --------------------------------------------------------------------------
 
@@ -587,22 +540,21 @@ class DeploymentService(Service):
         """Whether a rollback has somewhere to go, before it queues: a rollback that will be
         refused must not take its place ahead of (and interrupt) a deploying promotion. A
         refusal is audited here; nothing else is written."""
-        async with self.db.write() as session:
-            app, env, _ = await self._lookup(session, request.app, request.environment, None)
-            try:
-                current, target = await self._choose_rollback(session, app, env, request)
-            except Refused as exc:
-                self._audit_rollback_refused(session, app, env, request, exc.message)
-                return RollbackPlan(possible=False, refused=True, reason=exc.message)
-            if target is None:
-                return RollbackPlan(possible=False, reason="nothing to compensate")
-            to_release = await release_repo.release_by_id(session, target.release_id)
-            from_release = await release_repo.release_by_id(session, current) if current else None
-            return RollbackPlan(
-                possible=True,
-                from_version=from_release.version if from_release else None,
-                to_version=to_release.version,
-            )
+        app, env, _ = await self._lookup(request.app, request.environment, None)
+        try:
+            current, target = await self._choose_rollback(app, env, request)
+        except Refused as exc:
+            self._audit_rollback_refused(app, env, request, exc.message)
+            return RollbackPlan(possible=False, refused=True, reason=exc.message)
+        if target is None:
+            return RollbackPlan(possible=False, reason="nothing to compensate")
+        to_release = await release_repo.release_by_id(self.session, target.release_id)
+        from_release = await release_repo.release_by_id(self.session, current) if current else None
+        return RollbackPlan(
+            possible=True,
+            from_version=from_release.version if from_release else None,
+            to_version=to_release.version,
+        )
 
     async def plan_rollback(self, request: RollbackInput, run: WorkflowRef) -> RollbackPlan:
         """Choose the release to go back to, record the rollback, and move the pointer."""
@@ -611,88 +563,85 @@ class DeploymentService(Service):
             if request.compensating_deployment_id
             else DeploymentKind.ROLLBACK
         )
-        async with self.db.write() as session:
-            existing = await deployment_repo.find_deployment_of_run(
-                session, run.workflow_id, run.run_id, kind
-            )
-            if existing is not None:
-                return await self._plan_of(session, existing)
-            app, env, _ = await self._lookup(session, request.app, request.environment, None)
-            try:
-                current_release_id, target = await self._choose_rollback(session, app, env, request)
-            except Refused as exc:
-                # Refused after it queued: the environment changed while it waited.
-                self._audit_rollback_refused(session, app, env, request, exc.message)
-                return RollbackPlan(possible=False, refused=True, reason=exc.message)
-            if target is None:
-                reason = (
-                    f"no earlier release in {env.name} to go back to; it stays without a release"
-                )
-                audit.record(
-                    session,
-                    app.workspace_id,
-                    request.requested_by,
-                    "compensation.failed",
-                    f"{app.name} in {env.name}",
-                    environment=env.name,
-                    app=app.name,
-                    detail={"workflow_id": run.workflow_id, "reason": reason},
-                )
-                return RollbackPlan(possible=False, reason=reason)
-            from_release = (
-                await release_repo.release_by_id(session, current_release_id)
-                if current_release_id
-                else None
-            )
-            to_release = await release_repo.release_by_id(session, target.release_id)
-            deployment = Deployment(
-                app_id=app.id,
-                environment_id=env.id,
-                release_id=target.release_id,
-                previous_release_id=current_release_id,
-                kind=kind,
-                restores_deployment_id=target.id,
-                workflow_id=run.workflow_id,
-                run_id=run.run_id,
-                requested_by=request.requested_by,
-                source=request.source,
-                status=DeploymentStatus.RUNNING,
-                config=target.config,
-                reason=request.reason,
-            )
-            session.add(deployment)
-            await session.flush()
-            # Instant: the pointer moves now; activation steps follow.
-            await pointer_repo.set_current_release(
-                session, app.id, env.id, target.release_id, deployment.id
-            )
+        existing = await deployment_repo.find_deployment_of_run(
+            self.session, run.workflow_id, run.run_id, kind
+        )
+        if existing is not None:
+            return await self._plan_of(existing)
+        app, env, _ = await self._lookup(request.app, request.environment, None)
+        try:
+            current_release_id, target = await self._choose_rollback(app, env, request)
+        except Refused as exc:
+            # Refused after it queued: the environment changed while it waited.
+            self._audit_rollback_refused(app, env, request, exc.message)
+            return RollbackPlan(possible=False, refused=True, reason=exc.message)
+        if target is None:
+            reason = f"no earlier release in {env.name} to go back to; it stays without a release"
             audit.record(
-                session,
+                self.session,
                 app.workspace_id,
                 request.requested_by,
-                f"{kind}.start",
-                f"{app.name} in {env.name}: "
-                f"{from_release.version if from_release else '-'} -> {to_release.version}",
+                "compensation.failed",
+                f"{app.name} in {env.name}",
                 environment=env.name,
                 app=app.name,
-                detail={
-                    "workflow_id": run.workflow_id,
-                    "reason": request.reason,
-                    "restores_deployment": target.id,
-                },
+                detail={"workflow_id": run.workflow_id, "reason": reason},
             )
-            return await self._plan_of(session, deployment)
+            return RollbackPlan(possible=False, reason=reason)
+        from_release = (
+            await release_repo.release_by_id(self.session, current_release_id)
+            if current_release_id
+            else None
+        )
+        to_release = await release_repo.release_by_id(self.session, target.release_id)
+        deployment = Deployment(
+            app_id=app.id,
+            environment_id=env.id,
+            release_id=target.release_id,
+            previous_release_id=current_release_id,
+            kind=kind,
+            restores_deployment_id=target.id,
+            workflow_id=run.workflow_id,
+            run_id=run.run_id,
+            requested_by=request.requested_by,
+            source=request.source,
+            status=DeploymentStatus.RUNNING,
+            config=target.config,
+            reason=request.reason,
+        )
+        self.session.add(deployment)
+        await self.session.flush()
+        # Instant: the pointer moves now; activation steps follow.
+        await pointer_repo.set_current_release(
+            self.session, app.id, env.id, target.release_id, deployment.id
+        )
+        audit.record(
+            self.session,
+            app.workspace_id,
+            request.requested_by,
+            f"{kind}.start",
+            f"{app.name} in {env.name}: "
+            f"{from_release.version if from_release else '-'} -> {to_release.version}",
+            environment=env.name,
+            app=app.name,
+            detail={
+                "workflow_id": run.workflow_id,
+                "reason": request.reason,
+                "restores_deployment": target.id,
+            },
+        )
+        return await self._plan_of(deployment)
 
     async def _choose_rollback(
-        self, session: AsyncSession, app: App, env: Environment, request: RollbackInput
+        self, app: App, env: Environment, request: RollbackInput
     ) -> tuple[int | None, Deployment | None]:
         """The release rolled back from and the deployment whose state is restored (None: a
         compensation with nothing before it). Raises Refused when a rollback cannot go on."""
-        history = list(await deployment_repo.deployments_in(session, app.id, env.id))
-        pointer = await pointer_repo.current_release(session, app.id, env.id)
+        history = list(await deployment_repo.deployments_in(self.session, app.id, env.id))
+        pointer = await pointer_repo.current_release(self.session, app.id, env.id)
         if request.compensating_deployment_id is not None:
             failed = await deployment_repo.get_deployment(
-                session, request.compensating_deployment_id
+                self.session, request.compensating_deployment_id
             )
             if failed is None or (failed.app_id, failed.environment_id) != (app.id, env.id):
                 raise InvalidRequest(
@@ -709,13 +658,12 @@ class DeploymentService(Service):
         if pointer is None:
             raise Refused(f"{app.name} has no release in {env.name} to roll back from")
         target = await self._rollback_target(
-            session, app, env, history, pointer.deployment_id, request.to_version
+            app, env, history, pointer.deployment_id, request.to_version
         )
         return pointer.release_id, target
 
     def _audit_rollback_refused(
         self,
-        session: AsyncSession,
         app: App,
         env: Environment,
         request: RollbackInput,
@@ -723,7 +671,7 @@ class DeploymentService(Service):
     ) -> None:
         """Added to the caller's unit of work, which commits it: nothing else changed."""
         audit.record(
-            session,
+            self.session,
             app.workspace_id,
             request.requested_by,
             "rollback.refused",
@@ -734,10 +682,10 @@ class DeploymentService(Service):
             detail={"reason": reason, "to_version": request.to_version},
         )
 
-    async def _plan_of(self, session: AsyncSession, deployment: Deployment) -> RollbackPlan:
-        release = await release_repo.release_by_id(session, deployment.release_id)
+    async def _plan_of(self, deployment: Deployment) -> RollbackPlan:
+        release = await release_repo.release_by_id(self.session, deployment.release_id)
         previous = (
-            await release_repo.release_by_id(session, deployment.previous_release_id)
+            await release_repo.release_by_id(self.session, deployment.previous_release_id)
             if deployment.previous_release_id
             else None
         )
@@ -751,7 +699,6 @@ class DeploymentService(Service):
 
     async def _rollback_target(
         self,
-        session: AsyncSession,
         app: App,
         env: Environment,
         history: list[Deployment],
@@ -766,7 +713,7 @@ class DeploymentService(Service):
             if d.kind == DeploymentKind.PROMOTION and d.status == DeploymentStatus.DEPLOYED
         ]
         if to_version is not None:
-            release = await release_repo.find_release(session, app.id, to_version)
+            release = await release_repo.find_release(self.session, app.id, to_version)
             if release is None:
                 raise InvalidRequest(f"release {app.name}@{to_version} does not exist")
             if release.id == current.release_id:

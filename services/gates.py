@@ -6,7 +6,7 @@ refusal names everything that is wrong at once, not one thing per attempt.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -18,9 +18,8 @@ from models.status import DeploymentKind, DeploymentStatus
 from services.environments import not_pointing
 from store import deployments as deployment_repo
 from store import pointers as pointer_repo
-from store import promotions as promotion_repo
 from store import releases as release_repo
-from store.tables import App, Deployment, Environment, Release
+from store.tables import App, Deployment, Environment, Promotion, Release
 
 
 @dataclass(frozen=True)
@@ -33,6 +32,9 @@ class GateContext:
     # The environments this app points to, in chain order.
     app_chain: list[Environment]
     preflight: Callable[[], Awaitable[None]]
+    # The app's promotions into the target that are under way (loaded once: the release-order
+    # gate reads them, and a promotion that passes supersedes the older ones).
+    in_progress: Sequence[Promotion]
     # The run asking (its own promotion record never counts against it) and whether the
     # requester chose --force.
     workflow_id: str = ""
@@ -135,9 +137,7 @@ async def release_order(ctx: GateContext) -> GateResult:
         current = await release_repo.release_by_id(ctx.session, pointer.release_id)
         if _newer(ctx.release, current):
             newer.append(f"{ctx.app.name}@{current.version} is deployed there")
-    for promotion in await promotion_repo.promotions_in_progress(
-        ctx.session, ctx.app.id, ctx.target.id
-    ):
+    for promotion in ctx.in_progress:
         if promotion.workflow_id == ctx.workflow_id:
             continue
         other = await release_repo.release_by_id(ctx.session, promotion.release_id)

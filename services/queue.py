@@ -32,50 +32,50 @@ class QueueService(Service):
     async def enter(
         self, app: str, environment: str, run: WorkflowRef, kind: str, is_running: IsRunning
     ) -> LockState:
-        async with self.db.write() as session:
-            app_row = await self.app(session, app)
-            env = await self.environment(session, environment)
-            tickets = list(await queue_repo.open_tickets(session, app_row.id, env.id))
-            mine = await queue_repo.ticket_of_run(session, run.workflow_id, run.run_id)
-            if mine is not None and mine.state == TicketState.DONE:
-                # Asked again after leaving: the workflow task that left was retried and is
-                # running again (local activities re-run then). Take the same place again.
-                mine.state = TicketState.WAITING
-                tickets.append(mine)
-                tickets.sort(key=lambda t: t.id)
-            if mine is None:
-                mine = queue_repo.add_ticket(
-                    session, app_row.id, env.id, run.workflow_id, run.run_id, kind
-                )
-                await session.flush()
-                tickets.append(mine)
-            for ticket in sorted(tickets, key=_turn_order):
-                if ticket is mine:
-                    break
-                if not await is_running(ticket.workflow_id, ticket.run_id):
-                    ticket.state, ticket.updated_at = TicketState.DONE, utcnow()  # gone: skip it
-                    continue
-                preempt = (
-                    WorkflowRef(workflow_id=ticket.workflow_id, run_id=ticket.run_id)
-                    if kind == DeploymentKind.ROLLBACK
-                    and ticket.kind == DeploymentKind.PROMOTION
-                    and ticket.state == TicketState.HOLDING
-                    else None
-                )
-                return LockState(acquired=False, holder=ticket.workflow_id, preempt=preempt)
-            mine.state, mine.updated_at = TicketState.HOLDING, utcnow()
-            return LockState(acquired=True)
+        session = self.session
+        app_row = await self.app(app)
+        env = await self.environment(environment)
+        tickets = list(await queue_repo.open_tickets(session, app_row.id, env.id))
+        mine = await queue_repo.ticket_of_run(session, run.workflow_id, run.run_id)
+        if mine is not None and mine.state == TicketState.DONE:
+            # Asked again after leaving: the workflow task that left was retried and is
+            # running again (local activities re-run then). Take the same place again.
+            mine.state = TicketState.WAITING
+            tickets.append(mine)
+            tickets.sort(key=lambda t: t.id)
+        if mine is None:
+            mine = queue_repo.add_ticket(
+                session, app_row.id, env.id, run.workflow_id, run.run_id, kind
+            )
+            await session.flush()
+            tickets.append(mine)
+        for ticket in sorted(tickets, key=_turn_order):
+            if ticket is mine:
+                break
+            if not await is_running(ticket.workflow_id, ticket.run_id):
+                ticket.state, ticket.updated_at = TicketState.DONE, utcnow()  # gone: skip it
+                continue
+            preempt = (
+                WorkflowRef(workflow_id=ticket.workflow_id, run_id=ticket.run_id)
+                if kind == DeploymentKind.ROLLBACK
+                and ticket.kind == DeploymentKind.PROMOTION
+                and ticket.state == TicketState.HOLDING
+                else None
+            )
+            return LockState(acquired=False, holder=ticket.workflow_id, preempt=preempt)
+        mine.state, mine.updated_at = TicketState.HOLDING, utcnow()
+        return LockState(acquired=True)
 
     async def leave(self, run: WorkflowRef) -> WorkflowRef | None:
         """Give up the ticket; returns the next waiting run, to be woken up."""
-        async with self.db.write() as session:
-            mine = await queue_repo.ticket_of_run(session, run.workflow_id, run.run_id)
-            if mine is None:
-                return None
-            if mine.state != TicketState.DONE:
-                mine.state, mine.updated_at = TicketState.DONE, utcnow()
-            waiting = await queue_repo.open_tickets(session, mine.app_id, mine.environment_id)
-            if not waiting:
-                return None
-            following = min(waiting, key=lambda t: (t.kind != DeploymentKind.ROLLBACK, t.id))
-            return WorkflowRef(workflow_id=following.workflow_id, run_id=following.run_id)
+        session = self.session
+        mine = await queue_repo.ticket_of_run(session, run.workflow_id, run.run_id)
+        if mine is None:
+            return None
+        if mine.state != TicketState.DONE:
+            mine.state, mine.updated_at = TicketState.DONE, utcnow()
+        waiting = await queue_repo.open_tickets(session, mine.app_id, mine.environment_id)
+        if not waiting:
+            return None
+        following = min(waiting, key=lambda t: (t.kind != DeploymentKind.ROLLBACK, t.id))
+        return WorkflowRef(workflow_id=following.workflow_id, run_id=following.run_id)

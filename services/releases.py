@@ -9,7 +9,6 @@ from models.names import check_version
 from models.pipeline import Pipeline, parse_pipeline
 from models.workspace import ReleaseView
 from services.base import Service
-from store import audit
 from store import releases as release_repo
 from store.tables import App, Release
 
@@ -39,40 +38,37 @@ class ReleaseService(Service):
         artifact: str | None = None,
     ) -> ReleaseView:
         check_version(version)
-        # Validate before opening a transaction: a bad file changes nothing.
+        # Validate before touching the database: a bad file changes nothing.
         pipeline = parse_pipeline(pipeline_text, source)
         digest = hashlib.sha256(pipeline_text.encode()).hexdigest()
-        async with self.db.write() as session:
-            app_row = await self.app(session, app)
-            existing = await release_repo.find_release(session, app_row.id, version)
-            if existing is not None:
-                raise Conflict(
-                    f"release {app}@{version} already exists and releases are immutable; "
-                    "create a new version instead"
-                )
-            release = Release(
-                app_id=app_row.id,
-                version=version,
-                artifact=artifact,
-                pipeline=pipeline.model_dump(mode="json", by_alias=True, exclude_defaults=True),
-                pipeline_source=pipeline_text,
-                pipeline_digest=digest,
-                created_by=actor,
+        session = self.session
+        app_row = await self.app(app)
+        existing = await release_repo.find_release(session, app_row.id, version)
+        if existing is not None:
+            raise Conflict(
+                f"release {app}@{version} already exists and releases are immutable; "
+                "create a new version instead"
             )
-            session.add(release)
-            await session.flush()
-            audit.record(
-                session,
-                app_row.workspace_id,
-                actor,
-                "release.create",
-                f"{app}@{version}",
-                app=app,
-                detail={"artifact": artifact, "pipeline_digest": digest},
-            )
-            return _view(app_row, release)
+        release = Release(
+            app_id=app_row.id,
+            version=version,
+            artifact=artifact,
+            pipeline=pipeline.model_dump(mode="json", by_alias=True, exclude_defaults=True),
+            pipeline_source=pipeline_text,
+            pipeline_digest=digest,
+            created_by=actor,
+        )
+        session.add(release)
+        await session.flush()
+        await self.audit(
+            actor,
+            "release.create",
+            f"{app}@{version}",
+            app=app,
+            detail={"artifact": artifact, "pipeline_digest": digest},
+        )
+        return _view(app_row, release)
 
     async def list_releases(self, app: str) -> list[ReleaseView]:
-        async with self.db.read() as session:
-            app_row = await self.app(session, app)
-            return [_view(app_row, r) for r in await release_repo.releases(session, app_row.id)]
+        app_row = await self.app(app)
+        return [_view(app_row, r) for r in await release_repo.releases(self.session, app_row.id)]

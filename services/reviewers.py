@@ -8,7 +8,6 @@ from models.review import DecisionToVerify, ReviewerKeyView, SignatureCheck
 from services import signatures
 from services.base import Service
 from services.environments import check_reviewer
-from store import audit
 from store import reviewer_keys as key_repo
 from store.tables import ReviewerKey, utcnow
 
@@ -44,50 +43,47 @@ class ReviewerKeyService(Service):
         check_person(reviewer)
         raw = signatures.parse_public_key(public_key)
         digest = signatures.fingerprint(raw)
-        async with self.db.write() as session:
-            ws = await self.workspace_id(session)
-            existing = await key_repo.find_by_fingerprint(session, ws, digest)
-            if existing is not None:
-                shown = signatures.short(digest)
-                if existing.revoked_at is not None:
-                    raise Conflict(
-                        f"key {shown} was revoked on {existing.revoked_at:%Y-%m-%d}; a revoked "
-                        "key is never registered again: generate a new one"
-                    )
-                if existing.reviewer != reviewer:
-                    raise Conflict(
-                        f"key {shown} is already registered for {existing.reviewer}; each key "
-                        "belongs to one reviewer, so generate one for each"
-                    )
-                raise Conflict(f"key {shown} is already registered for {reviewer}")
-            key = ReviewerKey(
-                workspace_id=ws,
-                reviewer=reviewer,
-                public_key=signatures.public_key_text(raw),
-                fingerprint=digest,
-                created_by=actor,
-            )
-            session.add(key)
-            await session.flush()
-            audit.record(
-                session,
-                ws,
-                actor,
-                "reviewer.key.add",
-                f"key {signatures.short(digest)} of {reviewer}",
-                detail={
-                    "reviewer": reviewer,
-                    "fingerprint": digest,
-                    "public_key": key.public_key,
-                },
-            )
-            return _view(key)
+        session = self.session
+        ws = await self.workspace_id()
+        existing = await key_repo.find_by_fingerprint(session, ws, digest)
+        if existing is not None:
+            shown = signatures.short(digest)
+            if existing.revoked_at is not None:
+                raise Conflict(
+                    f"key {shown} was revoked on {existing.revoked_at:%Y-%m-%d}; a revoked "
+                    "key is never registered again: generate a new one"
+                )
+            if existing.reviewer != reviewer:
+                raise Conflict(
+                    f"key {shown} is already registered for {existing.reviewer}; each key "
+                    "belongs to one reviewer, so generate one for each"
+                )
+            raise Conflict(f"key {shown} is already registered for {reviewer}")
+        key = ReviewerKey(
+            workspace_id=ws,
+            reviewer=reviewer,
+            public_key=signatures.public_key_text(raw),
+            fingerprint=digest,
+            created_by=actor,
+        )
+        session.add(key)
+        await session.flush()
+        await self.audit(
+            actor,
+            "reviewer.key.add",
+            f"key {signatures.short(digest)} of {reviewer}",
+            detail={
+                "reviewer": reviewer,
+                "fingerprint": digest,
+                "public_key": key.public_key,
+            },
+        )
+        return _view(key)
 
     async def list_keys(self, reviewer: str | None = None) -> list[ReviewerKeyView]:
         """Registered keys, revoked ones included (they explain old audit entries)."""
-        async with self.db.read() as session:
-            ws = await self.workspace_id(session)
-            return [_view(k) for k in await key_repo.keys(session, ws, reviewer)]
+        ws = await self.workspace_id()
+        return [_view(k) for k in await key_repo.keys(self.session, ws, reviewer)]
 
     async def revoke_key(self, reviewer: str, fingerprint: str, *, actor: str) -> ReviewerKeyView:
         """Revoke the key of `reviewer` whose fingerprint starts with `fingerprint` (audited).
@@ -100,41 +96,32 @@ class ReviewerKeyService(Service):
                 f"{MIN_FINGERPRINT_PREFIX} hex digits of it, as 'stageline reviewer key list' "
                 "shows them"
             )
-        async with self.db.write() as session:
-            ws = await self.workspace_id(session)
-            owned = await key_repo.keys(session, ws, reviewer)
-            matches = [k for k in owned if k.fingerprint.startswith(prefix)]
-            if not matches:
-                known = ", ".join(signatures.short(k.fingerprint) for k in owned) or "none"
-                raise NotFound(
-                    f"{reviewer} has no key with fingerprint {prefix}; their keys: {known}"
-                )
-            if len(matches) > 1:
-                raise BadInput(f"fingerprint {prefix} matches several keys; give more digits")
-            key = matches[0]
-            if key.revoked_at is not None:
-                raise Conflict(
-                    f"key {signatures.short(key.fingerprint)} of {reviewer} was already revoked "
-                    f"on {key.revoked_at:%Y-%m-%d %H:%M} UTC by {key.revoked_by}"
-                )
-            key.revoked_at, key.revoked_by = utcnow(), actor
-            audit.record(
-                session,
-                ws,
-                actor,
-                "reviewer.key.revoke",
-                f"key {signatures.short(key.fingerprint)} of {reviewer}",
-                detail={"reviewer": reviewer, "fingerprint": key.fingerprint},
+        owned = await key_repo.keys(self.session, await self.workspace_id(), reviewer)
+        matches = [k for k in owned if k.fingerprint.startswith(prefix)]
+        if not matches:
+            known = ", ".join(signatures.short(k.fingerprint) for k in owned) or "none"
+            raise NotFound(f"{reviewer} has no key with fingerprint {prefix}; their keys: {known}")
+        if len(matches) > 1:
+            raise BadInput(f"fingerprint {prefix} matches several keys; give more digits")
+        key = matches[0]
+        if key.revoked_at is not None:
+            raise Conflict(
+                f"key {signatures.short(key.fingerprint)} of {reviewer} was already revoked "
+                f"on {key.revoked_at:%Y-%m-%d %H:%M} UTC by {key.revoked_by}"
             )
-            return _view(key)
+        key.revoked_at, key.revoked_by = utcnow(), actor
+        await self.audit(
+            actor,
+            "reviewer.key.revoke",
+            f"key {signatures.short(key.fingerprint)} of {reviewer}",
+            detail={"reviewer": reviewer, "fingerprint": key.fingerprint},
+        )
+        return _view(key)
 
     async def without_keys(self, reviewers: list[str]) -> list[str]:
         """Those of `reviewers` (people) who have no active key: their decisions would be
         refused where signatures are required."""
-        async with self.db.read() as session:
-            have = await key_repo.reviewers_with_active_keys(
-                session, await self.workspace_id(session)
-            )
+        have = await key_repo.reviewers_with_active_keys(self.session, await self.workspace_id())
         return [r for r in reviewers if r not in have]
 
     async def verify_decision(self, decision: DecisionToVerify) -> SignatureCheck:
@@ -158,8 +145,7 @@ class ReviewerKeyService(Service):
             reviewer=who,
             comment=decision.comment,
         )
-        async with self.db.read() as session:
-            keys = list(await key_repo.keys(session, await self.workspace_id(session), who))
+        keys = list(await key_repo.keys(self.session, await self.workspace_id(), who))
         public = signatures.parse_public_key
         signer = next(
             (k for k in keys if signatures.verifies(public(k.public_key), message, signature)),

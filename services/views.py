@@ -28,84 +28,81 @@ from store import releases as release_repo
 
 class ViewService(Service):
     async def status(self, environment: str | None = None, app: str | None = None) -> StatusView:
-        async with self.db.read() as session:
-            ws = await self.workspace_id(session)
-            chain = list(await env_repo.chain(session, ws))
-            if environment is not None:
-                chain = [await self.environment(session, environment)]
-            apps = list(await env_repo.apps(session, ws))
-            if app is not None:
-                apps = [await self.app(session, app)]
-            pointing = await env_repo.app_environment_names(session, ws)
-            # What releases expose is shown only for one environment: the matrix does not pay
-            # for decoding every current release's pipeline.
-            current = await pointer_repo.current_releases(
-                session, ws, [e.id for e in chain], pipelines=environment is not None
-            )
-            cells = []
-            for a in apps:
-                for env in chain:
-                    if env.name not in pointing.get(a.id, []):
-                        continue
-                    found = current.get((a.id, env.id))
-                    cells.append(
-                        StatusCell(app=a.name, environment=env.name)
-                        if found is None
-                        else StatusCell(
-                            app=a.name,
-                            environment=env.name,
-                            version=found[1],
-                            since=found[0].since,
-                            deployed_by=found[2],
-                            kind=found[3],
-                            deployment_id=found[0].deployment_id,
-                            # Read straight from the stored dict: no full pipeline parse per cell.
-                            endpoints=((found[4] or {}).get("exposes") or {}).get("endpoints", []),
-                            augmentations=((found[4] or {}).get("exposes") or {}).get(
-                                "augmentations", []
-                            ),
-                        )
+        session = self.session
+        ws = await self.workspace_id()
+        chain = list(await env_repo.chain(session, ws))
+        if environment is not None:
+            chain = [await self.environment(environment)]
+        apps = list(await env_repo.apps(session, ws))
+        if app is not None:
+            apps = [await self.app(app)]
+        pointing = await env_repo.app_environment_names(session, ws)
+        # What releases expose is shown only for one environment: the matrix does not pay
+        # for decoding every current release's pipeline.
+        current = await pointer_repo.current_releases(
+            session, ws, [e.id for e in chain], pipelines=environment is not None
+        )
+        cells = []
+        for a in apps:
+            for env in chain:
+                if env.name not in pointing.get(a.id, []):
+                    continue
+                found = current.get((a.id, env.id))
+                cells.append(
+                    StatusCell(app=a.name, environment=env.name)
+                    if found is None
+                    else StatusCell(
+                        app=a.name,
+                        environment=env.name,
+                        version=found[1],
+                        since=found[0].since,
+                        deployed_by=found[2],
+                        kind=found[3],
+                        deployment_id=found[0].deployment_id,
+                        # Read straight from the stored dict: no full pipeline parse per cell.
+                        endpoints=((found[4] or {}).get("exposes") or {}).get("endpoints", []),
+                        augmentations=((found[4] or {}).get("exposes") or {}).get(
+                            "augmentations", []
+                        ),
                     )
-            running = await promotion_repo.unfinished(
-                session, ws, [a.id for a in apps], [e.id for e in chain]
-            )
-            from services.configuration import ConfigurationService
-
-            config = ConfigurationService(self.db, self.settings, self._key)
-            details: dict[str, Any] = {
-                # Certificates that expire soon, in every environment shown (any scope).
-                "warnings": await config.certificate_warnings(
-                    session, chain, apps[0] if app is not None else None
-                ),
+                )
+        running = await promotion_repo.unfinished(
+            session, ws, [a.id for a in apps], [e.id for e in chain]
+        )
+        details: dict[str, Any] = {
+            # Certificates that expire soon, in every environment shown (any scope).
+            "warnings": await self.work.secrets.certificate_warnings(
+                chain, apps[0] if app is not None else None
+            ),
+        }
+        if environment is not None:
+            details |= {
+                "variables": await self.work.variables.list_variables(environment),
+                "secrets": await self.work.secrets.list_secrets(environment),
             }
-            if environment is not None:
-                details |= {
-                    "variables": await config.variables_in(session, environment, None),
-                    "secrets": await config.secrets_in(session, environment, None),
-                }
-            return StatusView(
-                environments=[e.name for e in chain],
-                cells=cells,
-                in_progress=[
-                    InProgress(
-                        promotion_id=p.workflow_id,
-                        app=a,
-                        version=v,
-                        environment=e,
-                        requested_by=p.requested_by,
-                        since=p.created_at,
-                    )
-                    for p, a, v, e in running
-                ],
-                **details,
-            )
+        return StatusView(
+            environments=[e.name for e in chain],
+            cells=cells,
+            in_progress=[
+                InProgress(
+                    promotion_id=p.workflow_id,
+                    app=a,
+                    version=v,
+                    environment=e,
+                    requested_by=p.requested_by,
+                    since=p.created_at,
+                )
+                for p, a, v, e in running
+            ],
+            **details,
+        )
 
     async def history_view(self, app: str, environment: str) -> HistoryView:
         """Deployments, and the audit trail of requests and decisions, of one app and env."""
         deployments = await self.history(app, environment)
-        async with self.db.read() as session:
-            ws = await self.workspace_id(session)
-            events = await audit.events(session, ws, environment=environment, app=app, limit=1000)
+        session = self.session
+        ws = await self.workspace_id()
+        events = await audit.events(session, ws, environment=environment, app=app, limit=1000)
         return HistoryView(
             app=app,
             environment=environment,
@@ -123,62 +120,59 @@ class ViewService(Service):
         self, *, environment: str | None = None, app: str | None = None, limit: int = 200
     ) -> list[AuditEntry]:
         """The latest `limit` audit entries (of one environment, of one app), oldest first."""
-        async with self.db.read() as session:
-            ws = await self.workspace_id(session)
-            events = await audit.events(session, ws, environment=environment, app=app, limit=limit)
-            return [
-                AuditEntry(
-                    at=e.at,
-                    actor=e.actor,
-                    action=e.action,
-                    environment=e.environment,
-                    app=e.app,
-                    subject=e.subject,
-                    detail=e.detail,
-                )
-                for e in events
-            ]
+        session = self.session
+        ws = await self.workspace_id()
+        events = await audit.events(session, ws, environment=environment, app=app, limit=limit)
+        return [
+            AuditEntry(
+                at=e.at,
+                actor=e.actor,
+                action=e.action,
+                environment=e.environment,
+                app=e.app,
+                subject=e.subject,
+                detail=e.detail,
+            )
+            for e in events
+        ]
 
     async def history(self, app: str, environment: str) -> list[HistoryEntry]:
-        async with self.db.read() as session:
-            app_row = await self.app(session, app)
-            env = await self.environment(session, environment)
-            versions = {r.id: r.version for r in await release_repo.releases(session, app_row.id)}
-            return [
-                HistoryEntry(
-                    id=d.id,
-                    kind=d.kind,
-                    version=versions[d.release_id],
-                    previous_version=versions.get(d.previous_release_id or 0),
-                    status=d.status,
-                    requested_by=d.requested_by,
-                    source=d.source,
-                    workflow_id=d.workflow_id,
-                    started_at=d.started_at,
-                    finished_at=d.finished_at,
-                    verified_at=d.verified_at,
-                    reason=d.reason,
-                    config=d.config,
-                )
-                for d in await deployment_repo.deployments_in(session, app_row.id, env.id)
-            ]
+        session = self.session
+        app_row = await self.app(app)
+        env = await self.environment(environment)
+        versions = {r.id: r.version for r in await release_repo.releases(session, app_row.id)}
+        return [
+            HistoryEntry(
+                id=d.id,
+                kind=d.kind,
+                version=versions[d.release_id],
+                previous_version=versions.get(d.previous_release_id or 0),
+                status=d.status,
+                requested_by=d.requested_by,
+                source=d.source,
+                workflow_id=d.workflow_id,
+                started_at=d.started_at,
+                finished_at=d.finished_at,
+                verified_at=d.verified_at,
+                reason=d.reason,
+                config=d.config,
+            )
+            for d in await deployment_repo.deployments_in(session, app_row.id, env.id)
+        ]
 
     async def diff(self, app: str, source: str, target: str) -> EnvironmentDiff:
         """Configuration and release differences of `app` between two environments."""
-        from services.configuration import ConfigurationService
-
-        config = ConfigurationService(self.db, self.settings, self._key)
-        async with self.db.read() as session:
-            app_row = await self.app(session, app)
-            left_env = await self.environment(session, source)
-            right_env = await self.environment(session, target)
-            left = await config.resolve_in(session, source, app)
-            right = await config.resolve_in(session, target, app)
-            releases = {r.id: r.version for r in await release_repo.releases(session, app_row.id)}
-            pointers = [
-                await pointer_repo.current_release(session, app_row.id, env.id)
-                for env in (left_env, right_env)
-            ]
+        session = self.session
+        app_row = await self.app(app)
+        left_env = await self.environment(source)
+        right_env = await self.environment(target)
+        left = await self.work.resolution.resolve(source, app)
+        right = await self.work.resolution.resolve(target, app)
+        releases = {r.id: r.version for r in await release_repo.releases(session, app_row.id)}
+        pointers = [
+            await pointer_repo.current_release(session, app_row.id, env.id)
+            for env in (left_env, right_env)
+        ]
         versions = [releases[p.release_id] if p else None for p in pointers]
 
         def tool(t: Any) -> dict[str, Any] | None:

@@ -8,15 +8,17 @@ that version is a tombstone: then the key is absent.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import InstrumentedAttribute
 
 from store.tables import Secret, Tool, ToolProfile, Variable
 
 ENV_SCOPE = "env"
 Versioned = TypeVar("Versioned", Variable, Secret)
+_Row = TypeVar("_Row", Variable, Secret, ToolProfile)
 
 
 def scope_of(app_id: int | None) -> str:
@@ -26,6 +28,28 @@ def scope_of(app_id: int | None) -> str:
 def scopes_for(app_id: int | None) -> list[str]:
     """The scopes visible to an app in an environment: its own, then the environment's."""
     return [ENV_SCOPE] if app_id is None else [ENV_SCOPE, scope_of(app_id)]
+
+
+def _newest_of_each(
+    table: type[_Row],
+    identity: Sequence[InstrumentedAttribute[Any]],
+    *where: ColumnElement[bool],
+) -> Select[_Row]:
+    """The rows matching `where` that are the highest version of their kind among them:
+    `identity` names the columns that make rows versions of one thing (scope and key, say).
+
+    `where` filters both sides of the join: the newest is chosen among the matching rows,
+    and only they can join it (a row of another environment may share scope, key and
+    version). Tombstones are included: the caller decides whether a deleted key counts.
+    """
+    latest = (
+        select(*identity, func.max(table.version).label("version"))
+        .where(*where)
+        .group_by(*identity)
+        .subquery()
+    )
+    same = [column == latest.c[column.key] for column in identity]
+    return select(table).join(latest, and_(*same, table.version == latest.c.version)).where(*where)
 
 
 async def current(
@@ -41,24 +65,11 @@ async def current(
 
     A key whose newest version is a tombstone is left out, unless `with_tombstones`.
     """
-    latest = (
-        select(table.scope, table.key, func.max(table.version).label("version"))
-        .where(table.environment_id == environment_id, table.scope.in_(scopes))
-        .group_by(table.scope, table.key)
-    )
+    where = [table.environment_id == environment_id, table.scope.in_(scopes)]
     if keys is not None:
-        latest = latest.where(table.key.in_(keys))
-    sub = latest.subquery()
-    query = (
-        select(table)
-        .join(
-            sub,
-            (table.scope == sub.c.scope)
-            & (table.key == sub.c.key)
-            & (table.version == sub.c.version),
-        )
-        .where(table.environment_id == environment_id)
-        .order_by(table.key, table.scope)
+        where.append(table.key.in_(keys))
+    query = _newest_of_each(table, [table.scope, table.key], *where).order_by(
+        table.key, table.scope
     )
     if not with_tombstones:
         query = query.where(table.deleted.is_(False))
@@ -99,27 +110,16 @@ async def case_twins(
 ) -> Sequence[Versioned]:
     """Current (not deleted) keys that differ from `key` only by case, in `scopes` (None:
     every scope of the environment)."""
-    latest = (
-        select(table.scope, table.key, func.max(table.version).label("version"))
-        .where(
-            table.environment_id == environment_id,
-            func.lower(table.key) == key.lower(),
-            table.key != key,
-        )
-        .group_by(table.scope, table.key)
-    )
+    where = [
+        table.environment_id == environment_id,
+        func.lower(table.key) == key.lower(),
+        table.key != key,
+    ]
     if scopes is not None:
-        latest = latest.where(table.scope.in_(scopes))
-    sub = latest.subquery()
+        where.append(table.scope.in_(scopes))
     result = await session.scalars(
-        select(table)
-        .join(
-            sub,
-            (table.scope == sub.c.scope)
-            & (table.key == sub.c.key)
-            & (table.version == sub.c.version),
-        )
-        .where(table.environment_id == environment_id, table.deleted.is_(False))
+        _newest_of_each(table, [table.scope, table.key], *where)
+        .where(table.deleted.is_(False))
         .order_by(table.id)  # the earliest first: the spelling people saw first
     )
     return result.all()
@@ -132,20 +132,11 @@ async def current_certificates(
     environments, soonest to expire first."""
     if not environment_ids:
         return []
-    latest = (
-        select(Secret.environment_id, Secret.scope, Secret.key, func.max(Secret.version).label("v"))
-        .where(Secret.environment_id.in_(environment_ids))
-        .group_by(Secret.environment_id, Secret.scope, Secret.key)
-        .subquery()
-    )
     result = await session.scalars(
-        select(Secret)
-        .join(
-            latest,
-            (Secret.environment_id == latest.c.environment_id)
-            & (Secret.scope == latest.c.scope)
-            & (Secret.key == latest.c.key)
-            & (Secret.version == latest.c.v),
+        _newest_of_each(
+            Secret,
+            [Secret.environment_id, Secret.scope, Secret.key],
+            Secret.environment_id.in_(environment_ids),
         )
         .where(Secret.deleted.is_(False), Secret.expires_at.is_not(None))
         .order_by(Secret.expires_at, Secret.key)
@@ -180,21 +171,13 @@ async def find_tool(session: AsyncSession, workspace_id: int, name: str) -> Tool
 async def current_profiles(
     session: AsyncSession, environment_id: int, scopes: list[str]
 ) -> Sequence[ToolProfile]:
-    latest = (
-        select(ToolProfile.tool_id, ToolProfile.scope, func.max(ToolProfile.version).label("v"))
-        .where(ToolProfile.environment_id == environment_id, ToolProfile.scope.in_(scopes))
-        .group_by(ToolProfile.tool_id, ToolProfile.scope)
-        .subquery()
-    )
     result = await session.scalars(
-        select(ToolProfile)
-        .join(
-            latest,
-            (ToolProfile.tool_id == latest.c.tool_id)
-            & (ToolProfile.scope == latest.c.scope)
-            & (ToolProfile.version == latest.c.v),
+        _newest_of_each(
+            ToolProfile,
+            [ToolProfile.tool_id, ToolProfile.scope],
+            ToolProfile.environment_id == environment_id,
+            ToolProfile.scope.in_(scopes),
         )
-        .where(ToolProfile.environment_id == environment_id)
     )
     return result.all()
 

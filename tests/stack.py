@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import sys
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,10 +26,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from models.promotion import PromotionInput, PromotionResult, promotion_workflow_id
 from models.settings import Settings, StepPath
-from services.configuration import ConfigurationService
-from services.environments import EnvironmentService
-from services.releases import ReleaseService
-from services.views import ViewService
+from services.base import Service
+from services.unit import Units, Work
 from store.database import Database
 from tests.conftest import KEY_TEXT, Cli, clean_environ
 from vault.codec import data_converter
@@ -57,6 +55,25 @@ async def start_dev_server(**extra: Any) -> WorkflowEnvironment:
     )
 
 
+class EachCall:
+    """A test's shorthand for services: `await ws.envs.create_app(...)` runs the method in a
+    unit of work of its own (committed when it returns), on the first service that has it."""
+
+    def __init__(self, units: Units, services: Callable[[Work], list[Service]]) -> None:
+        self._units = units
+        self._services = services
+
+    def __getattr__(self, name: str) -> Callable[..., Awaitable[Any]]:
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            async with self._units.write() as w:
+                owner = next((s for s in self._services(w) if hasattr(s, name)), None)
+                if owner is None:
+                    raise AttributeError(f"no service here has a method {name!r}")
+                return await getattr(owner, name)(*args, **kwargs)
+
+        return call
+
+
 @dataclass
 class Stack:
     client: Client
@@ -66,20 +83,26 @@ class Stack:
     home: Path
 
     @property
-    def envs(self) -> EnvironmentService:
-        return EnvironmentService(self.db, self.settings, self.key)
+    def units(self) -> Units:
+        return Units(self.db, self.settings, self.key)
+
+    # Shorthands for arranging a test: each call is a unit of work of its own.
+    @property
+    def envs(self) -> EachCall:
+        return EachCall(self.units, lambda w: [w.environments])
 
     @property
-    def config(self) -> ConfigurationService:
-        return ConfigurationService(self.db, self.settings, self.key)
+    def config(self) -> EachCall:
+        """Variables, secrets, tools and resolution, by method name."""
+        return EachCall(self.units, lambda w: [w.variables, w.secrets, w.tools, w.resolution])
 
     @property
-    def views(self) -> ViewService:
-        return ViewService(self.db, self.settings, self.key)
+    def views(self) -> EachCall:
+        return EachCall(self.units, lambda w: [w.views])
 
     @property
-    def releases(self) -> ReleaseService:
-        return ReleaseService(self.db, self.settings, self.key)
+    def releases(self) -> EachCall:
+        return EachCall(self.units, lambda w: [w.releases])
 
     def cli(self) -> Cli:
         env = clean_environ()

@@ -187,68 +187,24 @@ def codec_app(
     allowed = frozenset(ui_origin(o) for o in origins)
     app = FastAPI(title="stageline codec server", openapi_url=None, docs_url=None, redoc_url=None)
 
-    def refusal(request: Request) -> Response | None:
-        host = request.headers.get("host", "").lower()
-        server = request.scope.get("server")
-        expected = hosts if hosts is not None else loopback_hosts(server[1] if server else 0)
-        if host not in expected:
-            return _error(403, f"unexpected Host {host!r}; call {' or '.join(sorted(expected))}")
-        origin = request.headers.get("origin")
-        if origin is not None and origin.lower() not in allowed:
-            return _error(
-                403,
-                f"origin {origin!r} is not allowed; allowed: {', '.join(sorted(allowed))} "
-                "(set them with --ui-origin)",
-            )
-        # Preflights never carry credentials (browsers send none), so they never need them.
-        authorization = request.headers.get("authorization")
-        if (
-            token is not None
-            and request.method != "OPTIONS"
-            and not _bearer_matches(authorization, token)
-        ):
-            return _error(
-                401,
-                "this codec server requires 'Authorization: Bearer <token>' with the token it "
-                "was started with (temporal: --codec-auth 'Bearer <token>')",
-                {"WWW-Authenticate": 'Bearer realm="stageline codec"'},
-            )
-        return None
-
     @app.middleware("http")
     async def guard(request: Request, call_next: RequestResponseEndpoint) -> Response:
-        response = refusal(request) or await call_next(request)
-        origin = request.headers.get("origin")
-        # A refused origin gets no CORS headers: the page that sent it learns nothing.
-        if origin is not None and origin.lower() in allowed:
-            response.headers["Access-Control-Allow-Origin"] = origin
-            # The UI may send credentials (its "include cross-origin credentials" setting).
-            response.headers["Access-Control-Allow-Credentials"] = "true"
-            response.headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
-            response.headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
-        response.headers["Vary"] = "Origin"
+        refused = (
+            _host_refusal(request, hosts)
+            or _origin_refusal(request, allowed)
+            or _token_refusal(request, token)
+        )
+        response = refused or await call_next(request)
+        _add_cors_headers(response, request.headers.get("origin"), allowed)
         return response
-
-    async def convert(request: Request, each: Callable[[Payload], Payload]) -> Response:
-        try:
-            payloads = parse_payloads(await _read_body(request))
-            result = [each(p) for p in payloads]
-        except _TooLarge:
-            return _error(413, f"the body is larger than {MAX_BODY} bytes")
-        except BadRequest as exc:
-            return _error(400, str(exc))
-        except PayloadDecryptionError as exc:
-            # Well-formed, but this key cannot open it: the message names the key it needs.
-            return _error(422, exc.message)
-        return Response(render_payloads(result), media_type="application/json")
 
     @app.post("/encode")
     async def encode(request: Request) -> Response:
-        return await convert(request, codec.encrypt)
+        return await _convert(request, codec.encrypt)
 
     @app.post("/decode")
     async def decode(request: Request) -> Response:
-        return await convert(request, codec.decrypt)
+        return await _convert(request, codec.decrypt)
 
     @app.options("/encode")
     @app.options("/decode")
@@ -266,6 +222,72 @@ def codec_app(
         )
 
     return app
+
+
+def _host_refusal(request: Request, hosts: Collection[str] | None) -> Response | None:
+    """403 unless the Host header is one this server answers (no DNS rebinding)."""
+    host = request.headers.get("host", "").lower()
+    server = request.scope.get("server")
+    expected = hosts if hosts is not None else loopback_hosts(server[1] if server else 0)
+    if host not in expected:
+        return _error(403, f"unexpected Host {host!r}; call {' or '.join(sorted(expected))}")
+    return None
+
+
+def _origin_refusal(request: Request, allowed: frozenset[str]) -> Response | None:
+    """403 for a browser calling from a page outside the UI origins."""
+    origin = request.headers.get("origin")
+    if origin is not None and origin.lower() not in allowed:
+        return _error(
+            403,
+            f"origin {origin!r} is not allowed; allowed: {', '.join(sorted(allowed))} "
+            "(set them with --ui-origin)",
+        )
+    return None
+
+
+def _token_refusal(request: Request, token: str | None) -> Response | None:
+    """401 without the bearer token, when the server has one."""
+    # Preflights never carry credentials (browsers send none), so they never need them.
+    authorization = request.headers.get("authorization")
+    if (
+        token is not None
+        and request.method != "OPTIONS"
+        and not _bearer_matches(authorization, token)
+    ):
+        return _error(
+            401,
+            "this codec server requires 'Authorization: Bearer <token>' with the token it "
+            "was started with (temporal: --codec-auth 'Bearer <token>')",
+            {"WWW-Authenticate": 'Bearer realm="stageline codec"'},
+        )
+    return None
+
+
+def _add_cors_headers(response: Response, origin: str | None, allowed: frozenset[str]) -> None:
+    # A refused origin gets no CORS headers: the page that sent it learns nothing.
+    if origin is not None and origin.lower() in allowed:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        # The UI may send credentials (its "include cross-origin credentials" setting).
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+        response.headers["Access-Control-Allow-Methods"] = ALLOW_METHODS
+        response.headers["Access-Control-Allow-Headers"] = ALLOW_HEADERS
+    response.headers["Vary"] = "Origin"
+
+
+async def _convert(request: Request, each: Callable[[Payload], Payload]) -> Response:
+    """Apply `each` to every payload of the body; a client error names what is wrong."""
+    try:
+        payloads = parse_payloads(await _read_body(request))
+        result = [each(p) for p in payloads]
+    except _TooLarge:
+        return _error(413, f"the body is larger than {MAX_BODY} bytes")
+    except BadRequest as exc:
+        return _error(400, str(exc))
+    except PayloadDecryptionError as exc:
+        # Well-formed, but this key cannot open it: the message names the key it needs.
+        return _error(422, exc.message)
+    return Response(render_payloads(result), media_type="application/json")
 
 
 @dataclass(frozen=True)

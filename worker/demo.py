@@ -16,9 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from models.errors import Conflict
 from models.settings import Settings
 from models.workspace import Protection
-from services.configuration import ConfigurationService
-from services.environments import EnvironmentService
-from services.releases import ReleaseService
+from services.unit import Units, Work
 from store.database import Database
 from vault.keys import KeyProvider
 from vault.secret_value import SecretValue
@@ -85,42 +83,48 @@ def receiver(port: int) -> Iterator[str]:
         server.server_close()
 
 
+async def _create_workspace(w: Work) -> None:
+    envs = w.environments
+    await envs.create_environment("dev", actor=DEMO_USER)
+    await envs.create_environment("staging", actor=DEMO_USER)
+    await envs.create_environment(
+        "production",
+        actor=DEMO_USER,
+        protection=Protection(required_approvals=1, reviewers=[REVIEWER]),
+    )
+    await envs.create_app(APP, ["dev", "staging", "production"], actor=DEMO_USER)
+    await w.tools.create_tool("deploy-hook", kind="webhook", actor=DEMO_USER)
+    for env in ("dev", "staging", "production"):
+        await w.variables.set_variable(env, "GREETING", f"hello from {env}", actor=DEMO_USER)
+        await w.secrets.set_secret(
+            env, "API_TOKEN", SecretValue(f"{env}-{secrets.token_hex(8)}"), actor=DEMO_USER
+        )
+
+
 async def ensure_workspace(db: Database, settings: Settings, key: KeyProvider, url: str) -> bool:
     """Create the demo workspace once; returns False when it already existed."""
-    envs = EnvironmentService(db, settings, key)
-    config = ConfigurationService(db, settings, key)
-    created = not any(e.name == "dev" for e in await envs.list_environments())
-    if created:
-        await envs.create_environment("dev", actor=DEMO_USER)
-        await envs.create_environment("staging", actor=DEMO_USER)
-        await envs.create_environment(
-            "production",
-            actor=DEMO_USER,
-            protection=Protection(required_approvals=1, reviewers=[REVIEWER]),
-        )
-        await envs.create_app(APP, ["dev", "staging", "production"], actor=DEMO_USER)
-        await config.create_tool("deploy-hook", kind="webhook", actor=DEMO_USER)
+    units = Units(db, settings, key)
+    async with units.write() as w:
+        created = not any(e.name == "dev" for e in await w.environments.list_environments())
+        if created:
+            await _create_workspace(w)
+        # Point the demo at this run's receiver (its port may differ from the last run's).
         for env in ("dev", "staging", "production"):
-            await config.set_variable(env, "GREETING", f"hello from {env}", actor=DEMO_USER)
-            await config.set_secret(
-                env, "API_TOKEN", SecretValue(f"{env}-{secrets.token_hex(8)}"), actor=DEMO_USER
+            resolved = await w.resolution.resolve(env, APP)
+            if "BASE_URL" not in resolved.vars or resolved.vars["BASE_URL"].value != url:
+                await w.variables.set_variable(env, "BASE_URL", url, actor=DEMO_USER)
+            hook = resolved.tools.get("deploy-hook")
+            if hook is None or not hook.url.startswith(url):
+                await w.tools.set_tool_profile(
+                    "deploy-hook",
+                    env,
+                    url=f"{url}/hooks/{env}",
+                    auth_secret="API_TOKEN",
+                    actor=DEMO_USER,
+                )
+    with suppress(Conflict):  # made by an earlier run
+        async with units.write() as w:
+            await w.releases.create_release(
+                APP, VERSION, PIPELINE, actor=DEMO_USER, artifact=f"demo/{APP}:{VERSION}"
             )
-    # Point the demo at this run's receiver (its port may differ from the last run's).
-    for env in ("dev", "staging", "production"):
-        resolved = await config.resolve(env, APP)
-        if "BASE_URL" not in resolved.vars or resolved.vars["BASE_URL"].value != url:
-            await config.set_variable(env, "BASE_URL", url, actor=DEMO_USER)
-        hook = resolved.tools.get("deploy-hook")
-        if hook is None or not hook.url.startswith(url):
-            await config.set_tool_profile(
-                "deploy-hook",
-                env,
-                url=f"{url}/hooks/{env}",
-                auth_secret="API_TOKEN",
-                actor=DEMO_USER,
-            )
-    with suppress(Conflict):
-        await ReleaseService(db, settings, key).create_release(
-            APP, VERSION, PIPELINE, actor=DEMO_USER, artifact=f"demo/{APP}:{VERSION}"
-        )
     return created

@@ -19,6 +19,7 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import IO
 
 from temporalio.client import Client
 
@@ -99,6 +100,21 @@ async def dev_server(
     """Start the server (its UI decoding payloads through `codec_url`), wait until it
     answers, yield a client; stop it on the way out."""
 
+    # Blocking, as before serving: nothing else runs on the loop yet.
+    process, log_file = _start_server(settings, port, ui_port, codec_url)
+    try:
+        client = await _wait_ready(settings, key, process)
+        yield client
+    finally:
+        stop(process)
+        log_file.close()
+
+
+def _start_server(
+    settings: Settings, port: int, ui_port: int, codec_url: str | None
+) -> tuple[subprocess.Popen[bytes], IO[bytes]]:
+    """Check both ports are free, then start the server logging to STAGELINE_HOME/logs:
+    (the process, its log file, which the caller closes once it stopped the process)."""
     for what, number in (("--port", port), ("--ui-port", ui_port)):
         if not port_free(number):
             raise Unavailable(
@@ -116,12 +132,7 @@ async def dev_server(
         start_new_session=True,
         preexec_fn=_die_with_parent if sys.platform == "linux" else None,
     )
-    try:
-        client = await _wait_ready(settings, key, process)
-        yield client
-    finally:
-        stop(process)
-        log_file.close()
+    return process, log_file
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

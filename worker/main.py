@@ -17,6 +17,7 @@ from activities import sandbox
 from activities.promotion import PromotionActivities
 from models.settings import Settings
 from services.base import Service
+from services.unit import Units
 from store.database import Database
 from vault.keys import KeyProvider, load_master_key
 from worker.client import connect, ensure_search_attributes
@@ -58,12 +59,13 @@ def build_worker(
 
 async def record_unsandboxed(db: Database, settings: Settings) -> None:
     """The opt-out lands in the audit log, where reviewers of the workspace will see it."""
-    await Service(db, settings).record_event(
-        "worker.unsandboxed_steps",
-        f"worker on task queue {settings.task_queue}",
-        actor=f"{getpass.getuser()}@{socket.gethostname()}",
-        detail={"warning": "run: steps execute without the bubblewrap sandbox"},
-    )
+    async with Units(db, settings).write() as w:
+        await Service(w).audit(
+            f"{getpass.getuser()}@{socket.gethostname()}",
+            "worker.unsandboxed_steps",
+            f"worker on task queue {settings.task_queue}",
+            detail={"warning": "run: steps execute without the bubblewrap sandbox"},
+        )
 
 
 async def run_worker(settings: Settings, ready: Callable[[], None] | None = None) -> None:

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         StepSpec,
         WorkflowRef,
     )
+    from models.status import StepStatus
     from workflows import search_attributes as sa
     from workflows.contract import ENTER_QUEUE, PROMOTION, Query, Signal, WorkflowKind
     from workflows.details import promotion_details
@@ -102,7 +103,7 @@ class Orchestration:
         self, position: int, spec: StepSpec, deployment_id: int, run: WorkflowRef
     ) -> StepOutcome:
         progress = self._status.steps[position]
-        progress.status = "running"
+        progress.status = StepStatus.RUNNING
         progress.started_at = workflow.now()
         self._publish()
         try:
@@ -115,11 +116,11 @@ class Orchestration:
                 )
             )
         except ActivityError:
-            progress.status = "failed"
+            progress.status = StepStatus.FAILED
             progress.finished_at = workflow.now()
             self._publish()
             raise
-        progress.status = "succeeded" if outcome.succeeded else "failed"
+        progress.status = StepStatus.SUCCEEDED if outcome.succeeded else StepStatus.FAILED
         progress.started_at, progress.finished_at = outcome.started_at, outcome.finished_at
         progress.exit_code = outcome.exit_code
         progress.detail = outcome.detail
@@ -128,8 +129,8 @@ class Orchestration:
 
     def _skip_pending(self) -> None:
         for progress in self._status.steps:
-            if progress.status == "pending":
-                progress.status = "skipped"
+            if progress.status == StepStatus.PENDING:
+                progress.status = StepStatus.SKIPPED
         self._publish()
 
 

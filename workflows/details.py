@@ -45,6 +45,25 @@ def _steps(steps: list[StepProgress]) -> list[str]:
 
 def promotion_details(status: PromotionStatus, kind: str = "promotion") -> str:
     """Markdown for a promotion's (or a rollback's) current details."""
+    lines = [_head(status, kind), "", f"**Phase:** {status.phase.value.replace('_', ' ')}"]
+    if status.gates:
+        lines.append(
+            "**Gates:** " + " · ".join(f"{'✓' if g.passed else '✗'} {g.name}" for g in status.gates)
+        )
+    lines += _approvals(status)
+    lines += _holds(status)
+    if status.override:
+        lines.append(f"**Override:** {status.override}")
+    if status.refusals:
+        lines.append(f"**Refused decisions:** {len(status.refusals)} (see the status query)")
+    lines += _steps(status.steps)
+    if status.reason:
+        lines += ["", f"**Reason:** {status.reason}"]
+    return "\n".join(lines)
+
+
+def _head(status: PromotionStatus, kind: str) -> str:
+    """What moves where, and who asked."""
     if kind == "rollback":
         head = f"**roll back {status.app} in {status.environment}**"
         if status.version:
@@ -55,36 +74,35 @@ def promotion_details(status: PromotionStatus, kind: str = "promotion") -> str:
         head += f", requested by {status.requested_by}"
     if status.on_behalf_of:
         head += f" for {status.on_behalf_of}"
-    lines = [head, "", f"**Phase:** {status.phase.value.replace('_', ' ')}"]
-    if status.gates:
+    return head
+
+
+def _approvals(status: PromotionStatus) -> list[str]:
+    if not status.approvals_required:
+        return []
+    approvals = f"**Approvals:** {len(status.approvals)} of {status.approvals_required}"
+    if status.approvals:
+        approvals += f" ({', '.join(status.approvals)})"
+    if status.signed_approvals_required:
+        approvals += ", signed decisions only"
+    lines = [approvals]
+    if status.phase == Phase.AWAITING_APPROVAL:
         lines.append(
-            "**Gates:** " + " · ".join(f"{'✓' if g.passed else '✗'} {g.name}" for g in status.gates)
+            "**May still approve:** " + (", ".join(status.may_approve) or "nobody eligible")
         )
-    if status.approvals_required:
-        approvals = f"**Approvals:** {len(status.approvals)} of {status.approvals_required}"
-        if status.approvals:
-            approvals += f" ({', '.join(status.approvals)})"
-        if status.signed_approvals_required:
-            approvals += ", signed decisions only"
-        lines.append(approvals)
-        if status.phase == Phase.AWAITING_APPROVAL:
-            lines.append(
-                "**May still approve:** " + (", ".join(status.may_approve) or "nobody eligible")
-            )
+    return lines
+
+
+def _holds(status: PromotionStatus) -> list[str]:
+    """What holds the promotion back: the queue, the wait timer, a freeze."""
+    lines: list[str] = []
     if status.waiting_for:
         lines.append(f"**Queued behind:** {status.waiting_for}")
     if status.not_before is not None and status.phase == Phase.WAITING:
         lines.append(f"**Wait timer until:** {status.not_before.isoformat(timespec='seconds')}")
     if status.frozen_until is not None:
         lines.append(f"**Frozen until:** {status.frozen_until.isoformat(timespec='seconds')}")
-    if status.override:
-        lines.append(f"**Override:** {status.override}")
-    if status.refusals:
-        lines.append(f"**Refused decisions:** {len(status.refusals)} (see the status query)")
-    lines += _steps(status.steps)
-    if status.reason:
-        lines += ["", f"**Reason:** {status.reason}"]
-    return "\n".join(lines)
+    return lines
 
 
 def train_details(status: TrainStatus) -> str:

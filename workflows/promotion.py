@@ -96,6 +96,7 @@ class PromotionWorkflow(Orchestration):
         self._request: PromotionInput | None = None
         self._prepared: PreparedPromotion | None = None
         self._review: Review | None = None
+        self._approval_timed_out = False
         self._freeze_changed = False
         self._superseded_by: str | None = None
         self._preempted_by: str | None = None
@@ -386,6 +387,7 @@ class PromotionWorkflow(Orchestration):
                     timeout_summary="approval timeout",
                 )
             except TimeoutError:
+                self._approval_timed_out = True
                 return Phase.REJECTED, (
                     f"timed out: {len(review.approvals)} of {review.required} approval(s) "
                     f"within {duration(protection.approval_timeout_minutes)}"
@@ -610,6 +612,7 @@ class PromotionWorkflow(Orchestration):
                 status=phase.value,
                 reason=reason,
                 gates=prepared.gates,
+                timed_out=self._approval_timed_out,
             ),
         )
         await workflow.wait_condition(workflow.all_handlers_finished)

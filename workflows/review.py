@@ -69,10 +69,15 @@ class Review:
         check: SignatureCheck | None = None,
     ) -> DecisionOutcome:
         """Judge a decision; in signed mode `check` is the verdict on its signature."""
-        refusal = self._refusal(kind, decision, phase) or self._unsigned(kind, decision, check)
+        refusal = self._refusal(kind, decision, phase)
+        # Refused only for want of a signature: the sender's CLI can say how to sign.
+        unsigned = refusal is None and self.signed and decision.signature is None
+        refusal = refusal or self._unsigned(kind, decision, check)
         if refusal is not None:
             self.refusals.append(f"{kind} by {decision.reviewer} refused: {refusal}")
-            return self._outcome(False, refusal)
+            outcome = self._outcome(False, refusal)
+            outcome.signature_required = unsigned
+            return outcome
         comment = f": {decision.comment}" if decision.comment else ""
         if kind == "approve":
             self.approvals.append(decision.reviewer)

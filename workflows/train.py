@@ -115,7 +115,7 @@ class ReleaseTrainWorkflow:
             self._publish()
             result = await self._promote(request, stage)
             self._status.active = None
-            stage.status = result.status
+            stage.status, stage.result = result.status, result
             self._publish()
             results.append(result)
             if result.status != "deployed":

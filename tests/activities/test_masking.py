@@ -20,8 +20,7 @@ from activities.masking import StreamMasker, mask, spellings
 from activities.step_http import check_http
 from activities.step_run import MAX_CAPTURE, run_process
 from models.pipeline import Step
-from models.resolution import ResolvedConfiguration, ResolvedSecret, ResolvedVariable
-from services.deployments import StepContext
+from models.resolution import ResolvedConfiguration, ResolvedSecret, ResolvedVariable, StepContext
 from tests.http_recorder import recorder
 from tests.properties.hostile import examples
 from vault.secret_value import MASK, SecretValue

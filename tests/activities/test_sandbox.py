@@ -22,9 +22,8 @@ from activities.sandbox import StepSandbox, build
 from activities.step_run import run_step
 from models.errors import ConfigurationError
 from models.pipeline import Step
-from models.resolution import ResolvedConfiguration
+from models.resolution import ResolvedConfiguration, StepContext
 from models.settings import Settings, StepPath, parse_step_paths
-from services.deployments import StepContext
 
 BWRAP = "/usr/bin/bwrap"
 

@@ -16,10 +16,10 @@ import pytest
 
 from models.errors import MissingConfiguration
 from models.pipeline import parse_pipeline
-from models.promotion import ConfigVersions, PromotionInput, WorkflowRef
+from models.promotion import ConfigVersions, PromotionInput, PromotionOutcome, WorkflowRef
 from models.settings import Settings
-from services.configuration import ConfigurationService
-from services.deployments import DeploymentService
+from models.status import PromotionEnd
+from services.unit import Units
 from store.database import Database
 from tests.conftest import ROOT, Cli, certificate_pem, make_cli, snapshot
 from vault.secret_value import SecretValue
@@ -75,7 +75,7 @@ def in_process(cli: Cli, work: Any) -> Any:
         settings = settings_of(cli)
         db = Database(settings.database_url)
         try:
-            return await work(settings, db)
+            return await work(Units(db, settings))
         finally:
             await db.close()
 
@@ -85,17 +85,22 @@ def in_process(cli: Cli, work: Any) -> Any:
 def deploy(cli: Cli, env: str, version: str = "1.0.0") -> int:
     """A real promotion's stored path, minus Temporal: gates, deployment, verified."""
 
-    async def work(settings: Settings, db: Database) -> int:
-        service = DeploymentService(db, settings)
+    async def work(units: Units) -> int:
+        # One unit of work per step, as the workflow's activities run them.
         run = WorkflowRef(workflow_id=f"promote-web-{version}-{env}", run_id="r1")
         request = PromotionInput(app="web", version=version, target=env, requested_by="ci")
-        prepared = await service.prepare_promotion(request, run)
+        async with units.write() as w:
+            prepared = await w.deployments.prepare_promotion(request, run)
         assert prepared.passed, prepared.reason
-        started = await service.begin_deployment(prepared.promotion_record_id, run)
-        await service.finish_deployment(started.deployment_id, True, None, caller=run)
-        await service.record_promotion_outcome(
-            prepared.promotion_record_id, "deployed", None, [], caller=run
+        async with units.write() as w:
+            started = await w.deployments.begin_deployment(prepared.promotion_record_id, run)
+        async with units.write() as w:
+            await w.deployments.finish_deployment(started.deployment_id, True, None, caller=run)
+        outcome = PromotionOutcome(
+            promotion_record_id=prepared.promotion_record_id, status=PromotionEnd.DEPLOYED
         )
+        async with units.write() as w:
+            await w.deployments.record_promotion_outcome(outcome, caller=run)
         return started.deployment_id
 
     result: int = in_process(cli, work)
@@ -105,10 +110,11 @@ def deploy(cli: Cli, env: str, version: str = "1.0.0") -> int:
 def start_promotion(cli: Cli, env: str, version: str = "1.0.0") -> str:
     """A promotion whose gates ran and which is still under way (awaiting approval)."""
 
-    async def work(settings: Settings, db: Database) -> str:
+    async def work(units: Units) -> str:
         run = WorkflowRef(workflow_id=f"promote-web-{version}-{env}", run_id="r2")
         request = PromotionInput(app="web", version=version, target=env, requested_by="ci")
-        await DeploymentService(db, settings).prepare_promotion(request, run)
+        async with units.write() as w:
+            await w.deployments.prepare_promotion(request, run)
         return run.workflow_id
 
     result: str = in_process(cli, work)
@@ -254,12 +260,13 @@ def test_deleted_variable_is_absent_everywhere_but_past_deployments_keep_their_v
     assert {"key": "FEATURE", "source": None, "target": "on"} in diff["vars"]
 
     # The next promotion's preflight gate names it as missing.
-    async def preflight(settings: Settings, db: Database) -> str | None:
+    async def preflight(units: Units) -> str | None:
         run = WorkflowRef(workflow_id="promote-web-1.0.0-dev-again", run_id="r3")
         request = PromotionInput(
             app="web", version="1.0.0", target="dev", requested_by="ci", force=True
         )
-        prepared = await DeploymentService(db, settings).prepare_promotion(request, run)
+        async with units.write() as w:
+            prepared = await w.deployments.prepare_promotion(request, run)
         assert not prepared.passed
         return prepared.reason
 
@@ -272,10 +279,11 @@ def test_deleted_variable_is_absent_everywhere_but_past_deployments_keep_their_v
     assert entry["config"]["vars"]["FEATURE"] == {"version": 1, "scope": "env"}
     assert "FEATURE@v1" in cli.ok("history", "web", "--env", "dev").out
 
-    async def pinned(settings: Settings, db: Database) -> str:
-        resolved = await ConfigurationService(db, settings).resolve(
-            "dev", "web", pinned=ConfigVersions.model_validate(entry["config"])
-        )
+    async def pinned(units: Units) -> str:
+        async with units.read() as w:
+            resolved = await w.resolution.resolve(
+                "dev", "web", pinned=ConfigVersions.model_validate(entry["config"])
+            )
         return resolved.vars["FEATURE"].value
 
     assert in_process(cli, pinned) == "on"
@@ -315,14 +323,15 @@ def test_deleted_secret_is_absent_but_its_old_version_still_decrypts(
     [entry] = [d for d in history["deployments"] if d["id"] == deployment]
     assert entry["config"]["secrets"]["DATABASE_URL"]["version"] == 1
 
-    async def resolve(settings: Settings, db: Database) -> tuple[SecretValue | None, list[str]]:
-        service = ConfigurationService(db, settings)
-        then = await service.resolve(
-            "dev", "web", decrypt=True, pinned=ConfigVersions.model_validate(entry["config"])
-        )
+    async def resolve(units: Units) -> tuple[SecretValue | None, list[str]]:
+        async with units.read() as w:
+            then = await w.resolution.resolve(
+                "dev", "web", decrypt=True, pinned=ConfigVersions.model_validate(entry["config"])
+            )
         refs = parse_pipeline(PIPELINE).references()
         try:
-            await service.resolve("dev", "web", refs)
+            async with units.read() as w:
+                await w.resolution.resolve("dev", "web", refs)
         except MissingConfiguration as exc:
             return then.secrets["DATABASE_URL"].value, exc.missing
         raise AssertionError("a deleted secret resolved")

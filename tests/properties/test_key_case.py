@@ -20,8 +20,8 @@ from sqlalchemy import func, select
 
 from models.errors import Conflict
 from models.settings import Settings
-from services.configuration import ConfigurationService
-from services.environments import EnvironmentService
+from models.workspace import SecretView, VariableView
+from services.unit import Units
 from store.database import Database
 from store.tables import Secret, Variable
 from tests.conftest import KEY_TEXT
@@ -37,16 +37,30 @@ async def rows(db: Database) -> int:
 
 
 @pytest.fixture
-async def config(db: Database, settings: Settings) -> ConfigurationService:
-    envs = EnvironmentService(db, settings)
-    for name in ("dev", "staging"):
-        await envs.create_environment(name, actor="t")
-    await envs.create_app("web", ["dev", "staging"], actor="t")
-    await envs.create_app("api", ["dev"], actor="t")
-    service = ConfigurationService(db, settings)
-    await service.set_variable("dev", "FEATURE", "on", actor="t")
-    await service.set_secret("dev", "DATABASE_URL", SecretValue("s3cret-value"), actor="t")
-    return service
+async def units(db: Database, settings: Settings) -> Units:
+    units = Units(db, settings)
+    async with units.write() as w:
+        for name in ("dev", "staging"):
+            await w.environments.create_environment(name, actor="t")
+        await w.environments.create_app("web", ["dev", "staging"], actor="t")
+        await w.environments.create_app("api", ["dev"], actor="t")
+        await w.variables.set_variable("dev", "FEATURE", "on", actor="t")
+        await w.secrets.set_secret("dev", "DATABASE_URL", SecretValue("s3cret-value"), actor="t")
+    return units
+
+
+async def set_variable(
+    units: Units, environment: str, key: str, value: str, app: str | None = None
+) -> VariableView:
+    async with units.write() as w:
+        return await w.variables.set_variable(environment, key, value, actor="t", app=app)
+
+
+async def set_secret(
+    units: Units, environment: str, key: str, value: str, app: str | None = None
+) -> SecretView:
+    async with units.write() as w:
+        return await w.secrets.set_secret(environment, key, SecretValue(value), actor="t", app=app)
 
 
 @pytest.mark.parametrize(
@@ -60,7 +74,7 @@ async def config(db: Database, settings: Settings) -> ConfigurationService:
     ],
 )
 async def test_a_key_differing_only_by_case_is_refused_and_nothing_is_stored(
-    config: ConfigurationService,
+    units: Units,
     db: Database,
     kind: str,
     key: str,
@@ -71,9 +85,9 @@ async def test_a_key_differing_only_by_case_is_refused_and_nothing_is_stored(
     before = await rows(db)
     with pytest.raises(Conflict) as caught:
         if kind == "variable":
-            await config.set_variable("dev", key, "x", actor="t", app=app)
+            await set_variable(units, "dev", key, "x", app=app)
         else:
-            await config.set_secret("dev", key, SecretValue("x-secret-value"), actor="t", app=app)
+            await set_secret(units, "dev", key, "x-secret-value", app=app)
     message = caught.value.message
     assert f"{kind} {key!r} differs only by case from the existing {existing} {where}" in message
     assert "use '" in message
@@ -81,25 +95,23 @@ async def test_a_key_differing_only_by_case_is_refused_and_nothing_is_stored(
 
 
 async def test_an_app_keys_clash_with_the_environment_keys_and_not_another_apps(
-    config: ConfigurationService,
+    units: Units,
 ) -> None:
-    await config.set_variable("dev", "Region", "eu", actor="t", app="web")
+    await set_variable(units, "dev", "Region", "eu", app="web")
     # Another app never sees web's keys: its own spelling is its own.
-    await config.set_variable("dev", "REGION", "us", actor="t", app="api")
+    await set_variable(units, "dev", "REGION", "us", app="api")
     # But the environment's keys are seen by both.
     with pytest.raises(Conflict) as caught:
-        await config.set_variable("dev", "region", "x", actor="t")
+        await set_variable(units, "dev", "region", "x")
     assert "the existing variable 'Region' in dev for app web" in caught.value.message
     # Another environment is another set of names.
-    await config.set_variable("staging", "feature", "off", actor="t")
+    await set_variable(units, "staging", "feature", "off")
 
 
-async def test_the_same_spelling_is_a_new_version_and_may_be_both_kinds(
-    config: ConfigurationService,
-) -> None:
-    again = await config.set_variable("dev", "FEATURE", "off", actor="t")
+async def test_the_same_spelling_is_a_new_version_and_may_be_both_kinds(units: Units) -> None:
+    again = await set_variable(units, "dev", "FEATURE", "off")
     assert again.version == 2
-    both = await config.set_secret("dev", "FEATURE", SecretValue("x-secret-value"), actor="t")
+    both = await set_secret(units, "dev", "FEATURE", "x-secret-value")
     assert both.version == 1
 
 
@@ -116,14 +128,14 @@ def respellings(key: str) -> st.SearchStrategy[str]:
 
 
 @pytest.fixture(scope="module")
-async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[ConfigurationService]:
+async def shared(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Units]:
     home: Path = tmp_path_factory.mktemp("key-case")
     settings = Settings(
         home=home, database_url=f"sqlite+aiosqlite:///{home / 'db.sqlite'}", master_key=KEY_TEXT
     )
     db = Database(settings.database_url)
     try:
-        yield ConfigurationService(db, settings)
+        yield Units(db, settings)
     finally:
         await db.close()
 
@@ -134,7 +146,7 @@ _environments = itertools.count()
 @settings(max_examples=examples(40))
 @given(st.data(), keys, st.booleans(), st.booleans())
 async def test_a_second_spelling_is_refused_exactly_when_it_differs(
-    shared: ConfigurationService,
+    shared: Units,
     data: st.DataObject,
     key: str,
     first_secret: bool,
@@ -142,13 +154,14 @@ async def test_a_second_spelling_is_refused_exactly_when_it_differs(
 ) -> None:
     other = data.draw(respellings(key))
     env = f"e{next(_environments)}"
-    await EnvironmentService(shared.db, shared.settings).create_environment(env, actor="t")
+    async with shared.write() as w:
+        await w.environments.create_environment(env, actor="t")
 
     async def set_key(name: str, secret: bool) -> None:
         if secret:
-            await shared.set_secret(env, name, SecretValue("v-secret-value"), actor="t")
+            await set_secret(shared, env, name, "v-secret-value")
         else:
-            await shared.set_variable(env, name, "v", actor="t")
+            await set_variable(shared, env, name, "v")
 
     await set_key(key, first_secret)
     if other == key:

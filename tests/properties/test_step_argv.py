@@ -23,8 +23,7 @@ from hypothesis import strategies as st
 from activities.sandbox import build
 from activities.step_run import run_step
 from models.pipeline import PipelineError, Step, parse_pipeline
-from models.resolution import ResolvedConfiguration, ResolvedVariable
-from services.deployments import StepContext
+from models.resolution import ResolvedConfiguration, ResolvedVariable, StepContext
 from tests.properties.hostile import SHELL, examples
 
 PRINT_ARGV = "import json, os, sys; print(json.dumps([sys.argv[1:], os.environ.get('PAYLOAD')]))"

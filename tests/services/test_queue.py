@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import pytest
 
-from models.promotion import WorkflowRef
+from models.promotion import LockState, WorkflowRef
 from models.settings import Settings
 from models.status import TicketState
-from services.environments import EnvironmentService
-from services.queue import QueueService
+from services.queue import IsRunning
+from services.unit import Units
 from store import queue as queue_repo
 from store.database import Database
 
@@ -22,15 +22,33 @@ async def running(_: str, __: str) -> bool:
     return True
 
 
+class Queue:
+    """The queue as the promotion activities use it: each call a unit of work of its own."""
+
+    def __init__(self, units: Units) -> None:
+        self.units = units
+
+    async def enter(
+        self, app: str, environment: str, run: WorkflowRef, kind: str, is_running: IsRunning
+    ) -> LockState:
+        async with self.units.write() as w:
+            return await w.queue.enter(app, environment, run, kind, is_running)
+
+    async def leave(self, run: WorkflowRef) -> WorkflowRef | None:
+        async with self.units.write() as w:
+            return await w.queue.leave(run)
+
+
 @pytest.fixture
-async def queue(db: Database, settings: Settings) -> QueueService:
-    envs = EnvironmentService(db, settings)
-    await envs.create_environment("dev", actor="t")
-    await envs.create_app("web", ["dev"], actor="t")
-    return QueueService(db, settings)
+async def queue(db: Database, settings: Settings) -> Queue:
+    units = Units(db, settings)
+    async with units.write() as w:
+        await w.environments.create_environment("dev", actor="t")
+        await w.environments.create_app("web", ["dev"], actor="t")
+    return Queue(units)
 
 
-async def test_first_comer_holds_and_the_next_waits_until_it_leaves(queue: QueueService) -> None:
+async def test_first_comer_holds_and_the_next_waits_until_it_leaves(queue: Queue) -> None:
     first = await queue.enter("web", "dev", ref("p1"), "promotion", running)
     second = await queue.enter("web", "dev", ref("p2"), "promotion", running)
     assert first.acquired
@@ -44,7 +62,7 @@ async def test_first_comer_holds_and_the_next_waits_until_it_leaves(queue: Queue
 
 
 async def test_a_rollback_goes_ahead_of_waiting_promotions_and_preempts_the_holder(
-    queue: QueueService, db: Database
+    queue: Queue, db: Database
 ) -> None:
     await queue.enter("web", "dev", ref("p1"), "promotion", running)
     await queue.enter("web", "dev", ref("p2"), "promotion", running)
@@ -60,7 +78,7 @@ async def test_a_rollback_goes_ahead_of_waiting_promotions_and_preempts_the_hold
         ]
 
 
-async def test_a_holder_that_no_longer_runs_is_skipped(queue: QueueService) -> None:
+async def test_a_holder_that_no_longer_runs_is_skipped(queue: Queue) -> None:
     await queue.enter("web", "dev", ref("p1"), "promotion", running)
 
     async def only_p2(workflow_id: str, _: str) -> bool:
@@ -69,7 +87,7 @@ async def test_a_holder_that_no_longer_runs_is_skipped(queue: QueueService) -> N
     assert (await queue.enter("web", "dev", ref("p2"), "promotion", only_p2)).acquired
 
 
-async def test_a_run_that_left_and_asks_again_takes_its_place_again(queue: QueueService) -> None:
+async def test_a_run_that_left_and_asks_again_takes_its_place_again(queue: Queue) -> None:
     await queue.enter("web", "dev", ref("p1"), "promotion", running)
     await queue.leave(ref("p1"))
     # The workflow task that left was retried: the same run asks again.

@@ -14,11 +14,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import text
 
 from models.errors import BadInput, Conflict, NotFound
-from models.review import DecisionToVerify
+from models.review import DecisionToVerify, ReviewerKeyView, SignatureCheck
 from models.settings import Settings
 from services import signatures
-from services.environments import EnvironmentService
-from services.reviewers import ReviewerKeyService
+from services.unit import Units
 from store.database import Database
 
 RUN: dict[str, Any] = {
@@ -164,9 +163,36 @@ def test_default_key_file_only_for_names_that_are_safe_file_names(tmp_path: Path
 # -- the key store ----------------------------------------------------------------------------
 
 
+class Keys:
+    """The key store as the CLI and the activities use it: each call a unit of work of its own."""
+
+    def __init__(self, units: Units) -> None:
+        self.units = units
+
+    async def add_key(self, reviewer: str, public_key: str, *, actor: str) -> ReviewerKeyView:
+        async with self.units.write() as w:
+            return await w.reviewers.add_key(reviewer, public_key, actor=actor)
+
+    async def revoke_key(self, reviewer: str, fingerprint: str, *, actor: str) -> ReviewerKeyView:
+        async with self.units.write() as w:
+            return await w.reviewers.revoke_key(reviewer, fingerprint, actor=actor)
+
+    async def list_keys(self, reviewer: str | None = None) -> list[ReviewerKeyView]:
+        async with self.units.read() as w:
+            return await w.reviewers.list_keys(reviewer)
+
+    async def without_keys(self, reviewers: list[str]) -> list[str]:
+        async with self.units.read() as w:
+            return await w.reviewers.without_keys(reviewers)
+
+    async def verify_decision(self, decision: DecisionToVerify) -> SignatureCheck:
+        async with self.units.read() as w:
+            return await w.reviewers.verify_decision(decision)
+
+
 @pytest.fixture
-def keys(db: Database, settings: Settings) -> ReviewerKeyService:
-    return ReviewerKeyService(db, settings)
+def keys(db: Database, settings: Settings) -> Keys:
+    return Keys(Units(db, settings))
 
 
 async def audit_actions(db: Database) -> list[str]:
@@ -174,9 +200,7 @@ async def audit_actions(db: Database) -> list[str]:
         return list((await session.scalars(text("SELECT action FROM audit_event"))).all())
 
 
-async def test_keys_are_registered_listed_and_revoked_with_audit(
-    keys: ReviewerKeyService, db: Database
-) -> None:
+async def test_keys_are_registered_listed_and_revoked_with_audit(keys: Keys, db: Database) -> None:
     bob = signatures.public_key_text(signatures.public_key_of(Ed25519PrivateKey.generate()))
     view = await keys.add_key("bob", bob, actor="admin")
     assert view.reviewer == "bob" and view.public_key == bob and view.active
@@ -192,9 +216,7 @@ async def test_keys_are_registered_listed_and_revoked_with_audit(
     assert await audit_actions(db) == ["reviewer.key.add", "reviewer.key.revoke"]
 
 
-async def test_mistakes_are_refused_and_store_nothing(
-    keys: ReviewerKeyService, db: Database
-) -> None:
+async def test_mistakes_are_refused_and_store_nothing(keys: Keys, db: Database) -> None:
     public = signatures.public_key_text(signatures.public_key_of(Ed25519PrivateKey.generate()))
     for who, key, error, message in [
         ("bob", "nonsense", BadInput, "not valid"),
@@ -226,7 +248,7 @@ async def test_mistakes_are_refused_and_store_nothing(
     assert await audit_actions(db) == ["reviewer.key.add", "reviewer.key.revoke"]
 
 
-async def test_verification_names_the_key_or_says_why_not(keys: ReviewerKeyService) -> None:
+async def test_verification_names_the_key_or_says_why_not(keys: Keys) -> None:
     bob, old, eve = (Ed25519PrivateKey.generate() for _ in range(3))
 
     unknown = await keys.verify_decision(check(signed(bob)))
@@ -271,15 +293,25 @@ async def test_verification_names_the_key_or_says_why_not(keys: ReviewerKeyServi
 async def test_signed_mode_is_part_of_the_protection_and_audited(
     db: Database, settings: Settings, master_key: Any
 ) -> None:
-    envs = EnvironmentService(db, settings, master_key)
-    await envs.create_environment("production", actor="t")
-    assert not (await envs.show_environment("production")).protection.require_signed_approvals
-    view = await envs.protect_environment("production", actor="t", require_signed_approvals=True)
+    units = Units(db, settings, master_key)
+    async with units.write() as w:
+        await w.environments.create_environment("production", actor="t")
+    async with units.read() as w:
+        shown = await w.environments.show_environment("production")
+    assert not shown.protection.require_signed_approvals
+    async with units.write() as w:
+        view = await w.environments.protect_environment(
+            "production", actor="t", require_signed_approvals=True
+        )
     assert view.protection.require_signed_approvals
     # Changing something else leaves it on; turning it off is explicit.
-    view = await envs.protect_environment("production", actor="t", wait_minutes=5)
+    async with units.write() as w:
+        view = await w.environments.protect_environment("production", actor="t", wait_minutes=5)
     assert view.protection.require_signed_approvals
-    view = await envs.protect_environment("production", actor="t", require_signed_approvals=False)
+    async with units.write() as w:
+        view = await w.environments.protect_environment(
+            "production", actor="t", require_signed_approvals=False
+        )
     assert not view.protection.require_signed_approvals
     async with db.read() as session:
         details = (

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 
 from store.tables import Deployment, Promotion
-from tests.stack import Stack, outcome
+from tests.http_recorder import Recorder, recorder
+from tests.stack import Stack, outcome, stack
 from vault.secret_value import SecretValue
 
 SECRETS = {
@@ -136,3 +139,22 @@ async def wait_for_line(path: Path, text: str, timeout: float = 60) -> None:
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"{text!r} never appeared in {path}")
+
+
+@asynccontextmanager
+async def workspace(
+    temporal: Any,
+    home: Path,
+    *,
+    production_approvals: int = 0,
+    releases: Iterable[str] = (),
+    **stack_options: Any,
+) -> AsyncIterator[tuple[Stack, Recorder]]:
+    """This scenario on a stack of its own, with its webhook receiver recording, and the
+    given releases of web created."""
+    with recorder() as hooks:
+        async with stack(temporal, home, **stack_options) as s:
+            await build(s, hooks.url, production_approvals=production_approvals)
+            for version in releases:
+                await s.releases.create_release("web", version, pipeline(), actor="t")
+            yield s, hooks

@@ -13,6 +13,7 @@ import pytest
 
 from models.promotion import PromotionResult
 from models.review import Decision
+from models.views import StatusView
 from tests.http_recorder import recorder
 from tests.stack import Stack, outcome, stack, until_phase
 from tests.workflows import scenario
@@ -31,7 +32,8 @@ async def ws(temporal: Any, tmp_path: Path) -> AsyncIterator[Stack]:
 
 
 async def current(s: Stack, env: str) -> str | None:
-    return (await s.views.status(environment=env)).cells[0].version
+    view: StatusView = await s.views.status(environment=env)
+    return view.cells[0].version
 
 
 async def test_two_distinct_reviewers_are_needed_and_refusals_change_nothing(ws: Stack) -> None:

@@ -13,27 +13,31 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from models.promotion import PromotionResult
-from tests.http_recorder import Recorder, recorder
-from tests.stack import TEMPORAL, Stack, outcome, stack
+from models.views import StatusView
+from tests.http_recorder import Recorder
+from tests.stack import TEMPORAL, Stack, outcome
 from tests.workflows import scenario
 from workflows.contract import PROMOTION, PromotionHandle
 
 
 @pytest.fixture
-async def hooks() -> AsyncIterator[Recorder]:
-    with recorder() as rec:
-        yield rec
+async def scenario_ws(temporal: Any, tmp_path: Path) -> AsyncIterator[tuple[Stack, Recorder]]:
+    async with scenario.workspace(temporal, tmp_path / "home") as built:
+        yield built
 
 
 @pytest.fixture
-async def ws(temporal: Any, tmp_path: Path, hooks: Recorder) -> AsyncIterator[Stack]:
-    async with stack(temporal, tmp_path / "home") as s:
-        await scenario.build(s, hooks.url)
-        yield s
+def ws(scenario_ws: tuple[Stack, Recorder]) -> Stack:
+    return scenario_ws[0]
+
+
+@pytest.fixture
+def hooks(scenario_ws: tuple[Stack, Recorder]) -> Recorder:
+    return scenario_ws[1]
 
 
 async def current(s: Stack, env: str) -> str | None:
-    view = await s.views.status(environment=env)
+    view: StatusView = await s.views.status(environment=env)
     return view.cells[0].version
 
 

@@ -12,20 +12,17 @@ from typing import Any
 import pytest
 
 from models.review import Decision
-from tests.http_recorder import recorder
-from tests.stack import Stack, outcome, stack, until_phase
+from tests.stack import Stack, outcome, until_phase
 from tests.workflows import scenario
 from workflows.contract import PromotionHandle
 
 
 @pytest.fixture
 async def ws(temporal: Any, tmp_path: Path) -> AsyncIterator[Stack]:
-    with recorder() as hooks:
-        async with stack(temporal, tmp_path / "home") as s:
-            await scenario.build(s, hooks.url, production_approvals=1)
-            for version in ("1.0.0", "2.0.0"):
-                await s.releases.create_release("web", version, scenario.pipeline(), actor="t")
-            yield s
+    async with scenario.workspace(
+        temporal, tmp_path / "home", production_approvals=1, releases=("1.0.0", "2.0.0")
+    ) as (s, _):
+        yield s
 
 
 async def versions(s: Stack) -> dict[str, str | None]:

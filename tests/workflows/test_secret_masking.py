@@ -25,7 +25,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 from sqlalchemy import select
 
-import services.configuration
+import services.secrets
 from activities.masking import spellings
 from models.workspace import AuthScheme
 from store.tables import StepRun
@@ -155,7 +155,7 @@ async def workspace(
             if key == "TINY":
                 # As if set before the minimum: `secret set` refuses it now.
                 with monkeypatch.context() as old_rules:
-                    old_rules.setattr(services.configuration, "MIN_SECRET_CHARS", 1)
+                    old_rules.setattr(services.secrets, "MIN_SECRET_CHARS", 1)
                     await s.config.set_secret("dev", key, SecretValue(value), actor="t")
             else:
                 await s.config.set_secret("dev", key, SecretValue(value), actor="t")

@@ -95,15 +95,16 @@ async def decrypt():
     sys.path.insert(0, worker_cwd)
     from pathlib import Path
     from models.settings import Settings
-    from services.configuration import ConfigurationService
+    from services.unit import Units
     from store.database import Database
     from vault.keys import MasterKey
     settings = Settings(home=Path(home), database_url=f"sqlite+aiosqlite:///{db}", master_key=key)
     database = Database(settings.database_url)
     try:
-        service = ConfigurationService(database, settings, MasterKey.from_text(key, "stolen"))
+        units = Units(database, settings, MasterKey.from_text(key, "stolen"))
         for env in ("dev", "staging", "production"):
-            resolved = await service.resolve(env, "web", decrypt=True)
+            async with units.read() as w:
+                resolved = await w.resolution.resolve(env, "web", decrypt=True)
             found["decrypted"][env] = resolved.secret_values()
     finally:
         await database.close()

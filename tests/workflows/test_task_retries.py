@@ -11,20 +11,17 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from models.promotion import WorkflowRef
-from services.deployments import DeploymentService
+from models.promotion import PromotionOutcome, WorkflowRef
+from models.status import PromotionEnd
 from store.tables import Promotion
-from tests.http_recorder import recorder
-from tests.stack import Stack, outcome, stack, until_phase
+from tests.stack import Stack, outcome, until_phase
 from tests.workflows import scenario
 
 
 @pytest.fixture
 async def ws(temporal: Any, tmp_path: Path) -> AsyncIterator[Stack]:
-    with recorder() as hooks:
-        async with stack(temporal, tmp_path / "home") as s:
-            await scenario.build(s, hooks.url, production_approvals=1)
-            yield s
+    async with scenario.workspace(temporal, tmp_path / "home", production_approvals=1) as built:
+        yield built[0]
 
 
 async def test_a_run_whose_record_already_ended_ends_as_recorded(ws: Stack) -> None:
@@ -38,13 +35,15 @@ async def test_a_run_whose_record_already_ended_ends_as_recorded(ws: Stack) -> N
         record = await session.scalar(select(Promotion).where(Promotion.workflow_id == handle.id))
     assert record is not None
     # What an abandoned task attempt of this run left behind: its outcome, recorded.
-    await DeploymentService(ws.db, ws.settings, ws.key).record_promotion_outcome(
-        record.id,
-        "superseded",
-        "superseded by promote-web-2.0.0-production (an earlier task attempt)",
-        [],
-        caller=WorkflowRef(workflow_id=handle.id, run_id=description.run_id),
-    )
+    async with ws.units.write() as w:
+        await w.deployments.record_promotion_outcome(
+            PromotionOutcome(
+                promotion_record_id=record.id,
+                status=PromotionEnd.SUPERSEDED,
+                reason="superseded by promote-web-2.0.0-production (an earlier task attempt)",
+            ),
+            caller=WorkflowRef(workflow_id=handle.id, run_id=description.run_id),
+        )
     await handle.signal("approve", {"reviewer": "alice"})
     result = await outcome(handle)
     assert result.status == "superseded", result.reason

@@ -13,19 +13,18 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from models.promotion import TrainResult
-from tests.http_recorder import Recorder, recorder
-from tests.stack import Stack, stack, until_phase
+from tests.http_recorder import Recorder
+from tests.stack import Stack, until_phase
 from tests.workflows import scenario
 from workflows.contract import Signal
 
 
 @pytest.fixture
 async def ws(temporal: Any, tmp_path: Path) -> AsyncIterator[tuple[Stack, Recorder]]:
-    with recorder() as hooks:
-        async with stack(temporal, tmp_path / "home") as s:
-            await scenario.build(s, hooks.url, production_approvals=2)
-            await s.releases.create_release("web", "1.0.0", scenario.pipeline(), actor="t")
-            yield s, hooks
+    async with scenario.workspace(
+        temporal, tmp_path / "home", production_approvals=2, releases=("1.0.0",)
+    ) as (s, hooks):
+        yield s, hooks
 
 
 async def test_train_to_production_completes_after_approvals_sent_to_the_train(

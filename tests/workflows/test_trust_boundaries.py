@@ -25,7 +25,6 @@ from models.promotion import (
     rollback_workflow_id,
     train_workflow_id,
 )
-from services.deployments import DeploymentService
 from store.tables import AuditEvent, CurrentRelease, Deployment, Promotion
 from tests.conftest import Cli
 from tests.http_recorder import Recorder, recorder
@@ -361,13 +360,14 @@ async def test_a_deployment_begins_only_with_the_approvals_on_record(
     s, _ = ws
     handle, record = await waiting_in_production(s)
     assert (record.required_approvals, record.approved_by) == (1, [])
-    service = DeploymentService(s.db, s.settings, s.key)
     run = WorkflowRef(workflow_id=record.workflow_id, run_id=record.run_id)
     with pytest.raises(Unavailable, match="0 of 1 approvals on record"):
-        await service.begin_deployment(record.id, run)
+        async with s.units.write() as w:
+            await w.deployments.begin_deployment(record.id, run)
     elsewhere = WorkflowRef(workflow_id="promote-forged", run_id="r")
     with pytest.raises(Refused, match="belongs to another workflow run"):
-        await service.begin_deployment(record.id, elsewhere)
+        async with s.units.write() as w:
+            await w.deployments.begin_deployment(record.id, elsewhere)
 
     assert (await s.cli().run("approve", handle.id, "--reviewer", "alice")).code == 0
     assert (await outcome(handle)).status == "deployed"

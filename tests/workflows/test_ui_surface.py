@@ -15,25 +15,29 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, Wor
 from temporalio.exceptions import ApplicationError
 
 from models.promotion import RollbackInput, RollbackResult
-from tests.http_recorder import Recorder, recorder
-from tests.stack import CONVERTER, Stack, outcome, stack, until_phase
+from tests.http_recorder import Recorder
+from tests.stack import CONVERTER, Stack, outcome, until_phase
 from tests.workflows import scenario
 from workflows import contract
 from workflows.search_attributes import STATUS
 
 
 @pytest.fixture
-async def hooks() -> AsyncIterator[Recorder]:
-    with recorder() as rec:
-        yield rec
+async def scenario_ws(temporal: Any, tmp_path: Path) -> AsyncIterator[tuple[Stack, Recorder]]:
+    async with scenario.workspace(
+        temporal, tmp_path / "home", production_approvals=1, releases=("1.0.0",)
+    ) as built:
+        yield built
 
 
 @pytest.fixture
-async def ws(temporal: Any, tmp_path: Path, hooks: Recorder) -> AsyncIterator[Stack]:
-    async with stack(temporal, tmp_path / "home") as s:
-        await scenario.build(s, hooks.url, production_approvals=1)
-        await s.releases.create_release("web", "1.0.0", scenario.pipeline(), actor="t")
-        yield s
+def ws(scenario_ws: tuple[Stack, Recorder]) -> Stack:
+    return scenario_ws[0]
+
+
+@pytest.fixture
+def hooks(scenario_ws: tuple[Stack, Recorder]) -> Recorder:
+    return scenario_ws[1]
 
 
 async def failure_of(handle: WorkflowHandle[Any, Any]) -> ApplicationError:

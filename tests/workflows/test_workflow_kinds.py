@@ -11,18 +11,15 @@ from typing import Any
 import pytest
 
 from models.promotion import RollbackInput, RollbackResult, TrainInput, TrainResult
-from tests.http_recorder import recorder
-from tests.stack import Stack, outcome, stack, until_phase
+from tests.stack import Stack, outcome, until_phase
 from tests.workflows import scenario
 from workflows import contract
 
 
 @pytest.fixture
 async def ws(temporal: Any, tmp_path: Path) -> AsyncIterator[Stack]:
-    with recorder() as hooks:
-        async with stack(temporal, tmp_path / "home") as s:
-            await scenario.build(s, hooks.url, production_approvals=1)
-            yield s
+    async with scenario.workspace(temporal, tmp_path / "home", production_approvals=1) as built:
+        yield built[0]
 
 
 async def test_a_rollback_under_any_id_takes_precedence_over_a_deploying_promotion(

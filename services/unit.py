@@ -1,0 +1,170 @@
+"""Units of work: where an entry point (a CLI command, an activity, later the server) opens
+one transaction and reaches the services that act inside it.
+
+    units = Units(db, settings)
+    async with units.write() as work:
+        view = await work.variables.set_variable("staging", "REGION", "eu", actor="ana")
+
+The block commits once when it ends and rolls back on any error. A refusal a service marked
+to be audited (`Service.refusals_audited`) is written after the rollback, in a transaction
+of its own, so the audit log keeps the refusal and nothing of the refused work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cached_property
+
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from models.errors import AuditNote, Refused, StagelineError
+from models.settings import Settings
+from services.base import Service
+from services.data import DataService
+from services.deployments import DeploymentService
+from services.environments import EnvironmentService
+from services.queue import QueueService
+from services.releases import ReleaseService
+from services.resolution import ResolutionService
+from services.reviewers import ReviewerKeyService
+from services.secrets import SecretService
+from services.tools import ToolService
+from services.variables import VariableService
+from services.views import ViewService
+from store import environments as env_repo
+from store.database import Database
+from vault.keys import KeyProvider, load_master_key
+
+
+class MasterKey:
+    """The master key, loaded on first use, so commands that touch no secret work without
+    one; shared by every unit of work of one entry point."""
+
+    def __init__(self, settings: Settings, key: KeyProvider | None = None) -> None:
+        self._settings = settings
+        self._key = key
+
+    def get(self) -> KeyProvider:
+        if self._key is None:
+            self._key = load_master_key(self._settings)
+        return self._key
+
+    def replace(self, key: KeyProvider) -> None:
+        """After a rotation: later units of work use the new key."""
+        self._key = key
+
+
+class Work:
+    """One unit of work: its session, and each service bound to it (made on first use)."""
+
+    def __init__(self, session: AsyncSession, settings: Settings, keys: MasterKey) -> None:
+        self.session = session
+        self.settings = settings
+        self.keys = keys
+        self._workspace_id: int | None = None
+
+    @property
+    def key(self) -> KeyProvider:
+        return self.keys.get()
+
+    async def workspace_id(self) -> int:
+        if self._workspace_id is None:
+            workspace = await env_repo.get_or_create_workspace(
+                self.session, self.settings.workspace
+            )
+            self._workspace_id = workspace.id
+        return self._workspace_id
+
+    @cached_property
+    def environments(self) -> EnvironmentService:
+        return EnvironmentService(self)
+
+    @cached_property
+    def variables(self) -> VariableService:
+        return VariableService(self)
+
+    @cached_property
+    def secrets(self) -> SecretService:
+        return SecretService(self)
+
+    @cached_property
+    def tools(self) -> ToolService:
+        return ToolService(self)
+
+    @cached_property
+    def resolution(self) -> ResolutionService:
+        return ResolutionService(self)
+
+    @cached_property
+    def releases(self) -> ReleaseService:
+        return ReleaseService(self)
+
+    @cached_property
+    def deployments(self) -> DeploymentService:
+        return DeploymentService(self)
+
+    @cached_property
+    def queue(self) -> QueueService:
+        return QueueService(self)
+
+    @cached_property
+    def reviewers(self) -> ReviewerKeyService:
+        return ReviewerKeyService(self)
+
+    @cached_property
+    def data(self) -> DataService:
+        return DataService(self)
+
+    @cached_property
+    def views(self) -> ViewService:
+        return ViewService(self)
+
+
+class Units:
+    """Opens units of work on one database, with one settings and one master key."""
+
+    def __init__(self, db: Database, settings: Settings, key: KeyProvider | None = None) -> None:
+        self.db = db
+        self.settings = settings
+        self.keys = MasterKey(settings, key)
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[Work]:
+        """A unit of work that changes state (on SQLite: the one writer of this process)."""
+        try:
+            async with self.db.write() as session:
+                yield Work(session, self.settings, self.keys)
+        except Refused as exc:
+            await self._audit_refusal(exc)
+            raise
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Work]:
+        """A unit of work that only reads: one transaction, so what it reads is consistent."""
+        try:
+            async with self.db.read() as session:
+                yield Work(session, self.settings, self.keys)
+        except Refused as exc:
+            await self._audit_refusal(exc)
+            raise
+
+    async def _audit_refusal(self, exc: Refused) -> None:
+        note: AuditNote | None = exc.audit_note
+        if note is None:
+            return
+        exc.audit_note = None  # written once, even if an outer unit sees it again
+        try:
+            async with self.write() as work:
+                await Service(work).audit(
+                    note.actor,
+                    note.action,
+                    note.subject,
+                    environment=note.environment,
+                    app=note.app,
+                    detail=note.detail,
+                )
+        except (StagelineError, SQLAlchemyError) as failure:
+            # The refusal is still what the caller sees; say why it is not in the log.
+            exc.add_note(f"the refusal could not be audited: {failure!r}")
