@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from activities.http_client import step_client
 from activities.masking import mask
 from activities.step_run import render
 from models.resolution import StepContext
@@ -31,7 +32,7 @@ async def check_http(ctx: StepContext, heartbeat: Callable[[], None]) -> CheckRe
     deadline = time.monotonic() + check.deadline_seconds
     attempts = 0
     last = ""
-    async with httpx.AsyncClient(timeout=check.timeout_seconds, follow_redirects=False) as client:
+    async with step_client(check.timeout_seconds) as client:
         while True:
             attempts += 1
             heartbeat()

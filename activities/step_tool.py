@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from activities.http_client import step_client
 from activities.masking import mask
 from activities.step_run import render
 from models.resolution import StepContext
@@ -56,7 +57,7 @@ async def call_tool(ctx: StepContext, run_id: str, heartbeat: Callable[[], None]
         **{key: render(ctx, value) for key, value in ctx.step.with_.items()},
     }
     last = ""
-    async with httpx.AsyncClient(timeout=profile.timeout_seconds) as client:
+    async with step_client(profile.timeout_seconds) as client:
         for attempt in range(profile.retries + 1):
             heartbeat()
             try:

@@ -6,7 +6,6 @@ from contextlib import suppress
 from datetime import UTC, datetime, timedelta
 
 import click
-from temporalio.service import RPCError
 
 from cli.context import actor, run
 from cli.output import day, deleted, done, emit_json, print_warnings, table
@@ -20,8 +19,6 @@ from models.text import duration
 from models.workspace import Protection
 from services.secrets import expiry_warnings
 from services.unit import Units
-from worker.client import connect
-from workflows.contract import PromotionHandle
 
 
 @click.group()
@@ -297,6 +294,12 @@ async def _nudge_frozen(units: Units, environment: str) -> None:
         view = await w.views.status(environment=environment)
     if not view.in_progress:
         return
+    # Here, not at the top: the Temporal client is heavy, and only this path needs it.
+    from temporalio.service import RPCError
+
+    from worker.client import connect
+    from workflows.contract import PromotionHandle
+
     try:
         client = await connect(units.settings)
     except (Unavailable, ConfigurationError):

@@ -540,12 +540,10 @@ class DeploymentService(Service):
         """Whether a rollback has somewhere to go, before it queues: a rollback that will be
         refused must not take its place ahead of (and interrupt) a deploying promotion. A
         refusal is audited here; nothing else is written."""
-        app, env, _ = await self._lookup(request.app, request.environment, None)
-        try:
-            current, target = await self._choose_rollback(app, env, request)
-        except Refused as exc:
-            self._audit_rollback_refused(app, env, request, exc.message)
-            return RollbackPlan(possible=False, refused=True, reason=exc.message)
+        chosen = await self._choice(request)
+        if isinstance(chosen, RollbackPlan):
+            return chosen
+        _, _, current, target = chosen
         if target is None:
             return RollbackPlan(possible=False, reason="nothing to compensate")
         to_release = await release_repo.release_by_id(self.session, target.release_id)
@@ -568,13 +566,11 @@ class DeploymentService(Service):
         )
         if existing is not None:
             return await self._plan_of(existing)
-        app, env, _ = await self._lookup(request.app, request.environment, None)
-        try:
-            current_release_id, target = await self._choose_rollback(app, env, request)
-        except Refused as exc:
-            # Refused after it queued: the environment changed while it waited.
-            self._audit_rollback_refused(app, env, request, exc.message)
-            return RollbackPlan(possible=False, refused=True, reason=exc.message)
+        # Refused here, after it queued: the environment changed while it waited.
+        chosen = await self._choice(request)
+        if isinstance(chosen, RollbackPlan):
+            return chosen
+        app, env, current_release_id, target = chosen
         if target is None:
             reason = f"no earlier release in {env.name} to go back to; it stays without a release"
             audit.record(
@@ -631,6 +627,18 @@ class DeploymentService(Service):
             },
         )
         return await self._plan_of(deployment)
+
+    async def _choice(
+        self, request: RollbackInput
+    ) -> tuple[App, Environment, int | None, Deployment | None] | RollbackPlan:
+        """What a rollback would do (see `_choose_rollback`), or the refused plan, audited."""
+        app, env, _ = await self._lookup(request.app, request.environment, None)
+        try:
+            current, target = await self._choose_rollback(app, env, request)
+        except Refused as exc:
+            self._audit_rollback_refused(app, env, request, exc.message)
+            return RollbackPlan(possible=False, refused=True, reason=exc.message)
+        return app, env, current, target
 
     async def _choose_rollback(
         self, app: App, env: Environment, request: RollbackInput

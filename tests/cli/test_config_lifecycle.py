@@ -473,7 +473,10 @@ def test_every_command_takes_json_but_the_documented_few() -> None:
 
     def commands(group: click.Group, path: str = "") -> list[tuple[str, click.Command]]:
         found = []
-        for name, command in group.commands.items():
+        context = click.Context(group)
+        for name in group.list_commands(context):
+            command = group.get_command(context, name)
+            assert command is not None, name
             full = f"{path} {name}".strip()
             if isinstance(command, click.Group):
                 found += commands(command, full)

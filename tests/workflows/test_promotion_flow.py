@@ -26,16 +26,6 @@ async def scenario_ws(temporal: Any, tmp_path: Path) -> AsyncIterator[tuple[Stac
         yield built
 
 
-@pytest.fixture
-def ws(scenario_ws: tuple[Stack, Recorder]) -> Stack:
-    return scenario_ws[0]
-
-
-@pytest.fixture
-def hooks(scenario_ws: tuple[Stack, Recorder]) -> Recorder:
-    return scenario_ws[1]
-
-
 async def current(s: Stack, env: str) -> str | None:
     view: StatusView = await s.views.status(environment=env)
     return view.cells[0].version

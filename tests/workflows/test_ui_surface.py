@@ -30,16 +30,6 @@ async def scenario_ws(temporal: Any, tmp_path: Path) -> AsyncIterator[tuple[Stac
         yield built
 
 
-@pytest.fixture
-def ws(scenario_ws: tuple[Stack, Recorder]) -> Stack:
-    return scenario_ws[0]
-
-
-@pytest.fixture
-def hooks(scenario_ws: tuple[Stack, Recorder]) -> Recorder:
-    return scenario_ws[1]
-
-
 async def failure_of(handle: WorkflowHandle[Any, Any]) -> ApplicationError:
     with pytest.raises(WorkflowFailureError) as caught:
         await handle.result()

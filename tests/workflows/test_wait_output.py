@@ -38,16 +38,6 @@ async def scenario_ws(temporal: Any, tmp_path: Path) -> AsyncIterator[tuple[Stac
         yield built
 
 
-@pytest.fixture
-def ws(scenario_ws: tuple[Stack, Recorder]) -> Stack:
-    return scenario_ws[0]
-
-
-@pytest.fixture
-def hooks(scenario_ws: tuple[Stack, Recorder]) -> Recorder:
-    return scenario_ws[1]
-
-
 async def result_of(s: Stack, workflow_id: str) -> PromotionResult:
     return await outcome(s.client.get_workflow_handle(workflow_id, result_type=PromotionResult))
 
