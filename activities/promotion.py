@@ -29,6 +29,7 @@ from models.promotion import (
     PlanRollback,
     PreparedPromotion,
     PrepareInput,
+    PromotionEnding,
     PromotionOutcome,
     RollbackPlan,
     StepOutcome,
@@ -252,6 +253,17 @@ class PromotionActivities:
         await self._caller(request.run)
         async with self._work() as w:
             following = await w.queue.leave(request.run)
+        await self._wake(following)
+
+    @activity.defn(name=contract.END_PROMOTION.name)
+    async def end_promotion(self, ending: PromotionEnding) -> None:
+        caller = await self._caller(ending.leave.run if ending.leave is not None else None)
+        async with self._work() as w:
+            following = await w.deployments.end_promotion(ending, caller=caller)
+        await self._wake(following)
+
+    async def _wake(self, following: WorkflowRef | None) -> None:
+        """Tell the run next in the queue that its turn may have come (once committed)."""
         if following is not None and self.client is not None:
             # It polls too: a missed wake-up costs seconds, not correctness.
             with suppress(RPCError):
@@ -375,6 +387,7 @@ class PromotionActivities:
             self.freeze_state,
             self.verify_interruption,
             self.record_promotion_outcome,
+            self.end_promotion,
             self.enter_queue,
             self.leave_queue,
             self.begin_deployment,

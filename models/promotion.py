@@ -282,6 +282,16 @@ class PromotionOutcome(BaseModel):
     gates: list[GateResult] = Field(default_factory=list)
 
 
+class PromotionEnding(BaseModel):
+    """Input of the `end_promotion` activity: a promotion's last database work, in one
+    transaction: close its deployment (when it deployed), record its outcome, leave the
+    queue (when it entered it)."""
+
+    outcome: PromotionOutcome
+    finish: FinishDeployment | None = None
+    leave: LockRequest | None = None
+
+
 class RollbackPlan(BaseModel):
     possible: bool
     # Not possible because a rule said no (nothing to roll back to): the rollback ends

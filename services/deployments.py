@@ -20,6 +20,7 @@ from models.promotion import (
     InterruptionCheck,
     InterruptionToVerify,
     PreparedPromotion,
+    PromotionEnding,
     PromotionInput,
     PromotionOutcome,
     RollbackInput,
@@ -323,6 +324,25 @@ class DeploymentService(Service):
             "promotion.timed_out" if outcome.timed_out else f"promotion.{outcome.status}",
             {"workflow_id": record.workflow_id, "reason": outcome.reason},
         )
+
+    async def end_promotion(
+        self, ending: PromotionEnding, *, caller: WorkflowRef | None = None
+    ) -> WorkflowRef | None:
+        """A promotion's last database work, in this one unit of work: close its deployment
+        (when it deployed), record its outcome, leave the queue (when it entered it).
+        Returns the run waiting next in the queue, to be woken up."""
+        if (finish := ending.finish) is not None:
+            await self.finish_deployment(
+                finish.deployment_id,
+                finish.succeeded,
+                finish.reason,
+                finish.interrupted,
+                caller=caller,
+            )
+        await self.record_promotion_outcome(ending.outcome, caller=caller)
+        if ending.leave is None:
+            return None
+        return await self.work.queue.leave(ending.leave.run)
 
     async def record_decision(
         self, decision: DecisionRecord, *, caller: WorkflowRef | None = None

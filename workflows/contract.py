@@ -35,6 +35,7 @@ from models.promotion import (
     PlanRollback,
     PreparedPromotion,
     PrepareInput,
+    PromotionEnding,
     PromotionInput,
     PromotionOutcome,
     PromotionResult,
@@ -172,6 +173,7 @@ RECORD_PROMOTION_OUTCOME: Final = ActivityContract(
 VERIFY_INTERRUPTION: Final = ActivityContract(
     "verify_interruption", InterruptionToVerify, InterruptionCheck
 )
+END_PROMOTION: Final = ActivityContract("end_promotion", PromotionEnding, type(None))
 ENTER_QUEUE: Final = ActivityContract("enter_queue", LockRequest, LockState)
 LEAVE_QUEUE: Final = ActivityContract("leave_queue", LockRequest, type(None))
 BEGIN_DEPLOYMENT: Final = ActivityContract("begin_deployment", BeginDeployment, DeploymentStarted)
@@ -190,6 +192,7 @@ ACTIVITIES: Final = (
     FREEZE_STATE,
     RECORD_PROMOTION_OUTCOME,
     VERIFY_INTERRUPTION,
+    END_PROMOTION,
     ENTER_QUEUE,
     LEAVE_QUEUE,
     BEGIN_DEPLOYMENT,

@@ -24,6 +24,7 @@ with workflow.unsafe.imports_passed_through():
         Phase,
         PreparedPromotion,
         PrepareInput,
+        PromotionEnding,
         PromotionInput,
         PromotionOutcome,
         PromotionResult,
@@ -47,6 +48,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.base import Orchestration, failure_reason
     from workflows.contract import (
         BEGIN_DEPLOYMENT,
+        END_PROMOTION,
         FINISH_DEPLOYMENT,
         FREEZE_STATE,
         LEAVE_QUEUE,
@@ -80,6 +82,9 @@ REASON_LIMIT = 2_000
 VERIFY_INTERRUPTIONS_PATCH = "verify-interruption-signals"
 # A run whose record an earlier task attempt already ended ends as recorded.
 ENDED_AS_RECORDED_PATCH = "ended-as-recorded"
+# A promotion's last database work (close the deployment, record the outcome, leave the
+# queue) is one local activity, one transaction, instead of three.
+ONE_END_PATCH = "one-transaction-to-end"
 
 # A freeze with no end is looked at again this often (`stageline env unfreeze` also wakes
 # held promotions at once).
@@ -97,6 +102,8 @@ class PromotionWorkflow(Orchestration):
         self._prepared: PreparedPromotion | None = None
         self._review: Review | None = None
         self._approval_timed_out = False
+        # The queue ticket this run holds or waits with, until it has left the queue.
+        self._lock: LockRequest | None = None
         self._freeze_changed = False
         self._superseded_by: str | None = None
         self._preempted_by: str | None = None
@@ -335,6 +342,7 @@ class PromotionWorkflow(Orchestration):
             return await self._end(prepared, *stop)
 
         lock = LockRequest(app=request.app, environment=request.target, run=run)
+        self._lock = lock
         try:
             while True:
                 if not await self._wait_for_turn(lock):
@@ -350,7 +358,8 @@ class PromotionWorkflow(Orchestration):
                     return await self._end(prepared, *stop)
             return await self._deploy(request, prepared, run)
         finally:
-            await asyncio.shield(store_only(LEAVE_QUEUE, lock))
+            if self._lock is not None:  # not left with the outcome (`_end`)
+                await asyncio.shield(store_only(LEAVE_QUEUE, lock))
 
     def _interruption(self) -> str | None:
         stopped = self._stopped()
@@ -502,10 +511,18 @@ class PromotionWorkflow(Orchestration):
         except ActivityError as exc:
             reason = head(failure_reason(exc), REASON_OUTPUT)
             return await self._compensate(request, prepared, started, reason)
-        await store_only(
-            FINISH_DEPLOYMENT,
-            FinishDeployment(deployment_id=started.deployment_id, succeeded=True),
-        )
+        return await self._deployed(prepared, started)
+
+    async def _deployed(
+        self, prepared: PreparedPromotion, started: DeploymentStarted
+    ) -> PromotionResult:
+        """Every step and verification passed: close the deployment and end deployed."""
+        finish = FinishDeployment(deployment_id=started.deployment_id, succeeded=True)
+        if workflow.patched(ONE_END_PATCH):
+            return await self._end(
+                prepared, Phase.DEPLOYED, None, deployment_id=started.deployment_id, finish=finish
+            )
+        await store_only(FINISH_DEPLOYMENT, finish)
         return await self._end(prepared, Phase.DEPLOYED, None, deployment_id=started.deployment_id)
 
     async def _interrupted(
@@ -601,20 +618,26 @@ class PromotionWorkflow(Orchestration):
         noop: bool = False,
         deployment_id: int | None = None,
         compensation: RollbackResult | None = None,
+        finish: FinishDeployment | None = None,
     ) -> PromotionResult:
+        """Record how the promotion ended and build its result. `finish`: the deployment
+        to close with it (given only where ONE_END_PATCH holds)."""
         assert self._request is not None
         self._status.reason = reason
         self._set_phase(phase)
-        await store_only(
-            RECORD_PROMOTION_OUTCOME,
-            PromotionOutcome(
-                promotion_record_id=prepared.promotion_record_id,
-                status=phase.value,
-                reason=reason,
-                gates=prepared.gates,
-                timed_out=self._approval_timed_out,
-            ),
+        outcome = PromotionOutcome(
+            promotion_record_id=prepared.promotion_record_id,
+            status=phase.value,
+            reason=reason,
+            gates=prepared.gates,
+            timed_out=self._approval_timed_out,
         )
+        if workflow.patched(ONE_END_PATCH):
+            ending = PromotionEnding(outcome=outcome, finish=finish, leave=self._lock)
+            await store_only(END_PROMOTION, ending)
+            self._lock = None  # left
+        else:
+            await store_only(RECORD_PROMOTION_OUTCOME, outcome)
         await workflow.wait_condition(workflow.all_handlers_finished)
         result = PromotionResult.model_validate(
             {

@@ -158,6 +158,7 @@ def test_names_never_change() -> None:
         "freeze_state",
         "record_promotion_outcome",
         "verify_interruption",
+        "end_promotion",
         "enter_queue",
         "leave_queue",
         "begin_deployment",

@@ -129,6 +129,16 @@ async def test_activities_called_from_outside_a_workflow_are_refused_and_audited
         await execute_activity(
             s, "finish_deployment", {"deployment_id": 1, "succeeded": True, "reason": None}
         ),
+        # Ending the waiting promotion as deployed and taking it out of the queue.
+        await execute_activity(
+            s,
+            "end_promotion",
+            {
+                "outcome": {"promotion_record_id": record.id, "status": "deployed"},
+                "finish": {"deployment_id": 1, "succeeded": True},
+                "leave": {"app": "web", "environment": "production", "run": run},
+            },
+        ),
         await execute_activity(
             s,
             "run_step",
@@ -164,6 +174,7 @@ async def test_activities_called_from_outside_a_workflow_are_refused_and_audited
         "record_decision",
         "prepare_promotion",
         "finish_deployment",
+        "end_promotion",
         "run_step",
     }
     assert all("standalone" in e.actor for e in refused)
