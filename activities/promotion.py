@@ -36,6 +36,8 @@ from models.promotion import (
     StepRequest,
     TrainInput,
     TrainPlan,
+    Turn,
+    TurnRequest,
     WorkflowRef,
 )
 from models.review import (
@@ -248,6 +250,14 @@ class PromotionActivities:
                 await handle.preempt(request.run.workflow_id)
         return state
 
+    @activity.defn(name=contract.TAKE_TURN.name)
+    async def take_turn(self, request: TurnRequest) -> Turn:
+        await self._caller(request.lock.run)
+        if request.begin is not None:
+            await self._caller(request.begin.run)
+        async with self._work() as w:
+            return await w.deployments.take_turn(request, self._is_running)
+
     @activity.defn(name=contract.LEAVE_QUEUE.name)
     async def leave_queue(self, request: LockRequest) -> None:
         await self._caller(request.run)
@@ -389,6 +399,7 @@ class PromotionActivities:
             self.record_promotion_outcome,
             self.end_promotion,
             self.enter_queue,
+            self.take_turn,
             self.leave_queue,
             self.begin_deployment,
             self.finish_deployment,

@@ -10,7 +10,6 @@ import asyncio
 import sqlite3
 import sys
 from datetime import timedelta
-from pathlib import Path
 
 from pydantic import BaseModel
 from temporalio import activity, workflow
@@ -22,8 +21,12 @@ TASK_QUEUE = "bare"
 
 
 class Work(BaseModel):
-    steps: int = 2  # subprocesses to run (`true`), as a promotion's two no-op steps
-    extra: int = 0  # no-op activities, to match an activity count
+    """A promotion's shape: no-op local activities (its database work) before its steps,
+    the steps as activities (subprocesses running `true`), local activities after them."""
+
+    steps: int = 2
+    local_before: int = 0
+    local_after: int = 0
     database: str = ""  # for the rollback baseline: one write, like moving a pointer
 
 
@@ -37,8 +40,8 @@ async def run_true(_: Work) -> None:
     await process.wait()
 
 
-@activity.defn(name="noop")
-async def noop(_: Work) -> None:
+@activity.defn(name="noop_local")
+async def noop_local(_: Work) -> None:
     return None
 
 
@@ -59,22 +62,28 @@ async def write_pointer(work: Work) -> None:
 class BareSteps:
     @workflow.run
     async def run(self, work: Work) -> Done:
+        await _local(work, work.local_before)
         for _ in range(work.steps):
             await workflow.execute_activity(
                 run_true, work, start_to_close_timeout=timedelta(seconds=60)
             )
-        for _ in range(work.extra):
-            await workflow.execute_activity(
-                noop, work, start_to_close_timeout=timedelta(seconds=60)
-            )
-        return Done(activities=work.steps + work.extra)
+        await _local(work, work.local_after)
+        return Done(activities=work.steps + work.local_before + work.local_after)
+
+
+async def _local(work: Work, count: int) -> None:
+    for _ in range(count):
+        await workflow.execute_local_activity(
+            noop_local, work, start_to_close_timeout=timedelta(seconds=60)
+        )
 
 
 @workflow.defn(name="BarePointer")
 class BarePointer:
     @workflow.run
     async def run(self, work: Work) -> Done:
-        await workflow.execute_activity(
+        # A local activity, as stageline's rollback moves the pointer in one.
+        await workflow.execute_local_activity(
             write_pointer, work, start_to_close_timeout=timedelta(seconds=60)
         )
         return Done(activities=1)
@@ -86,12 +95,11 @@ async def serve(address: str) -> None:
         client,
         task_queue=TASK_QUEUE,
         workflows=[BareSteps, BarePointer],
-        activities=[run_true, noop, write_pointer],
+        activities=[run_true, noop_local, write_pointer],
         max_heartbeat_throttle_interval=timedelta(seconds=2),  # as stageline's worker
     )
     await worker.run()
 
 
 if __name__ == "__main__":
-    Path(".").resolve()
     asyncio.run(serve(sys.argv[1]))

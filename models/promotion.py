@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from models.names import KeyName, ResourceName, VersionName
+from models.review import FreezeState
 from models.status import PromotionEnd, RollbackEnd, StepStatus
 from models.workspace import Protection
 
@@ -280,6 +281,26 @@ class PromotionOutcome(BaseModel):
     # Rejected because the approvals did not come in time (audited as promotion.timed_out).
     timed_out: bool = False
     gates: list[GateResult] = Field(default_factory=list)
+
+
+class TurnRequest(BaseModel):
+    """Input of the `take_turn` activity: enter the queue and, once it is this run's turn,
+    check the freeze and begin the deployment, in one transaction."""
+
+    lock: LockRequest
+    # Workflow time to check the freeze at; None when an approved override lets it through.
+    freeze_at: datetime | None = None
+    # None when it must not begin (a rollback preempted it before it began).
+    begin: BeginDeployment | None = None
+
+
+class Turn(BaseModel):
+    """What `take_turn` found: the queue's answer; once acquired, the freeze (when it was
+    checked) and, when not frozen, the deployment it began."""
+
+    lock: LockState
+    freeze: FreezeState | None = None
+    started: DeploymentStarted | None = None
 
 
 class PromotionEnding(BaseModel):

@@ -26,6 +26,8 @@ from models.promotion import (
     RollbackInput,
     RollbackPlan,
     StepSpec,
+    Turn,
+    TurnRequest,
     WorkflowRef,
 )
 from models.resolution import StepContext
@@ -35,6 +37,7 @@ from services import gates
 from services.base import Service
 from services.data import DATA_KINDS
 from services.environments import protection_of
+from services.queue import IsRunning
 from store import audit
 from store import data as data_repo
 from store import deployments as deployment_repo
@@ -324,6 +327,26 @@ class DeploymentService(Service):
             "promotion.timed_out" if outcome.timed_out else f"promotion.{outcome.status}",
             {"workflow_id": record.workflow_id, "reason": outcome.reason},
         )
+
+    async def take_turn(self, request: TurnRequest, is_running: IsRunning) -> Turn:
+        """A promotion's queue, freeze and begin in this one unit of work: enter the queue;
+        once it is this run's turn, check the freeze (unless overridden) and, when not
+        frozen, begin the deployment. A refusal to begin rolls the whole unit back."""
+        lock = request.lock
+        state = await self.work.queue.enter(
+            lock.app, lock.environment, lock.run, DeploymentKind.PROMOTION, is_running
+        )
+        if not state.acquired:
+            return Turn(lock=state)
+        freeze = None
+        if request.freeze_at is not None:
+            freeze = await self.work.environments.freeze_state(lock.environment, request.freeze_at)
+            if freeze.frozen:
+                return Turn(lock=state, freeze=freeze)
+        if request.begin is None:
+            return Turn(lock=state, freeze=freeze)
+        started = await self.begin_deployment(request.begin.promotion_record_id, request.begin.run)
+        return Turn(lock=state, freeze=freeze, started=started)
 
     async def end_promotion(
         self, ending: PromotionEnding, *, caller: WorkflowRef | None = None

@@ -85,14 +85,18 @@ class Orchestration:
             if state.acquired:
                 self._status.waiting_for = None
                 return True
-            self._status.waiting_for = state.holder
-            self._set_phase(Phase.QUEUED)
-            self._queue_moved = False
-            with suppress(TimeoutError):
-                await workflow.wait_condition(
-                    lambda: self._queue_moved or self._interruption() is not None,
-                    timeout=QUEUE_POLL,
-                )
+            await self._queued(state.holder)
+
+    async def _queued(self, holder: str | None) -> None:
+        """Not this run's turn: wait until the queue moves (or to look again)."""
+        self._status.waiting_for = holder
+        self._set_phase(Phase.QUEUED)
+        self._queue_moved = False
+        with suppress(TimeoutError):
+            await workflow.wait_condition(
+                lambda: self._queue_moved or self._interruption() is not None,
+                timeout=QUEUE_POLL,
+            )
 
     def _plan_steps(self, specs: list[StepSpec]) -> None:
         self._status.steps = [

@@ -49,6 +49,8 @@ from models.promotion import (
     TrainPlan,
     TrainResult,
     TrainStatus,
+    Turn,
+    TurnRequest,
 )
 from models.review import (
     Decision,
@@ -175,6 +177,7 @@ VERIFY_INTERRUPTION: Final = ActivityContract(
 )
 END_PROMOTION: Final = ActivityContract("end_promotion", PromotionEnding, type(None))
 ENTER_QUEUE: Final = ActivityContract("enter_queue", LockRequest, LockState)
+TAKE_TURN: Final = ActivityContract("take_turn", TurnRequest, Turn)
 LEAVE_QUEUE: Final = ActivityContract("leave_queue", LockRequest, type(None))
 BEGIN_DEPLOYMENT: Final = ActivityContract("begin_deployment", BeginDeployment, DeploymentStarted)
 FINISH_DEPLOYMENT: Final = ActivityContract(
@@ -194,6 +197,7 @@ ACTIVITIES: Final = (
     VERIFY_INTERRUPTION,
     END_PROMOTION,
     ENTER_QUEUE,
+    TAKE_TURN,
     LEAVE_QUEUE,
     BEGIN_DEPLOYMENT,
     FINISH_DEPLOYMENT,

@@ -30,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         PromotionResult,
         RollbackInput,
         RollbackResult,
+        TurnRequest,
         WorkflowRef,
     )
     from models.review import (
@@ -57,6 +58,7 @@ with workflow.unsafe.imports_passed_through():
         RECORD_DECISION,
         RECORD_PROMOTION_OUTCOME,
         ROLLBACK,
+        TAKE_TURN,
         VERIFY_DECISION,
         VERIFY_INTERRUPTION,
         Signal,
@@ -82,9 +84,11 @@ REASON_LIMIT = 2_000
 VERIFY_INTERRUPTIONS_PATCH = "verify-interruption-signals"
 # A run whose record an earlier task attempt already ended ends as recorded.
 ENDED_AS_RECORDED_PATCH = "ended-as-recorded"
-# A promotion's last database work (close the deployment, record the outcome, leave the
-# queue) is one local activity, one transaction, instead of three.
-ONE_END_PATCH = "one-transaction-to-end"
+# One local activity, one transaction, per phase: the queue, the freeze and the start of
+# the deployment (`take_turn`) where they were three (and a freeze check before queueing);
+# the end (`end_promotion`: close the deployment, record the outcome, leave the queue)
+# where it was three.
+ONE_TRANSACTION_PATCH = "one-transaction-per-phase"
 
 # A freeze with no end is looked at again this often (`stageline env unfreeze` also wakes
 # held promotions at once).
@@ -344,22 +348,41 @@ class PromotionWorkflow(Orchestration):
         lock = LockRequest(app=request.app, environment=request.target, run=run)
         self._lock = lock
         try:
-            while True:
-                if not await self._wait_for_turn(lock):
-                    stopped = self._stopped()
-                    assert stopped is not None
-                    return await self._end(prepared, *stopped)
-                # A freeze may have begun while this waited in the queue.
-                if self._review.override is not None or not (await self._freeze()).frozen:
-                    break
-                await store_only(LEAVE_QUEUE, lock)
-                stop = await self._hold_while_frozen(request.target)
-                if stop is not None:
-                    return await self._end(prepared, *stop)
-            return await self._deploy(request, prepared, run)
+            if workflow.patched(ONE_TRANSACTION_PATCH):
+                turn = await self._take_turn(prepared, lock)
+                if isinstance(turn, PromotionResult):
+                    return turn
+                if not isinstance(turn, DeploymentStarted):
+                    return await self._end(prepared, *turn)
+                self._set_phase(Phase.DEPLOYING)
+                return await self._run_steps(request, prepared, run, turn)
+            return await self._queue_and_deploy(request, prepared, run, lock)
         finally:
             if self._lock is not None:  # not left with the outcome (`_end`)
                 await asyncio.shield(store_only(LEAVE_QUEUE, lock))
+
+    async def _queue_and_deploy(
+        self,
+        request: PromotionInput,
+        prepared: PreparedPromotion,
+        run: WorkflowRef,
+        lock: LockRequest,
+    ) -> PromotionResult:
+        """Histories from before ONE_TRANSACTION_PATCH: queue, freeze, begin one by one."""
+        assert self._review is not None
+        while True:
+            if not await self._wait_for_turn(lock):
+                stopped = self._stopped()
+                assert stopped is not None
+                return await self._end(prepared, *stopped)
+            # A freeze may have begun while this waited in the queue.
+            if self._review.override is not None or not (await self._freeze()).frozen:
+                break
+            await store_only(LEAVE_QUEUE, lock)
+            stop = await self._hold_while_frozen(request.target)
+            if stop is not None:
+                return await self._end(prepared, *stop)
+        return await self._deploy(request, prepared, run)
 
     def _interruption(self) -> str | None:
         stopped = self._stopped()
@@ -414,6 +437,8 @@ class PromotionWorkflow(Orchestration):
                 )
             if (stopped := self._stopped()) is not None:
                 return stopped
+        if workflow.patched(ONE_TRANSACTION_PATCH):
+            return None  # the freeze is checked with the turn in the queue (`take_turn`)
         return await self._hold_while_frozen(self._request.target)
 
     async def _freeze(self) -> FreezeState:
@@ -455,6 +480,45 @@ class PromotionWorkflow(Orchestration):
                 )
             self._status.reason = None
 
+    async def _take_turn(
+        self, prepared: PreparedPromotion, lock: LockRequest
+    ) -> DeploymentStarted | PromotionResult | tuple[Phase, str]:
+        """Wait for this run's turn in the queue, held by freezes, and begin the deployment:
+        each try is one `take_turn` (queue, freeze and begin in one transaction). Returns the
+        deployment begun, the result it ended with, or why to stop."""
+        review = self._review
+        assert review is not None and self._request is not None
+        while True:
+            if (stopped := self._stopped()) is not None:
+                return stopped
+            if self._preempted_by is not None:
+                return await self._interrupted(prepared, None)
+            request = TurnRequest(
+                lock=lock,
+                freeze_at=None if review.override is not None else workflow.now(),
+                begin=BeginDeployment(
+                    promotion_record_id=prepared.promotion_record_id, run=lock.run
+                ),
+            )
+            try:
+                turn = await store(TAKE_TURN, request)
+            except ApplicationError as exc:
+                if exc.type != "AlreadyEnded":
+                    raise
+                status, reason = exc.details  # see `_begin`
+                return await self._end(prepared, Phase(status), reason)
+            if turn.started is not None:
+                self._status.waiting_for = None
+                return turn.started
+            if turn.lock.acquired:  # frozen: give the turn up while it holds
+                self._status.waiting_for = None
+                await store_only(LEAVE_QUEUE, lock)
+                stop = await self._hold_while_frozen(self._request.target)
+                if stop is not None:
+                    return stop
+                continue
+            await self._queued(turn.lock.holder)
+
     async def _begin(
         self, prepared: PreparedPromotion, run: WorkflowRef
     ) -> DeploymentStarted | PromotionResult:
@@ -481,6 +545,15 @@ class PromotionWorkflow(Orchestration):
         started = await self._begin(prepared, run)
         if isinstance(started, PromotionResult):
             return started
+        return await self._run_steps(request, prepared, run, started)
+
+    async def _run_steps(
+        self,
+        request: PromotionInput,
+        prepared: PreparedPromotion,
+        run: WorkflowRef,
+        started: DeploymentStarted,
+    ) -> PromotionResult:
         try:
             for position, spec in enumerate(prepared.steps):
                 if spec.section == "verify":
@@ -518,7 +591,7 @@ class PromotionWorkflow(Orchestration):
     ) -> PromotionResult:
         """Every step and verification passed: close the deployment and end deployed."""
         finish = FinishDeployment(deployment_id=started.deployment_id, succeeded=True)
-        if workflow.patched(ONE_END_PATCH):
+        if workflow.patched(ONE_TRANSACTION_PATCH):
             return await self._end(
                 prepared, Phase.DEPLOYED, None, deployment_id=started.deployment_id, finish=finish
             )
@@ -621,7 +694,7 @@ class PromotionWorkflow(Orchestration):
         finish: FinishDeployment | None = None,
     ) -> PromotionResult:
         """Record how the promotion ended and build its result. `finish`: the deployment
-        to close with it (given only where ONE_END_PATCH holds)."""
+        to close with it (given only where ONE_TRANSACTION_PATCH holds)."""
         assert self._request is not None
         self._status.reason = reason
         self._set_phase(phase)
@@ -632,7 +705,7 @@ class PromotionWorkflow(Orchestration):
             gates=prepared.gates,
             timed_out=self._approval_timed_out,
         )
-        if workflow.patched(ONE_END_PATCH):
+        if workflow.patched(ONE_TRANSACTION_PATCH):
             ending = PromotionEnding(outcome=outcome, finish=finish, leave=self._lock)
             await store_only(END_PROMOTION, ending)
             self._lock = None  # left

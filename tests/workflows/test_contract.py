@@ -160,6 +160,7 @@ def test_names_never_change() -> None:
         "verify_interruption",
         "end_promotion",
         "enter_queue",
+        "take_turn",
         "leave_queue",
         "begin_deployment",
         "finish_deployment",

@@ -129,6 +129,15 @@ async def test_activities_called_from_outside_a_workflow_are_refused_and_audited
         await execute_activity(
             s, "finish_deployment", {"deployment_id": 1, "succeeded": True, "reason": None}
         ),
+        # Taking the waiting promotion's turn in the queue and beginning its deployment.
+        await execute_activity(
+            s,
+            "take_turn",
+            {
+                "lock": {"app": "web", "environment": "production", "run": run},
+                "begin": {"promotion_record_id": record.id, "run": run},
+            },
+        ),
         # Ending the waiting promotion as deployed and taking it out of the queue.
         await execute_activity(
             s,
@@ -174,6 +183,7 @@ async def test_activities_called_from_outside_a_workflow_are_refused_and_audited
         "record_decision",
         "prepare_promotion",
         "finish_deployment",
+        "take_turn",
         "end_promotion",
         "run_step",
     }

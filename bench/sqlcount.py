@@ -1,0 +1,102 @@
+"""SQL statements and transactions per promotion: sequential promotions through a worker in
+this process, whose engine counts what it sends (SQLAlchemy events), by activity."""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from sqlalchemy import event
+from temporalio import activity
+from temporalio.client import Client, WorkflowHandle
+
+from activities import sandbox
+from models.errors import ConfigurationError
+from models.settings import Settings
+from store.database import Database
+from vault.keys import MasterKey
+from worker.main import build_worker
+
+TASK_QUEUE = "stageline-sql"
+PROMOTIONS = 10  # counted, after one warm-up
+
+
+class Counts:
+    """Statements (BEGIN excluded: SQLite's is a statement, PostgreSQL's is not), and
+    transactions begun, committed and rolled back, each by the activity that issued it."""
+
+    def __init__(self, db: Database) -> None:
+        self.counting = False
+        self.statements: Counter[str] = Counter()
+        self.transactions: Counter[str] = Counter()
+        self.commits = 0
+        self.rollbacks = 0
+        engine = db.engine.sync_engine
+        event.listen(engine, "before_cursor_execute", self._statement)
+        event.listen(engine, "begin", self._begin)
+        event.listen(engine, "commit", self._commit)
+        event.listen(engine, "rollback", self._rollback)
+
+    @staticmethod
+    def _where() -> str:
+        return activity.info().activity_type if activity.in_activity() else "(no activity)"
+
+    def _statement(self, *args: Any) -> None:
+        if self.counting and not str(args[2]).lstrip().upper().startswith("BEGIN"):
+            self.statements[self._where()] += 1
+
+    def _begin(self, _conn: Any) -> None:
+        if self.counting:
+            self.transactions[self._where()] += 1
+
+    def _commit(self, _conn: Any) -> None:
+        self.commits += self.counting
+
+    def _rollback(self, _conn: Any) -> None:
+        self.rollbacks += self.counting
+
+
+def step_sandbox(settings: Settings) -> tuple[sandbox.StepSandbox | None, bool]:
+    """As the worker process does; without a working bwrap, steps run unsandboxed here."""
+    try:
+        return sandbox.prepare(settings), True
+    except ConfigurationError:
+        return None, False
+
+
+async def measure(
+    client: Client,
+    settings: Settings,
+    key: MasterKey,
+    promote: Callable[[str, str], Awaitable[WorkflowHandle[Any, Any]]],
+) -> dict[str, Any]:
+    """`client` carries stageline's encrypting converter; `promote(version, task_queue)`
+    starts one promotion of a release that exists, on the given task queue."""
+    settings = settings.model_copy(update={"task_queue": TASK_QUEUE})
+    db = Database(settings.database_url)
+    counts = Counts(db)
+    box, sandboxed = step_sandbox(settings)
+    try:
+        async with build_worker(client, settings, db, key, TASK_QUEUE, step_sandbox=box):
+            for i in range(PROMOTIONS + 1):
+                counts.counting = i > 0
+                await (await promote(f"2.0.{i}", TASK_QUEUE)).result()
+    finally:
+        counts.counting = False
+        await db.close()
+    statements = sum(counts.statements.values())
+    return {
+        "promotions": PROMOTIONS,
+        "sandboxed": sandboxed,
+        "statements": statements / PROMOTIONS,
+        "transactions": sum(counts.transactions.values()) / PROMOTIONS,
+        "commits": counts.commits / PROMOTIONS,
+        "rollbacks": counts.rollbacks / PROMOTIONS,
+        "statements_by_activity": {
+            name: n / PROMOTIONS for name, n in counts.statements.most_common()
+        },
+        "transactions_by_activity": {
+            name: n / PROMOTIONS for name, n in counts.transactions.most_common()
+        },
+    }
