@@ -40,11 +40,12 @@ lint: $(STAMP)
 	$(BIN)/mypy .
 
 test: lint browser-deps
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q --durations=15
 
-# Everything but the browser suite (tests/browser: the real Temporal UI in chromium).
+# Everything but the browser suite (tests/browser: the real Temporal UI in chromium) and the
+# slowest suites (marked slow: workers killed, databases stopped mid-promotion).
 test-fast: lint sandbox-deps
-	$(BIN)/pytest -q -m "not browser"
+	$(BIN)/pytest -q -m "not browser and not slow"
 
 # Only the browser suite (about a minute).
 test-browser: $(STAMP) browser-deps

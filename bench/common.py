@@ -33,6 +33,13 @@ def _marker_mentions(event: Any, name: str) -> bool:
     return name.encode() in (b"".join(p.data for p in data.payloads) if data else b"")
 
 
+def _is_local_activity(event: Any) -> bool:
+    return bool(
+        event.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+        and event.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    )
+
+
 async def history_facts(
     handle: WorkflowHandle[Any, Any], pointer_activity: str | None = None
 ) -> dict[str, Any]:
@@ -43,7 +50,8 @@ async def history_facts(
     start = events[0].event_time.ToDatetime()
     end = events[-1].event_time.ToDatetime()
     kinds = [e.event_type for e in events]
-    markers = [e for e in events if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED]
+    # Local activities only: a workflow.patched() call records a marker too.
+    markers = [e for e in events if _is_local_activity(e)]
     first_activity = next(
         (i for i, k in enumerate(kinds) if k == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED),
         len(kinds),
@@ -61,7 +69,7 @@ async def history_facts(
         "pointer_s": (pointer_at - start).total_seconds() if pointer_at else None,
         "activities": kinds.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED),
         "local_activities": len(markers),
-        "local_before": kinds[:first_activity].count(EventType.EVENT_TYPE_MARKER_RECORDED),
+        "local_before": sum(_is_local_activity(e) for e in events[:first_activity]),
         "workflow_tasks": kinds.count(EventType.EVENT_TYPE_WORKFLOW_TASK_COMPLETED),
     }
 

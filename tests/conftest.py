@@ -214,3 +214,11 @@ def certificate_pem(days: int, name: str = "web.internal") -> str:
         .sign(key, hashes.SHA256())
     )
     return cert.public_bytes(serialization.Encoding.PEM).decode()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "slow: among the slowest suites (workers killed, databases stopped); leave out with "
+        "-m 'not slow' (`make test-fast`)",
+    )

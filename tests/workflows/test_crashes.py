@@ -28,6 +28,10 @@ from tests.stack import Stack, outcome, stack, until_phase
 from tests.workflows import scenario
 from workflows import contract
 
+# Among the slowest suites (workers killed, databases stopped): `make test-fast` leaves
+# them out; `make test` and CI run them.
+pytestmark = pytest.mark.slow
+
 
 class Workers:
     """`stageline worker` processes, as an operator runs them, that a test can kill."""

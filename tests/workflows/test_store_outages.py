@@ -23,6 +23,10 @@ from tests.http_recorder import recorder
 from tests.stack import Stack, stack
 from tests.workflows import scenario
 
+# Among the slowest suites (workers killed, databases stopped): `make test-fast` leaves
+# them out; `make test` and CI run them.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 async def sqlite_ws(temporal: Any, tmp_path: Path) -> AsyncIterator[Stack]:
