@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -81,6 +82,15 @@ async def workspace(temporal: Any, tmp_path: Path) -> AsyncIterator[Stack]:
         yield s
 
 
+# Every workflow.patched() name in the code (the *_PATCH constants of workflows/): what a
+# version marker may hold in the clear.
+PATCHES = {
+    match.group(1)
+    for module in (Path(__file__).resolve().parents[2] / "workflows").glob("*.py")
+    for match in re.finditer(r'_PATCH = "([^"]+)"', module.read_text())
+}
+
+
 async def raw_histories(s: Stack) -> list[WorkflowHistory]:
     """The histories as Temporal stores them, through a client that has no codec."""
     plain = await Client.connect(
@@ -97,9 +107,15 @@ async def raw_histories(s: Stack) -> list[WorkflowHistory]:
 
 def clear_by_design(event: HistoryEvent, path: str, payload: Payload) -> bool:
     """Payloads Temporal itself must read, or the SDK core writes without the codec:
-    search attributes (the server indexes them) and a local activity marker's bookkeeping
-    (sequence number, activity type, time; its result payload is encrypted)."""
+    search attributes (the server indexes them), a local activity marker's bookkeeping
+    (sequence number, activity type, time; its result payload is encrypted) and a version
+    marker's patch name (`workflow.patched`: one of ours, fixed in the code)."""
     if ".search_attributes.indexed_fields[" in path:
+        return True
+    if event.marker_recorded_event_attributes.marker_name == "core_patch":
+        assert path.endswith(".details[patch-data].payloads[0]"), path
+        assert json.loads(payload.data)["id"] in PATCHES, payload.data
+        assert set(json.loads(payload.data)) <= {"id", "deprecated"}, payload.data
         return True
     if event.event_type != EventType.EVENT_TYPE_MARKER_RECORDED or ".details[data]." not in path:
         return False
