@@ -31,7 +31,10 @@ from models.promotion import (
     PrepareInput,
     PromotionEnding,
     PromotionOutcome,
+    RollbackEnding,
     RollbackPlan,
+    RollbackTurn,
+    RollbackTurnState,
     StepOutcome,
     StepRequest,
     TrainInput,
@@ -245,10 +248,15 @@ class PromotionActivities:
             state = await w.queue.enter(
                 request.app, request.environment, request.run, kind, self._is_running
             )
-        if state.preempt is not None and (handle := self._promotion(state.preempt)) is not None:
-            with suppress(RPCError):  # it finished meanwhile: nothing to stop
-                await handle.preempt(request.run.workflow_id)
+        if state.preempt is not None:
+            await self._preempt(state.preempt, request.run)
         return state
+
+    async def _preempt(self, holder: WorkflowRef, by: WorkflowRef) -> None:
+        """Tell the promotion holding the environment that a rollback takes precedence."""
+        if (handle := self._promotion(holder)) is not None:
+            with suppress(RPCError):  # it finished meanwhile: nothing to stop
+                await handle.preempt(by.workflow_id)
 
     @activity.defn(name=contract.TAKE_TURN.name)
     async def take_turn(self, request: TurnRequest) -> Turn:
@@ -311,6 +319,22 @@ class PromotionActivities:
         await self._caller(request.run)
         async with self._work() as w:
             return await w.deployments.plan_rollback(request.request, request.run)
+
+    @activity.defn(name=contract.TAKE_ROLLBACK_TURN.name)
+    async def take_rollback_turn(self, turn: RollbackTurn) -> RollbackTurnState:
+        await self._caller(turn.plan.run)
+        async with self._work() as w:
+            state = await w.deployments.take_rollback_turn(turn, self._is_running)
+        if state.lock is not None and state.lock.preempt is not None:
+            await self._preempt(state.lock.preempt, turn.plan.run)
+        return state
+
+    @activity.defn(name=contract.END_ROLLBACK.name)
+    async def end_rollback(self, ending: RollbackEnding) -> None:
+        caller = await self._caller(ending.leave.run)
+        async with self._work() as w:
+            following = await w.deployments.end_rollback(ending, caller=caller)
+        await self._wake(following)
 
     @activity.defn(name=contract.RUN_STEP.name)
     async def run_step(self, request: StepRequest) -> StepOutcome:
@@ -405,5 +429,7 @@ class PromotionActivities:
             self.finish_deployment,
             self.check_rollback,
             self.plan_rollback,
+            self.take_rollback_turn,
+            self.end_rollback,
             self.run_step,
         ]

@@ -167,6 +167,31 @@ class RollbackInput(BaseModel):
     compensating_deployment_id: int | None = None
 
 
+class RollbackTurn(BaseModel):
+    """Input of the `take_rollback_turn` activity: check the rollback has somewhere to go
+    (the first time only), enter the queue and, once it is this rollback's turn, plan it
+    (record it and move the pointer), in one transaction."""
+
+    plan: PlanRollback
+    check: bool = True
+
+
+class RollbackTurnState(BaseModel):
+    """What `take_rollback_turn` found: no `lock` when the check refused it (it never
+    queued); else the queue's answer and, once acquired, the plan."""
+
+    lock: LockState | None = None
+    plan: RollbackPlan | None = None
+
+
+class RollbackEnding(BaseModel):
+    """Input of the `end_rollback` activity: close the rollback's deployment (when it began
+    one) and leave the queue, in one transaction."""
+
+    finish: FinishDeployment | None = None
+    leave: LockRequest
+
+
 class RollbackResult(BaseModel):
     status: RollbackEnd
     app: str

@@ -23,8 +23,11 @@ from models.promotion import (
     PromotionEnding,
     PromotionInput,
     PromotionOutcome,
+    RollbackEnding,
     RollbackInput,
     RollbackPlan,
+    RollbackTurn,
+    RollbackTurnState,
     StepSpec,
     Turn,
     TurnRequest,
@@ -670,6 +673,35 @@ class DeploymentService(Service):
             },
         )
         return await self._plan_of(deployment)
+
+    async def take_rollback_turn(
+        self, turn: RollbackTurn, is_running: IsRunning
+    ) -> RollbackTurnState:
+        """A rollback's check, queue and plan in this one unit of work: check it has
+        somewhere to go (the first time: a rollback that will be refused must not queue
+        ahead of a deploying promotion), enter the queue and, once it is its turn, plan it."""
+        request, run = turn.plan.request, turn.plan.run
+        if turn.check:
+            checked = await self.check_rollback(request)
+            if not checked.possible:
+                return RollbackTurnState(plan=checked)
+        lock = await self.work.queue.enter(
+            request.app, request.environment, run, DeploymentKind.ROLLBACK, is_running
+        )
+        if not lock.acquired:
+            return RollbackTurnState(lock=lock)
+        return RollbackTurnState(lock=lock, plan=await self.plan_rollback(request, run))
+
+    async def end_rollback(
+        self, ending: RollbackEnding, *, caller: WorkflowRef | None = None
+    ) -> WorkflowRef | None:
+        """Close the rollback's deployment (when it began one) and leave the queue, in this
+        one unit of work; returns the run waiting next, to be woken up."""
+        if (finish := ending.finish) is not None:
+            await self.finish_deployment(
+                finish.deployment_id, finish.succeeded, finish.reason, caller=caller
+            )
+        return await self.work.queue.leave(ending.leave.run)
 
     async def _choice(
         self, request: RollbackInput

@@ -39,6 +39,8 @@ class Orchestration:
     def __init__(self) -> None:
         self._status = PromotionStatus(promotion_id=workflow.info().workflow_id)
         self._queue_moved = False
+        # The queue ticket this run holds or waits with, until it has left the queue.
+        self._lock: LockRequest | None = None
 
     @workflow.query(
         name=Query.STATUS,

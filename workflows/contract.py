@@ -40,9 +40,12 @@ from models.promotion import (
     PromotionOutcome,
     PromotionResult,
     PromotionStatus,
+    RollbackEnding,
     RollbackInput,
     RollbackPlan,
     RollbackResult,
+    RollbackTurn,
+    RollbackTurnState,
     StepOutcome,
     StepRequest,
     TrainInput,
@@ -185,6 +188,8 @@ FINISH_DEPLOYMENT: Final = ActivityContract(
 )
 CHECK_ROLLBACK: Final = ActivityContract("check_rollback", PlanRollback, RollbackPlan)
 PLAN_ROLLBACK: Final = ActivityContract("plan_rollback", PlanRollback, RollbackPlan)
+TAKE_ROLLBACK_TURN: Final = ActivityContract("take_rollback_turn", RollbackTurn, RollbackTurnState)
+END_ROLLBACK: Final = ActivityContract("end_rollback", RollbackEnding, type(None))
 RUN_STEP: Final = ActivityContract("run_step", StepRequest, StepOutcome)  # a regular activity
 
 ACTIVITIES: Final = (
@@ -203,6 +208,8 @@ ACTIVITIES: Final = (
     FINISH_DEPLOYMENT,
     CHECK_ROLLBACK,
     PLAN_ROLLBACK,
+    TAKE_ROLLBACK_TURN,
+    END_ROLLBACK,
     RUN_STEP,
 )
 

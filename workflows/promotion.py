@@ -106,8 +106,6 @@ class PromotionWorkflow(Orchestration):
         self._prepared: PreparedPromotion | None = None
         self._review: Review | None = None
         self._approval_timed_out = False
-        # The queue ticket this run holds or waits with, until it has left the queue.
-        self._lock: LockRequest | None = None
         self._freeze_changed = False
         self._superseded_by: str | None = None
         self._preempted_by: str | None = None

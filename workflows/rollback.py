@@ -17,9 +17,11 @@ with workflow.unsafe.imports_passed_through():
         LockRequest,
         Phase,
         PlanRollback,
+        RollbackEnding,
         RollbackInput,
         RollbackPlan,
         RollbackResult,
+        RollbackTurn,
         WorkflowRef,
     )
     from models.text import head, tail
@@ -27,10 +29,12 @@ with workflow.unsafe.imports_passed_through():
     from workflows.base import Orchestration, failure_reason
     from workflows.contract import (
         CHECK_ROLLBACK,
+        END_ROLLBACK,
         FINISH_DEPLOYMENT,
         LEAVE_QUEUE,
         PLAN_ROLLBACK,
         ROLLBACK,
+        TAKE_ROLLBACK_TURN,
         ActivityContract,
     )
     from workflows.options import only_input, store, store_only, validate_input
@@ -40,6 +44,10 @@ with workflow.unsafe.imports_passed_through():
 # Rollbacks check they have somewhere to go before they queue (histories from before it
 # went straight to the queue).
 CHECK_PATCH = "rollback-checked-before-queue"
+
+# Check, queue and plan in one transaction; close and leave in one (the promotion's patch:
+# `workflows.promotion.ONE_TRANSACTION_PATCH`).
+ONE_TRANSACTION_PATCH = "one-transaction-per-phase"
 
 # How much of a failed activate step's output its reason quotes (the end).
 REASON_OUTPUT = 1_000
@@ -74,6 +82,51 @@ class RollbackWorkflow(Orchestration):
         # for its own.
         standalone = request.compensating_deployment_id is None
         lock = LockRequest(app=request.app, environment=request.environment, run=run)
+        if standalone and workflow.patched(ONE_TRANSACTION_PATCH):
+            result = await self._in_turn(request, run, lock)
+        else:
+            result = await self._one_by_one(request, run, lock, standalone)
+        if result.status != "rolled_back" and workflow.patched(OUTCOME_PATCH):
+            # Not rolled back: the workflow ends Failed, so it never looks like a success.
+            raise outcome_error(ROLLBACK.kind, result.status, result.reason, result)
+        return result
+
+    async def _in_turn(
+        self, request: RollbackInput, run: WorkflowRef, lock: LockRequest
+    ) -> RollbackResult:
+        """Check, queue and plan in one `take_rollback_turn` (again, without the check, each
+        time the queue moves while it waits), activate, then close the deployment and leave
+        the queue in one `end_rollback`."""
+        turn = RollbackTurn(plan=PlanRollback(request=request, run=run))
+        try:
+            while True:
+                try:
+                    state = await store(TAKE_ROLLBACK_TURN, turn)
+                except ApplicationError as exc:
+                    return self._refused(request, exc)
+                if state.lock is None:  # the check said no: it never queued
+                    assert state.plan is not None
+                    return self._impossible(request, state.plan, None)
+                self._lock = lock
+                if not state.lock.acquired:
+                    turn = turn.model_copy(update={"check": False})
+                    await self._queued(state.lock.holder)
+                    continue
+                assert state.plan is not None
+                self._status.waiting_for = None
+                self._set_phase(Phase.DEPLOYING)
+                if not state.plan.possible:
+                    return self._impossible(request, state.plan, state.plan)
+                return await self._activate(request, run, state.plan)
+        finally:
+            if self._lock is not None:  # not left with the end of the rollback
+                await asyncio.shield(store_only(LEAVE_QUEUE, lock))
+
+    async def _one_by_one(
+        self, request: RollbackInput, run: WorkflowRef, lock: LockRequest, standalone: bool
+    ) -> RollbackResult:
+        """Histories from before ONE_TRANSACTION_PATCH, and compensations (which run in
+        their promotion's turn): check, queue, plan, close, leave one by one."""
         refusal = None
         if standalone and workflow.patched(CHECK_PATCH):
             # Checked before it queues: a rollback that has nowhere to go must not go ahead
@@ -89,9 +142,6 @@ class RollbackWorkflow(Orchestration):
             finally:
                 if standalone:
                     await asyncio.shield(store_only(LEAVE_QUEUE, lock))
-        if result.status != "rolled_back" and workflow.patched(OUTCOME_PATCH):
-            # Not rolled back: the workflow ends Failed, so it never looks like a success.
-            raise outcome_error(ROLLBACK.kind, result.status, result.reason, result)
         return result
 
     async def _check(self, request: RollbackInput, run: WorkflowRef) -> RollbackResult | None:
@@ -100,8 +150,21 @@ class RollbackWorkflow(Orchestration):
         if isinstance(plan, RollbackResult):
             return plan
         if not plan.possible:
-            return self._result(request, "refused" if plan.refused else "failed", plan.reason, None)
+            return self._impossible(request, plan, None)
         return None
+
+    def _impossible(
+        self, request: RollbackInput, plan: RollbackPlan, shown: RollbackPlan | None
+    ) -> RollbackResult:
+        """A plan that cannot go on: refused by a rule, or failed (nothing to go back to)."""
+        return self._result(request, "refused" if plan.refused else "failed", plan.reason, shown)
+
+    def _refused(self, request: RollbackInput, exc: ApplicationError) -> RollbackResult:
+        """A plan's business error as the rollback's result; any other error goes on."""
+        if exc.type not in ("Refused", "InvalidInput"):
+            raise exc
+        status = "refused" if exc.type == "Refused" else "failed"
+        return self._result(request, status, exc.message, None)
 
     async def _plan(
         self,
@@ -112,10 +175,7 @@ class RollbackWorkflow(Orchestration):
         try:
             return await store(activity, PlanRollback(request=request, run=run))
         except ApplicationError as exc:
-            if exc.type in ("Refused", "InvalidInput"):
-                status = "refused" if exc.type == "Refused" else "failed"
-                return self._result(request, status, exc.message, None)
-            raise
+            return self._refused(request, exc)
 
     async def _roll_back(self, request: RollbackInput, run: WorkflowRef) -> RollbackResult:
         self._set_phase(Phase.DEPLOYING)
@@ -123,8 +183,14 @@ class RollbackWorkflow(Orchestration):
         if isinstance(plan, RollbackResult):
             return plan
         if not plan.possible:
-            status = "refused" if plan.refused else "failed"
-            return self._result(request, status, plan.reason, plan)
+            return self._impossible(request, plan, plan)
+        return await self._activate(request, run, plan)
+
+    async def _activate(
+        self, request: RollbackInput, run: WorkflowRef, plan: RollbackPlan
+    ) -> RollbackResult:
+        """Run the `activate:` steps of the release the pointer moved to, then close the
+        deployment (and leave the queue with it, when this run holds a turn in `_lock`)."""
         assert plan.deployment_id is not None and plan.to_version is not None
         workflow.upsert_search_attributes([sa.VERSION.value_set(plan.to_version)])
         self._status.version = plan.to_version
@@ -142,12 +208,14 @@ class RollbackWorkflow(Orchestration):
                 reason = f"activate step {spec.name!r} failed: {output}"
                 break
         self._skip_pending()
-        await store_only(
-            FINISH_DEPLOYMENT,
-            FinishDeployment(
-                deployment_id=plan.deployment_id, succeeded=reason is None, reason=reason
-            ),
+        finish = FinishDeployment(
+            deployment_id=plan.deployment_id, succeeded=reason is None, reason=reason
         )
+        if self._lock is not None:
+            await store_only(END_ROLLBACK, RollbackEnding(finish=finish, leave=self._lock))
+            self._lock = None  # left
+        else:
+            await store_only(FINISH_DEPLOYMENT, finish)
         return self._result(request, "failed" if reason else "rolled_back", reason, plan)
 
     def _result(

@@ -166,6 +166,8 @@ def test_names_never_change() -> None:
         "finish_deployment",
         "check_rollback",
         "plan_rollback",
+        "take_rollback_turn",
+        "end_rollback",
         "run_step",
     ]
 

@@ -173,3 +173,6 @@ def test_recorded_histories_are_present() -> None:
 
     before = HISTORIES / "rollback-checked-before-queue" / "promote-web-1.0.0-dev.json"
     assert (local_activities(before), local_activities(GENERATION / before.name)) == (8, 3)
+    # A rollback's in 2 where it took 5: check, queue and plan; then close and leave.
+    rollbacks = [sorted(g.glob("rollback-web-dev-*.json"))[0] for g in (before.parent, GENERATION)]
+    assert [local_activities(r) for r in rollbacks] == [5, 2]

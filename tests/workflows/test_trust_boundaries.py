@@ -138,6 +138,22 @@ async def test_activities_called_from_outside_a_workflow_are_refused_and_audited
                 "begin": {"promotion_record_id": record.id, "run": run},
             },
         ),
+        # Rolling dev back (a new deployment, its pointer moved) as if from a rollback run.
+        await execute_activity(
+            s,
+            "take_rollback_turn",
+            {
+                "plan": {
+                    "request": {"app": "web", "environment": "dev", "requested_by": "mallory"},
+                    "run": {"workflow_id": "rollback-forged", "run_id": "r1"},
+                }
+            },
+        ),
+        await execute_activity(
+            s,
+            "end_rollback",
+            {"leave": {"app": "web", "environment": "dev", "run": run}},
+        ),
         # Ending the waiting promotion as deployed and taking it out of the queue.
         await execute_activity(
             s,
@@ -184,6 +200,8 @@ async def test_activities_called_from_outside_a_workflow_are_refused_and_audited
         "prepare_promotion",
         "finish_deployment",
         "take_turn",
+        "take_rollback_turn",
+        "end_rollback",
         "end_promotion",
         "run_step",
     }
