@@ -172,7 +172,8 @@ class Bench:
                     task_queue="stageline",
                 )
 
-            ours.append(await timed(start, mine, None, contract.PLAN_ROLLBACK.name))
+            # The pointer moves when the rollback takes its turn (queue and plan in one).
+            ours.append(await timed(start, mine, None, contract.TAKE_ROLLBACK_TURN.name))
             bare = partial(self.bare, "BarePointer", Work(database=database), i)
             theirs.append(await timed(bare, theirs_p, None))
         pointer = stats([f["pointer_s"] for f in ours])
