@@ -4,6 +4,7 @@ keys: a new version per change, no two spellings of one name, deletion as a tomb
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, Literal, TypeVar
@@ -66,16 +67,17 @@ class ScopedService(Service):
         return env, app_row
 
 
-class KeyedEntries(ScopedService, Generic[Entry]):
+class KeyedEntries(ScopedService, Generic[Entry], ABC):
     """Variables or secrets: versioned values under a key, per environment and app scope."""
 
     table: type[Entry]
     kind: Literal["variable", "secret"]
     prefix: str  # how references name them: vars.KEY, secrets.KEY
 
+    @abstractmethod
     def _tombstone(self, newest: Entry) -> Entry:
-        """A row that says the key is deleted, with what its table requires besides."""
-        raise NotImplementedError
+        """A row that says the key is deleted, with what its table requires besides (each
+        table's service says what)."""
 
     async def _next_slot(self, environment: str, key: str, app: str | None) -> Slot:
         """Where a new version of `key` goes, after refusing a second spelling of it."""

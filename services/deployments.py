@@ -459,11 +459,7 @@ class DeploymentService(Service):
     ) -> str:
         """Close a deployment, once; on success the environment's pointer moves to its
         release. Returns the status on record."""
-        deployment = await deployment_repo.get_deployment(self.session, deployment_id)
-        if deployment is None:
-            raise Refused(f"deployment {deployment_id} does not exist")
-        what = f"deployment {deployment_id}"
-        _owned_by(deployment.workflow_id, deployment.run_id, caller, what)
+        deployment = await self._own_deployment(deployment_id, caller)
         if deployment.finished_at is not None:
             return str(deployment.status)
         now = utcnow()
@@ -516,17 +512,21 @@ class DeploymentService(Service):
             detail={"workflow_id": deployment.workflow_id, "reason": deployment.reason},
         )
 
+    async def _own_deployment(self, deployment_id: int, caller: WorkflowRef | None) -> Deployment:
+        """The deployment, refused unless it exists and belongs to the calling run."""
+        deployment = await deployment_repo.get_deployment(self.session, deployment_id)
+        if deployment is None:
+            raise Refused(f"deployment {deployment_id} does not exist")
+        _owned_by(deployment.workflow_id, deployment.run_id, caller, f"deployment {deployment_id}")
+        return deployment
+
     # -- steps -----------------------------------------------------------------------------
 
     async def step_context(
         self, deployment_id: int, spec: StepSpec, *, caller: WorkflowRef | None = None
     ) -> StepContext:
-        deployment = await deployment_repo.get_deployment(self.session, deployment_id)
-        if deployment is None:
-            raise Refused(f"deployment {deployment_id} does not exist")
         # A step decrypts its environment's secrets: only for the run deploying it.
-        what = f"deployment {deployment_id}"
-        _owned_by(deployment.workflow_id, deployment.run_id, caller, what)
+        deployment = await self._own_deployment(deployment_id, caller)
         if deployment.finished_at is not None:
             raise Refused(f"deployment {deployment_id} is finished; its steps cannot run")
         app = await self.session.get(App, deployment.app_id)
