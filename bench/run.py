@@ -409,7 +409,7 @@ def start_profiler(pid: int, output: str) -> None:
             "-o",
             output,
             "--rate",
-            "50",
+            "200",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

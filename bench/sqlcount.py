@@ -3,8 +3,10 @@ this process, whose engine counts what it sends (SQLAlchemy events), by activity
 
 from __future__ import annotations
 
+import os
 from collections import Counter
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
@@ -32,6 +34,7 @@ class Counts:
         self.transactions: Counter[str] = Counter()
         self.commits = 0
         self.rollbacks = 0
+        self.log: list[str] = []  # BENCH_SQL_LOG: each statement, for finding what to cut
         engine = db.engine.sync_engine
         event.listen(engine, "before_cursor_execute", self._statement)
         event.listen(engine, "begin", self._begin)
@@ -45,6 +48,7 @@ class Counts:
     def _statement(self, *args: Any) -> None:
         if self.counting and not str(args[2]).lstrip().upper().startswith("BEGIN"):
             self.statements[self._where()] += 1
+            self.log.append(f"{self._where()}\t{' '.join(str(args[2]).split())}")
 
     def _begin(self, _conn: Any) -> None:
         if self.counting:
@@ -55,6 +59,12 @@ class Counts:
 
     def _rollback(self, _conn: Any) -> None:
         self.rollbacks += self.counting
+
+
+def write_log(counts: Counts) -> None:
+    """BENCH_SQL_LOG=FILE: every counted statement, one per line, after its activity."""
+    if os.environ.get("BENCH_SQL_LOG"):
+        Path(os.environ["BENCH_SQL_LOG"]).write_text("\n".join(counts.log) + "\n")
 
 
 def step_sandbox(settings: Settings) -> tuple[sandbox.StepSandbox | None, bool]:
@@ -85,6 +95,7 @@ async def measure(
     finally:
         counts.counting = False
         await db.close()
+    write_log(counts)
     statements = sum(counts.statements.values())
     return {
         "promotions": PROMOTIONS,

@@ -72,19 +72,25 @@ class Service:
         return await self.work.workspace_id()
 
     async def environment(self, name: str) -> Environment:
+        if (known := self.work.known(Environment, name)) is not None:
+            return known
         ws = await self.workspace_id()
         found = await env_repo.find_environment(self.session, ws, name)
         if found is None:
-            known = [e.name for e in await env_repo.chain(self.session, ws)]
-            raise _unknown("environment", name, known, f"stageline env create {name}")
+            names = [e.name for e in await env_repo.chain(self.session, ws)]
+            raise _unknown("environment", name, names, f"stageline env create {name}")
+        self.work.remember(found)
         return found
 
     async def app(self, name: str) -> App:
+        if (known := self.work.known(App, name)) is not None:
+            return known
         ws = await self.workspace_id()
         found = await env_repo.find_app(self.session, ws, name)
         if found is None:
-            known = [a.name for a in await env_repo.apps(self.session, ws)]
-            raise _unknown("app", name, known, f"stageline app create {name} --env ENV")
+            names = [a.name for a in await env_repo.apps(self.session, ws)]
+            raise _unknown("app", name, names, f"stageline app create {name} --env ENV")
+        self.work.remember(found)
         return found
 
     async def optional_app(self, name: str | None) -> App | None:

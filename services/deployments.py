@@ -259,12 +259,10 @@ class DeploymentService(Service):
 
     async def _promotion(self, record_id: int) -> tuple[Promotion, App, Environment, Release]:
         """A promotion record with the app, environment and release it names."""
-        record = await promotion_repo.get_promotion(self.session, record_id)
-        assert record is not None, f"promotion {record_id} vanished; records are never deleted"
-        app = await self.session.get(App, record.app_id)
-        env = await self.session.get(Environment, record.environment_id)
-        assert app is not None and env is not None
-        return record, app, env, await release_repo.release_by_id(self.session, record.release_id)
+        found = await promotion_repo.promotion_with_subjects(self.session, record_id)
+        assert found is not None, f"promotion {record_id} vanished; records are never deleted"
+        self.work.remember(found[1], found[2])
+        return found
 
     async def check_interruption(self, check: InterruptionToVerify) -> InterruptionCheck:
         """Whether a supersede or preempt signal comes from what it claims: a later promotion
@@ -459,7 +457,7 @@ class DeploymentService(Service):
     ) -> str:
         """Close a deployment, once; on success the environment's pointer moves to its
         release. Returns the status on record."""
-        deployment = await self._own_deployment(deployment_id, caller)
+        deployment, app, env, release = await self._own_deployment(deployment_id, caller)
         if deployment.finished_at is not None:
             return str(deployment.status)
         now = utcnow()
@@ -482,14 +480,12 @@ class DeploymentService(Service):
         if deployment.kind != DeploymentKind.PROMOTION:
             # A promotion's outcome is audited with its record; a rollback's or a
             # compensation's here.
-            await self._audit_rollback_outcome(deployment)
+            await self._audit_rollback_outcome(deployment, app, env, release)
         return str(deployment.status)
 
-    async def _audit_rollback_outcome(self, deployment: Deployment) -> None:
-        app = await self.session.get(App, deployment.app_id)
-        env = await self.session.get(Environment, deployment.environment_id)
-        assert app is not None and env is not None
-        release = await release_repo.release_by_id(self.session, deployment.release_id)
+    async def _audit_rollback_outcome(
+        self, deployment: Deployment, app: App, env: Environment, release: Release
+    ) -> None:
         previous = (
             await release_repo.release_by_id(self.session, deployment.previous_release_id)
             if deployment.previous_release_id
@@ -512,13 +508,18 @@ class DeploymentService(Service):
             detail={"workflow_id": deployment.workflow_id, "reason": deployment.reason},
         )
 
-    async def _own_deployment(self, deployment_id: int, caller: WorkflowRef | None) -> Deployment:
-        """The deployment, refused unless it exists and belongs to the calling run."""
-        deployment = await deployment_repo.get_deployment(self.session, deployment_id)
-        if deployment is None:
+    async def _own_deployment(
+        self, deployment_id: int, caller: WorkflowRef | None
+    ) -> tuple[Deployment, App, Environment, Release]:
+        """The deployment with its app, environment and release, refused unless it exists and
+        belongs to the calling run."""
+        found = await deployment_repo.deployment_with_subjects(self.session, deployment_id)
+        if found is None:
             raise Refused(f"deployment {deployment_id} does not exist")
+        deployment = found[0]
         _owned_by(deployment.workflow_id, deployment.run_id, caller, f"deployment {deployment_id}")
-        return deployment
+        self.work.remember(found[1], found[2])
+        return found
 
     # -- steps -----------------------------------------------------------------------------
 
@@ -526,18 +527,14 @@ class DeploymentService(Service):
         self, deployment_id: int, spec: StepSpec, *, caller: WorkflowRef | None = None
     ) -> StepContext:
         # A step decrypts its environment's secrets: only for the run deploying it.
-        deployment = await self._own_deployment(deployment_id, caller)
+        deployment, app, env, release = await self._own_deployment(deployment_id, caller)
         if deployment.finished_at is not None:
             raise Refused(f"deployment {deployment_id} is finished; its steps cannot run")
-        app = await self.session.get(App, deployment.app_id)
-        env = await self.session.get(Environment, deployment.environment_id)
-        release = await release_repo.release_by_id(self.session, deployment.release_id)
-        assert app is not None and env is not None
         step = getattr(pipeline_of(release), spec.section)[spec.index]
         refs = Pipeline(steps=[step]).references()
-        config = await self.work.resolution.resolve(
-            env.name,
-            app.name,
+        config = await self.work.resolution.resolve_for(
+            env,
+            app,
             refs,
             decrypt=True,
             pinned=ConfigVersions.model_validate(deployment.config),

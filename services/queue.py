@@ -47,6 +47,9 @@ class QueueService(Service):
             mine = queue_repo.add_ticket(
                 session, app_row.id, env.id, run.workflow_id, run.run_id, kind
             )
+            if not tickets:  # nobody else in the queue: it holds from the start
+                mine.state = TicketState.HOLDING
+                return LockState(acquired=True)
             await session.flush()
             tickets.append(mine)
         for ticket in sorted(tickets, key=_turn_order):

@@ -45,8 +45,22 @@ class ResolutionService(ScopedService):
         `decrypt` decides whether secret plaintexts are produced at all.
         """
         env, app_row = await self._target(environment, app)
+        return await self.resolve_for(env, app_row, references, decrypt=decrypt, pinned=pinned)
+
+    async def resolve_for(
+        self,
+        env: Environment,
+        app_row: App | None,
+        references: Iterable[Reference] | None = None,
+        *,
+        decrypt: bool = False,
+        pinned: ConfigVersions | None = None,
+    ) -> ResolvedConfiguration:
+        """`resolve`, for an environment and app already loaded and known to belong together
+        (a deployment's step: its app pointed to its environment when it began, and cannot
+        stop pointing there while it runs)."""
         wanted = _Wanted.of(references)
-        source = await self._source(env, app_row, pinned)
+        source = await self._source(env, app_row, pinned, wanted.tools != [])
         variables = await source.versioned(Variable, wanted.vars)
         profiles = await source.profiles(wanted.tools)
         secrets = await source.versioned(Secret, wanted.secrets_with_auth(profiles))
@@ -55,22 +69,23 @@ class ResolutionService(ScopedService):
             raise MissingConfiguration(env.name, missing)
         return ResolvedConfiguration(
             environment=env.name,
-            app=app,
+            app=app_row.name if app_row else None,
             vars={k: _resolved_variable(v) for k, v in variables.items()},
             secrets=self._resolved_secrets(env, secrets, decrypt=decrypt),
             tools={name: _resolved_tool(p) for name, p in profiles.items()},
         )
 
     async def _source(
-        self, env: Environment, app_row: App | None, pinned: ConfigVersions | None
+        self, env: Environment, app_row: App | None, pinned: ConfigVersions | None, tools: bool
     ) -> _Source:
-        tools = await config_repo.tools(self.session, env.workspace_id)
+        """`tools`: whether tool profiles are asked for at all (their names are then read)."""
+        tools_named = await config_repo.tools(self.session, env.workspace_id) if tools else []
         return _Source(
             self.session,
             env.id,
             app_row.id if app_row else None,
             pinned,
-            {t.id: t.name for t in tools},
+            {t.id: t.name for t in tools_named},
         )
 
     def _resolved_secrets(
@@ -189,6 +204,8 @@ class _Source:
     async def versioned(
         self, table: type[config_repo.Versioned], keys: list[str] | None
     ) -> dict[str, config_repo.Versioned]:
+        if keys == []:  # a step that names none: nothing to read
+            return {}
         if self.pinned is None:
             scopes = config_repo.scopes_for(self.app_id)
             rows = await config_repo.current(self.session, table, self.environment_id, scopes, keys)
@@ -200,6 +217,8 @@ class _Source:
         return self._app_wins(rows)
 
     async def profiles(self, names: list[str] | None) -> dict[str, ToolProfile]:
+        if names == []:
+            return {}
         if self.pinned is None:
             rows = await config_repo.current_profiles(
                 self.session, self.environment_id, config_repo.scopes_for(self.app_id)

@@ -15,9 +15,11 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cached_property
+from typing import TypeVar
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import instance_state
 
 from models.errors import AuditNote, Refused, StagelineError
 from models.settings import Settings
@@ -35,7 +37,10 @@ from services.variables import VariableService
 from services.views import ViewService
 from store import environments as env_repo
 from store.database import Database
+from store.tables import App, Environment
 from vault.keys import KeyProvider, load_master_key
+
+Named = TypeVar("Named", App, Environment)
 
 
 class MasterKey:
@@ -59,11 +64,22 @@ class MasterKey:
 class Work:
     """One unit of work: its session, and each service bound to it (made on first use)."""
 
-    def __init__(self, session: AsyncSession, settings: Settings, keys: MasterKey) -> None:
+    def __init__(
+        self,
+        session: AsyncSession,
+        settings: Settings,
+        keys: MasterKey,
+        workspace_id: int | None = None,
+    ) -> None:
         self.session = session
         self.settings = settings
         self.keys = keys
-        self._workspace_id: int | None = None
+        self._workspace_id = workspace_id
+        # Apps and environments this unit already looked up by name. Several services of one
+        # unit name the same ones (a promotion's phase: the queue, the gates, the resolution);
+        # inside one transaction a second SELECT would return the same row. Held strongly,
+        # so `session.get` by id finds them in the identity map too.
+        self._named: dict[tuple[type, str], App | Environment] = {}
 
     @property
     def key(self) -> KeyProvider:
@@ -76,6 +92,24 @@ class Work:
             )
             self._workspace_id = workspace.id
         return self._workspace_id
+
+    def known(self, kind: type[Named], name: str) -> Named | None:
+        """The app or environment of that name this unit already loaded, unless it was
+        renamed or deleted since (then the caller asks the database)."""
+        row = self._named.get((kind, name))
+        if row is None:
+            return None
+        state = instance_state(row)
+        gone = state.deleted or state.was_deleted or state.detached or row in self.session.deleted
+        if gone or row.name != name:
+            del self._named[(kind, name)]
+            return None
+        assert isinstance(row, kind)
+        return row
+
+    def remember(self, *rows: App | Environment) -> None:
+        for row in rows:
+            self._named[(type(row), row.name)] = row
 
     @cached_property
     def environments(self) -> EnvironmentService:
@@ -129,13 +163,18 @@ class Units:
         self.db = db
         self.settings = settings
         self.keys = MasterKey(settings, key)
+        # The workspace's id, once a unit that found (or created) it has committed: a
+        # workspace is never deleted or renamed, so later units skip that SELECT.
+        self._workspace_id: int | None = None
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[Work]:
         """A unit of work that changes state (on SQLite: the one writer of this process)."""
         try:
             async with self.db.write() as session:
-                yield Work(session, self.settings, self.keys)
+                work = Work(session, self.settings, self.keys, self._workspace_id)
+                yield work
+            self._workspace_id = work._workspace_id  # committed
         except Refused as exc:
             await self._audit_refusal(exc)
             raise
@@ -145,7 +184,9 @@ class Units:
         """A unit of work that only reads: one transaction, so what it reads is consistent."""
         try:
             async with self.db.read() as session:
-                yield Work(session, self.settings, self.keys)
+                work = Work(session, self.settings, self.keys, self._workspace_id)
+                yield work
+            self._workspace_id = work._workspace_id
         except Refused as exc:
             await self._audit_refusal(exc)
             raise

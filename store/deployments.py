@@ -8,11 +8,28 @@ from collections.abc import Sequence
 from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.tables import Deployment, Promotion
+from store.tables import App, Deployment, Environment, Promotion, Release
 
 
 async def get_deployment(session: AsyncSession, deployment_id: int) -> Deployment | None:
     return await session.get(Deployment, deployment_id)
+
+
+async def deployment_with_subjects(
+    session: AsyncSession, deployment_id: int
+) -> tuple[Deployment, App, Environment, Release] | None:
+    """A deployment with the app, environment and release it names, in one query (a step
+    and a deployment's end need all four)."""
+    row = (
+        await session.execute(
+            select(Deployment, App, Environment, Release)
+            .join(App, App.id == Deployment.app_id)
+            .join(Environment, Environment.id == Deployment.environment_id)
+            .join(Release, Release.id == Deployment.release_id)
+            .where(Deployment.id == deployment_id)
+        )
+    ).one_or_none()
+    return None if row is None else (row[0], row[1], row[2], row[3])
 
 
 async def deployments_in(
