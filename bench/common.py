@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -16,6 +18,8 @@ from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowHandle
 
 from bench.cpu import Processes, Tally
+
+BIN = Path(sys.executable).parent
 
 
 def stats(samples: list[float]) -> dict[str, float]:
@@ -116,3 +120,24 @@ async def wait_for_worker(client: Client, queue: str, count: int = 1) -> None:
             return
         await asyncio.sleep(0.1)
     raise RuntimeError(f"fewer than {count} workers on {queue}")
+
+
+def start_profiler(pid: int, output: str) -> None:
+    """BENCH_PROFILE: py-spy on a worker, for finding hot spots (collapsed stacks, 200 samples
+    a second); it stops when the worker does."""
+    subprocess.Popen(
+        [
+            str(BIN / "py-spy"),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "-o",
+            output,
+            "--rate",
+            "200",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )

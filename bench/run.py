@@ -33,7 +33,7 @@ from bench import sandbox as step_sandbox
 from bench import seed, sqlcount, throughput
 from bench.baseline import TASK_QUEUE as BARE_QUEUE
 from bench.baseline import Done, Work
-from bench.common import ratio, stats, timed, wait_for_worker
+from bench.common import ratio, start_profiler, stats, timed, wait_for_worker
 from bench.cpu import Processes, Tally, dev_server_pid, postmaster_pid
 from bench.report import report, targets
 from models.promotion import (
@@ -394,26 +394,6 @@ def start_workers(work: Path, address: str, database_url: str) -> Workers:
         stderr=logs,
     )
     return Workers(worker, bare, logs)
-
-
-def start_profiler(pid: int, output: str) -> None:
-    """py-spy on the worker, for finding hot spots; it stops when the worker does."""
-    subprocess.Popen(
-        [
-            str(BIN / "py-spy"),
-            "record",
-            "--pid",
-            str(pid),
-            "--format",
-            "raw",
-            "-o",
-            output,
-            "--rate",
-            "200",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
 
 
 async def measure_all(bench: Bench, client: Client, workers: Workers, work: Path) -> bool:

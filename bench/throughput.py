@@ -20,7 +20,7 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle
 
 from bench.baseline import Work
-from bench.common import history_facts, peak_rss_mb, ratio, wait_for_worker
+from bench.common import history_facts, peak_rss_mb, ratio, start_profiler, wait_for_worker
 from bench.cpu import Processes, Tally
 from models.settings import Settings
 from services.unit import Units
@@ -126,6 +126,8 @@ async def measure_setup(stage: Stage, setup: Setup, promote: Promote) -> dict[st
     workers = [spawn_worker(stage, setup) for _ in range(setup.workers)]
     try:
         await wait_for_worker(stage.client, setup.queue, setup.workers)
+        if os.environ.get("BENCH_PROFILE"):  # the first worker of each setup, a file each
+            start_profiler(workers[0].pid, f"{os.environ['BENCH_PROFILE']}.{setup.tag}")
         processes = Processes(tuple(w.pid for w in workers), stage.server, stage.postmaster)
         starts = [partial(promote, app, "1.0.0", "dev", setup.queue) for app in warm]
         await burst(starts, processes)

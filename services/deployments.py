@@ -117,9 +117,9 @@ class DeploymentService(Service):
         return chain[: chain.index(env.name) + 1]
 
     async def _app_chain(self, app: App) -> list[Environment]:
-        names = await env_repo.environments_of_app(self.session, app.id)
-        chain = await env_repo.chain(self.session, app.workspace_id)
-        return [e for e in chain if e.name in names]
+        chain = list(await env_repo.chain_of_app(self.session, app.id))
+        self.work.remember(*chain)
+        return chain
 
     # -- promotion -------------------------------------------------------------------------
 

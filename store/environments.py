@@ -128,6 +128,17 @@ async def freeze_windows(session: AsyncSession, environment_id: int) -> Sequence
     return result.all()
 
 
+async def chain_of_app(session: AsyncSession, app_id: int) -> Sequence[Environment]:
+    """The environments one app points to, in chain order."""
+    rows = await session.scalars(
+        select(Environment)
+        .join(AppEnvironment, AppEnvironment.environment_id == Environment.id)
+        .where(AppEnvironment.app_id == app_id)
+        .order_by(Environment.position)
+    )
+    return rows.all()
+
+
 async def environments_of_app(session: AsyncSession, app_id: int) -> list[str]:
     """The names of the environments one app points to, in chain order."""
     rows = await session.scalars(
