@@ -75,6 +75,18 @@ def _sql_rows(results: dict[str, Any]) -> list[str]:
         f"(statements / transactions / commits) | {s['statements']:g} / "
         f"{s['transactions']:g} / {s['commits']:g} | | |",
         f"| SQL statements per promotion, by activity | {where} | | |",
+        *_rollback_sql_rows(s.get("rollback")),
+    ]
+
+
+def _rollback_sql_rows(r: dict[str, Any] | None) -> list[str]:
+    if r is None:
+        return []
+    where = ", ".join(f"{k} {v:g}" for k, v in r["statements_by_activity"].items())
+    return [
+        f"| SQL per rollback, sqlite, {r['workflows']} sequential (statements / transactions / "
+        f"commits) | {r['statements']:g} / {r['transactions']:g} / {r['commits']:g} | | |",
+        f"| SQL statements per rollback, by activity | {where} | | |",
     ]
 
 

@@ -196,7 +196,18 @@ class Bench:
         async def promote(version: str, task_queue: str) -> WorkflowHandle[Any, Any]:
             return await self.promote("bench", version, "dev", task_queue)
 
-        self.results["sql"] = await sqlcount.measure(self.client, self.settings, self.key, promote)
+        async def roll_back(n: int, task_queue: str) -> WorkflowHandle[Any, Any]:
+            return await contract.start(
+                self.client,
+                contract.ROLLBACK,
+                RollbackInput(app="bench", environment="dev", requested_by="bench"),
+                id=f"rollback-sql-{n}",
+                task_queue=task_queue,
+            )
+
+        self.results["sql"] = await sqlcount.measure(
+            self.client, self.settings, self.key, promote, roll_back
+        )
 
     async def throughput(self) -> None:
         url = f"sqlite+aiosqlite:///{self.settings.home / 'load.db'}"

@@ -22,6 +22,7 @@ from worker.main import build_worker
 
 TASK_QUEUE = "stageline-sql"
 PROMOTIONS = 10  # counted, after one warm-up
+ROLLBACKS = 5  # then counted: each goes back one release of those promotions
 
 
 class Counts:
@@ -61,10 +62,10 @@ class Counts:
         self.rollbacks += self.counting
 
 
-def write_log(counts: Counts) -> None:
+def write_log(log: list[str]) -> None:
     """BENCH_SQL_LOG=FILE: every counted statement, one per line, after its activity."""
     if os.environ.get("BENCH_SQL_LOG"):
-        Path(os.environ["BENCH_SQL_LOG"]).write_text("\n".join(counts.log) + "\n")
+        Path(os.environ["BENCH_SQL_LOG"]).write_text("\n".join(log) + "\n")
 
 
 def step_sandbox(settings: Settings) -> tuple[sandbox.StepSandbox | None, bool]:
@@ -80,9 +81,11 @@ async def measure(
     settings: Settings,
     key: MasterKey,
     promote: Callable[[str, str], Awaitable[WorkflowHandle[Any, Any]]],
+    roll_back: Callable[[int, str], Awaitable[WorkflowHandle[Any, Any]]],
 ) -> dict[str, Any]:
     """`client` carries stageline's encrypting converter; `promote(version, task_queue)`
-    starts one promotion of a release that exists, on the given task queue."""
+    starts one promotion of a release that exists, on the given task queue, and
+    `roll_back(n, task_queue)` the n-th rollback of what they deployed."""
     settings = settings.model_copy(update={"task_queue": TASK_QUEUE})
     db = Database(settings.database_url)
     counts = Counts(db)
@@ -92,22 +95,34 @@ async def measure(
             for i in range(PROMOTIONS + 1):
                 counts.counting = i > 0
                 await (await promote(f"2.0.{i}", TASK_QUEUE)).result()
+            counts.counting = False
+            promotions = per_workflow(counts, PROMOTIONS)
+            logged, counts = counts.log, Counts(db)
+            counts.counting = True
+            for i in range(ROLLBACKS):
+                await (await roll_back(i, TASK_QUEUE)).result()
     finally:
         counts.counting = False
         await db.close()
-    write_log(counts)
-    statements = sum(counts.statements.values())
+    write_log(logged + counts.log)
     return {
         "promotions": PROMOTIONS,
         "sandboxed": sandboxed,
-        "statements": statements / PROMOTIONS,
-        "transactions": sum(counts.transactions.values()) / PROMOTIONS,
-        "commits": counts.commits / PROMOTIONS,
-        "rollbacks": counts.rollbacks / PROMOTIONS,
+        **promotions,
+        "rollback": {"workflows": ROLLBACKS, **per_workflow(counts, ROLLBACKS)},
+    }
+
+
+def per_workflow(counts: Counts, n: int) -> dict[str, Any]:
+    return {
+        "statements": sum(counts.statements.values()) / n,
+        "transactions": sum(counts.transactions.values()) / n,
+        "commits": counts.commits / n,
+        "rollbacks": counts.rollbacks / n,
         "statements_by_activity": {
-            name: n / PROMOTIONS for name, n in counts.statements.most_common()
+            name: count / n for name, count in counts.statements.most_common()
         },
         "transactions_by_activity": {
-            name: n / PROMOTIONS for name, n in counts.transactions.most_common()
+            name: count / n for name, count in counts.transactions.most_common()
         },
     }

@@ -39,7 +39,7 @@ from models.status import DeploymentKind, DeploymentStatus, PromotionState
 from services import gates
 from services.base import Service
 from services.data import DATA_KINDS
-from services.environments import protection_of
+from services.environments import not_pointing, protection_of
 from services.queue import IsRunning
 from store import audit
 from store import data as data_repo
@@ -76,6 +76,11 @@ def step_specs(pipeline: Pipeline, sections: tuple[str, ...]) -> list[StepSpec]:
 
 def pipeline_of(release: Release) -> Pipeline:
     return Pipeline.model_validate(release.pipeline)
+
+
+# What a rollback would do: its app and environment, the release it rolls back from, and the
+# deployment whose state it restores (None: a compensation with nothing before it).
+_Choice = tuple[App, Environment, int | None, Deployment | None]
 
 
 class DeploymentService(Service):
@@ -128,8 +133,15 @@ class DeploymentService(Service):
         assert release is not None
         pipeline = pipeline_of(release)
 
+        chain = await self._app_chain(app)
+
         async def preflight() -> None:
-            await self.work.resolution.resolve(env.name, app.name, pipeline.references())
+            # As `resolve` by name would, refused when the app does not point there (from the
+            # chain already loaded).
+            problem = not_pointing(app.name, env.name, [e.name for e in chain])
+            if problem is not None:
+                raise NotFound(problem)
+            await self.work.resolution.resolve_for(env, app, pipeline.references())
 
         in_progress = await promotion_repo.promotions_in_progress(self.session, app.id, env.id)
         return gates.GateContext(
@@ -138,7 +150,8 @@ class DeploymentService(Service):
             target=env,
             release=release,
             pipeline=pipeline,
-            app_chain=await self._app_chain(app),
+            app_chain=chain,
+            pointer=await pointer_repo.current_release(self.session, app.id, env.id),
             preflight=preflight,
             # A retry finds its own record under way: it never supersedes itself.
             in_progress=[p for p in in_progress if p.workflow_id != run.workflow_id],
@@ -155,7 +168,7 @@ class DeploymentService(Service):
         results = await gates.evaluate(context)
         passed = all(g.passed for g in results)
         reason = None if passed else "; ".join(g.reason for g in results if not g.passed)
-        noop_reason = await self._already_there(self.session, app, env, release, request.force)
+        noop_reason = await self._already_there(context, request.force)
         noop = passed and noop_reason is not None
         record = await self._record_promotion(
             self.session, request, run, app, env, release, results
@@ -194,16 +207,13 @@ class DeploymentService(Service):
         soaked = verified.verified_at + timedelta(minutes=wait_minutes)
         return max(0.0, (soaked - utcnow()).total_seconds())
 
-    @staticmethod
-    async def _already_there(
-        session: AsyncSession, app: App, env: Environment, release: Release, force: bool
-    ) -> str | None:
-        """Why promoting `release` would change nothing (it is current and verified in `env`),
-        or None. --force redeploys anyway."""
-        pointer = await pointer_repo.current_release(session, app.id, env.id)
+    async def _already_there(self, context: gates.GateContext, force: bool) -> str | None:
+        """Why promoting the release would change nothing (it is current and verified in the
+        target), or None. --force redeploys anyway."""
+        pointer, app, env, release = context.pointer, context.app, context.target, context.release
         if force or pointer is None or pointer.release_id != release.id:
             return None
-        current = await deployment_repo.get_deployment(session, pointer.deployment_id)
+        current = await deployment_repo.get_deployment(self.session, pointer.deployment_id)
         if current is None or current.verified_at is None:
             return None
         return (
@@ -583,7 +593,9 @@ class DeploymentService(Service):
         """Whether a rollback has somewhere to go, before it queues: a rollback that will be
         refused must not take its place ahead of (and interrupt) a deploying promotion. A
         refusal is audited here; nothing else is written."""
-        chosen = await self._choice(request)
+        return await self._checked(await self._choice(request))
+
+    async def _checked(self, chosen: _Choice | RollbackPlan) -> RollbackPlan:
         if isinstance(chosen, RollbackPlan):
             return chosen
         _, _, current, target = chosen
@@ -597,8 +609,11 @@ class DeploymentService(Service):
             to_version=to_release.version,
         )
 
-    async def plan_rollback(self, request: RollbackInput, run: WorkflowRef) -> RollbackPlan:
-        """Choose the release to go back to, record the rollback, and move the pointer."""
+    async def plan_rollback(
+        self, request: RollbackInput, run: WorkflowRef, chosen: _Choice | None = None
+    ) -> RollbackPlan:
+        """Choose the release to go back to (unless this unit of work already did: `chosen`),
+        record the rollback, and move the pointer."""
         kind = (
             DeploymentKind.COMPENSATION
             if request.compensating_deployment_id
@@ -609,10 +624,12 @@ class DeploymentService(Service):
         )
         if existing is not None:
             return await self._plan_of(existing)
-        # Refused here, after it queued: the environment changed while it waited.
-        chosen = await self._choice(request)
-        if isinstance(chosen, RollbackPlan):
-            return chosen
+        if chosen is None:
+            # Refused here, after it queued: the environment changed while it waited.
+            choice = await self._choice(request)
+            if isinstance(choice, RollbackPlan):
+                return choice
+            chosen = choice
         app, env, current_release_id, target = chosen
         if target is None:
             reason = f"no earlier release in {env.name} to go back to; it stays without a release"
@@ -678,16 +695,19 @@ class DeploymentService(Service):
         somewhere to go (the first time: a rollback that will be refused must not queue
         ahead of a deploying promotion), enter the queue and, once it is its turn, plan it."""
         request, run = turn.plan.request, turn.plan.run
+        chosen = None
         if turn.check:
-            checked = await self.check_rollback(request)
-            if not checked.possible:
+            choice = await self._choice(request)
+            checked = await self._checked(choice)
+            if not checked.possible or isinstance(choice, RollbackPlan):
                 return RollbackTurnState(plan=checked)
+            chosen = choice  # entering the queue changes no deployment: the choice stands
         lock = await self.work.queue.enter(
             request.app, request.environment, run, DeploymentKind.ROLLBACK, is_running
         )
         if not lock.acquired:
             return RollbackTurnState(lock=lock)
-        return RollbackTurnState(lock=lock, plan=await self.plan_rollback(request, run))
+        return RollbackTurnState(lock=lock, plan=await self.plan_rollback(request, run, chosen))
 
     async def end_rollback(
         self, ending: RollbackEnding, *, caller: WorkflowRef | None = None
@@ -700,9 +720,7 @@ class DeploymentService(Service):
             )
         return await self.work.queue.leave(ending.leave.run)
 
-    async def _choice(
-        self, request: RollbackInput
-    ) -> tuple[App, Environment, int | None, Deployment | None] | RollbackPlan:
+    async def _choice(self, request: RollbackInput) -> _Choice | RollbackPlan:
         """What a rollback would do (see `_choose_rollback`), or the refused plan, audited."""
         app, env, _ = await self._lookup(request.app, request.environment, None)
         try:

@@ -17,9 +17,8 @@ from models.promotion import GateResult
 from models.status import DeploymentKind, DeploymentStatus
 from services.environments import not_pointing
 from store import deployments as deployment_repo
-from store import pointers as pointer_repo
 from store import releases as release_repo
-from store.tables import App, Deployment, Environment, Promotion, Release
+from store.tables import App, CurrentRelease, Deployment, Environment, Promotion, Release
 
 
 @dataclass(frozen=True)
@@ -35,6 +34,8 @@ class GateContext:
     # The app's promotions into the target that are under way (loaded once: the release-order
     # gate reads them, and a promotion that passes supersedes the older ones).
     in_progress: Sequence[Promotion]
+    # The app's release pointer in the target (None: nothing deployed there yet), loaded once.
+    pointer: CurrentRelease | None = None
     # The run asking (its own promotion record never counts against it) and whether the
     # requester chose --force.
     workflow_id: str = ""
@@ -132,7 +133,7 @@ async def release_order(ctx: GateContext) -> GateResult:
     """A re-run of an older release's promotion (an old CI job run again) must not replace a
     newer release or supersede a newer release's promotion unless asked to with --force."""
     newer: list[str] = []
-    pointer = await pointer_repo.current_release(ctx.session, ctx.app.id, ctx.target.id)
+    pointer = ctx.pointer
     if pointer is not None:
         current = await release_repo.release_by_id(ctx.session, pointer.release_id)
         if _newer(ctx.release, current):

@@ -35,8 +35,9 @@ class QueueService(Service):
         session = self.session
         app_row = await self.app(app)
         env = await self.environment(environment)
-        tickets = list(await queue_repo.open_tickets(session, app_row.id, env.id))
-        mine = await queue_repo.ticket_of_run(session, run.workflow_id, run.run_id)
+        tickets, mine = await queue_repo.tickets_and_mine(
+            session, app_row.id, env.id, run.workflow_id, run.run_id
+        )
         if mine is not None and mine.state == TicketState.DONE:
             # Asked again after leaving: the workflow task that left was retried and is
             # running again (local activities re-run then). Take the same place again.
@@ -71,13 +72,11 @@ class QueueService(Service):
 
     async def leave(self, run: WorkflowRef) -> WorkflowRef | None:
         """Give up the ticket; returns the next waiting run, to be woken up."""
-        session = self.session
-        mine = await queue_repo.ticket_of_run(session, run.workflow_id, run.run_id)
+        mine, waiting = await queue_repo.mine_and_others(self.session, run.workflow_id, run.run_id)
         if mine is None:
             return None
         if mine.state != TicketState.DONE:
             mine.state, mine.updated_at = TicketState.DONE, utcnow()
-        waiting = await queue_repo.open_tickets(session, mine.app_id, mine.environment_id)
         if not waiting:
             return None
         following = min(waiting, key=lambda t: (t.kind != DeploymentKind.ROLLBACK, t.id))

@@ -17,8 +17,10 @@ from contextlib import asynccontextmanager
 from functools import cached_property
 from typing import TypeVar
 
+from sqlalchemy import event
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.attributes import instance_state
 
 from models.errors import AuditNote, Refused, StagelineError
@@ -70,6 +72,8 @@ class Work:
         settings: Settings,
         keys: MasterKey,
         workspace_id: int | None = None,
+        *,
+        hold_rows: bool = False,
     ) -> None:
         self.session = session
         self.settings = settings
@@ -80,6 +84,8 @@ class Work:
         # inside one transaction a second SELECT would return the same row. Held strongly,
         # so `session.get` by id finds them in the identity map too.
         self._named: dict[tuple[type, str], App | Environment] = {}
+        if hold_rows:
+            _hold_rows(session)
 
     @property
     def key(self) -> KeyProvider:
@@ -156,6 +162,21 @@ class Work:
         return ViewService(self)
 
 
+def _hold_rows(session: AsyncSession) -> None:
+    """Keep every row a unit of work loads or adds until the unit ends. The identity map holds
+    rows weakly: a row read by a function that has returned is gone, and `session.get` by id
+    (a release, a pointer, a deployment another service of the unit read a moment ago) would
+    ask the database again. Only for writing units, which are short; a large read keeps
+    streaming rows it has done with."""
+    held: list[object] = []
+
+    def hold(_session: Session, row: object) -> None:
+        held.append(row)
+
+    event.listen(session.sync_session, "loaded_as_persistent", hold)
+    event.listen(session.sync_session, "pending_to_persistent", hold)
+
+
 class Units:
     """Opens units of work on one database, with one settings and one master key."""
 
@@ -172,7 +193,7 @@ class Units:
         """A unit of work that changes state (on SQLite: the one writer of this process)."""
         try:
             async with self.db.write() as session:
-                work = Work(session, self.settings, self.keys, self._workspace_id)
+                work = Work(session, self.settings, self.keys, self._workspace_id, hold_rows=True)
                 yield work
             self._workspace_id = work._workspace_id  # committed
         except Refused as exc:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.status import DeploymentKind, TicketState
@@ -28,15 +28,58 @@ async def open_tickets(
     return result.all()
 
 
-async def ticket_of_run(
-    session: AsyncSession, workflow_id: str, run_id: str
-) -> DeploymentTicket | None:
-    return await session.scalar(
-        select(DeploymentTicket).where(
-            DeploymentTicket.workflow_id == workflow_id,
-            DeploymentTicket.run_id == run_id,
+async def tickets_and_mine(
+    session: AsyncSession, app_id: int, environment_id: int, workflow_id: str, run_id: str
+) -> tuple[list[DeploymentTicket], DeploymentTicket | None]:
+    """In one query: the open tickets of an app and environment, oldest first, and the run's
+    own ticket whatever its state (None: it has none yet)."""
+    run = and_(DeploymentTicket.workflow_id == workflow_id, DeploymentTicket.run_id == run_id)
+    rows = (
+        await session.scalars(
+            select(DeploymentTicket)
+            .where(
+                or_(
+                    run,
+                    and_(
+                        DeploymentTicket.app_id == app_id,
+                        DeploymentTicket.environment_id == environment_id,
+                        DeploymentTicket.state != TicketState.DONE,
+                    ),
+                )
+            )
+            .order_by(DeploymentTicket.id)
         )
-    )
+    ).all()
+    mine = next((t for t in rows if (t.workflow_id, t.run_id) == (workflow_id, run_id)), None)
+    return [t for t in rows if t.state != TicketState.DONE], mine
+
+
+async def mine_and_others(
+    session: AsyncSession, workflow_id: str, run_id: str
+) -> tuple[DeploymentTicket | None, list[DeploymentTicket]]:
+    """In one query: a run's ticket (None: it has none) and the other open tickets of its app
+    and environment, oldest first."""
+    run = and_(DeploymentTicket.workflow_id == workflow_id, DeploymentTicket.run_id == run_id)
+    of_run = select(DeploymentTicket).where(run).subquery()
+    rows = (
+        await session.scalars(
+            select(DeploymentTicket)
+            .where(
+                or_(
+                    run,
+                    and_(
+                        DeploymentTicket.app_id == select(of_run.c.app_id).scalar_subquery(),
+                        DeploymentTicket.environment_id
+                        == select(of_run.c.environment_id).scalar_subquery(),
+                        DeploymentTicket.state != TicketState.DONE,
+                    ),
+                )
+            )
+            .order_by(DeploymentTicket.id)
+        )
+    ).all()
+    mine = next((t for t in rows if (t.workflow_id, t.run_id) == (workflow_id, run_id)), None)
+    return mine, [t for t in rows if t is not mine]
 
 
 def add_ticket(
