@@ -35,6 +35,7 @@ class QueueService(Service):
         session = self.session
         app_row = await self.app(app)
         env = await self.environment(environment)
+        await queue_repo.lock_queue(session, app_row.id, env.id)
         tickets, mine = await queue_repo.tickets_and_mine(
             session, app_row.id, env.id, run.workflow_id, run.run_id
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.status import DeploymentKind, TicketState
@@ -26,6 +26,15 @@ async def open_tickets(
         .order_by(DeploymentTicket.id)
     )
     return result.all()
+
+
+async def lock_queue(session: AsyncSession, app_id: int, environment_id: int) -> None:
+    """Make the units of work that read and change one app and environment's queue take
+    turns. PostgreSQL: a transaction-level advisory lock on the pair, released when the unit
+    ends (without it, runs entering at once each read the queue empty and each held it).
+    SQLite: its writers already take turns (BEGIN IMMEDIATE)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(select(func.pg_advisory_xact_lock(app_id, environment_id)))
 
 
 async def tickets_and_mine(

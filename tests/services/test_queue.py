@@ -3,6 +3,8 @@ skipped; on SQLite and on PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from models.promotion import LockState, WorkflowRef
@@ -92,3 +94,16 @@ async def test_a_run_that_left_and_asks_again_takes_its_place_again(queue: Queue
     await queue.leave(ref("p1"))
     # The workflow task that left was retried: the same run asks again.
     assert (await queue.enter("web", "dev", ref("p1"), "promotion", running)).acquired
+
+
+async def test_runs_entering_at_once_get_one_holder(queue: Queue) -> None:
+    # Each in a unit of work of its own: on PostgreSQL, concurrent transactions on their own
+    # connections (as the runs of two worker processes are), each of which read the queue
+    # empty before any had written to it.
+    runs = [ref(f"p{n}") for n in range(8)]
+    entered = await asyncio.gather(
+        *(queue.enter("web", "dev", run, "promotion", running) for run in runs)
+    )
+    assert sum(state.acquired for state in entered) == 1
+    holder = next(run for run, state in zip(runs, entered, strict=True) if state.acquired)
+    assert {state.holder for state in entered if not state.acquired} == {holder.workflow_id}
