@@ -93,6 +93,25 @@ class Service:
         self.work.remember(found)
         return found
 
+    async def app_and_environment(
+        self, app: str, environment: str, *, environment_first: bool = False
+    ) -> tuple[App, Environment]:
+        """Both rows in one query (most actions name an app and an environment); when either
+        does not exist, the error `app` or `environment` gives (the environment's first when
+        both are unknown and `environment_first`)."""
+        known_app, known_env = self.work.known(App, app), self.work.known(Environment, environment)
+        if known_app is None or known_env is None:
+            found = await env_repo.find_app_and_environment(
+                self.session, await self.workspace_id(), app, environment
+            )
+            if found is not None:
+                self.work.remember(*found)
+                return found
+        if environment_first:
+            env = await self.environment(environment)
+            return await self.app(app), env
+        return await self.app(app), await self.environment(environment)
+
     async def optional_app(self, name: str | None) -> App | None:
         return None if name is None else await self.app(name)
 

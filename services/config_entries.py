@@ -60,10 +60,10 @@ class ScopedService(Service):
 
     async def _target(self, environment: str, app: str | None) -> tuple[Environment, App | None]:
         """The environment and app named, refusing an app that does not point to it."""
-        env = await self.environment(environment)
-        app_row = await self.optional_app(app)
-        if app_row is not None:
-            await self.work.environments.require_app_in(app_row, env)
+        if app is None:
+            return await self.environment(environment), None
+        app_row, env = await self.app_and_environment(app, environment, environment_first=True)
+        await self.work.environments.require_app_in(app_row, env)
         return env, app_row
 
 

@@ -88,8 +88,7 @@ class DeploymentService(Service):
         self, app: str, environment: str, version: str | None
     ) -> tuple[App, Environment, Release | None]:
         try:
-            app_row = await self.app(app)
-            env = await self.environment(environment)
+            app_row, env = await self.app_and_environment(app, environment)
         except NotFound as exc:
             raise InvalidRequest(exc.message) from None
         release = None
@@ -434,8 +433,10 @@ class DeploymentService(Service):
                 f"promotion record {record_id} has {approved} of "
                 f"{record.required_approvals} approvals on record; it cannot deploy yet"
             )
-        resolved = await self.work.resolution.resolve(
-            env.name, app.name, pipeline_of(release).references()
+        # The gates found the app pointing here, and it cannot stop pointing here while this
+        # promotion is under way (`set_app_environments` refuses).
+        resolved = await self.work.resolution.resolve_for(
+            env, app, pipeline_of(release).references()
         )
         pointer = await pointer_repo.current_release(self.session, app.id, env.id)
         deployment = Deployment(

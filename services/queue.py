@@ -33,8 +33,7 @@ class QueueService(Service):
         self, app: str, environment: str, run: WorkflowRef, kind: str, is_running: IsRunning
     ) -> LockState:
         session = self.session
-        app_row = await self.app(app)
-        env = await self.environment(environment)
+        app_row, env = await self.app_and_environment(app, environment)
         await queue_repo.lock_queue(session, app_row.id, env.id)
         tickets, mine = await queue_repo.tickets_and_mine(
             session, app_row.id, env.id, run.workflow_id, run.run_id

@@ -78,6 +78,24 @@ async def find_app(session: AsyncSession, workspace_id: int, name: str) -> App |
     )
 
 
+async def find_app_and_environment(
+    session: AsyncSession, workspace_id: int, app: str, environment: str
+) -> tuple[App, Environment] | None:
+    """An app and an environment by name, in one query (None unless both exist)."""
+    row = (
+        await session.execute(
+            select(App, Environment)
+            .join(Environment, Environment.workspace_id == App.workspace_id)
+            .where(
+                App.workspace_id == workspace_id,
+                App.name == app,
+                Environment.name == environment,
+            )
+        )
+    ).one_or_none()
+    return None if row is None else (row[0], row[1])
+
+
 async def app_environment_names(session: AsyncSession, workspace_id: int) -> dict[int, list[str]]:
     """For each app id, the names of the environments it points to, in chain order."""
     rows = await session.execute(

@@ -4,9 +4,9 @@ it) is current for an app in an environment."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import literal, select
+from sqlalchemy import CursorResult, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.tables import App, CurrentRelease, Deployment, Release, utcnow
@@ -21,8 +21,14 @@ async def current_release(
 async def set_current_release(
     session: AsyncSession, app_id: int, environment_id: int, release_id: int, deployment_id: int
 ) -> None:
-    pointer = await session.get(CurrentRelease, (app_id, environment_id))
-    if pointer is None:
+    """Move the pointer (one UPDATE; the first release of an app in an environment adds it)."""
+    moved = await session.execute(
+        update(CurrentRelease)
+        .where(CurrentRelease.app_id == app_id, CurrentRelease.environment_id == environment_id)
+        .values(release_id=release_id, deployment_id=deployment_id, since=utcnow())
+        .execution_options(synchronize_session="evaluate")
+    )
+    if cast(CursorResult[Any], moved).rowcount == 0:
         session.add(
             CurrentRelease(
                 app_id=app_id,
@@ -31,11 +37,7 @@ async def set_current_release(
                 deployment_id=deployment_id,
             )
         )
-    else:
-        pointer.release_id = release_id
-        pointer.deployment_id = deployment_id
-        pointer.since = utcnow()
-    await session.flush()
+        await session.flush()
 
 
 async def current_releases(
