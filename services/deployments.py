@@ -268,7 +268,7 @@ class DeploymentService(Service):
 
     async def _promotion(self, record_id: int) -> tuple[Promotion, App, Environment, Release]:
         """A promotion record with the app, environment and release it names."""
-        found = await promotion_repo.promotion_with_subjects(self.session, record_id)
+        found = await deployment_repo.with_subjects(self.session, Promotion, record_id)
         assert found is not None, f"promotion {record_id} vanished; records are never deleted"
         self.work.remember(found[1], found[2])
         return found
@@ -524,7 +524,7 @@ class DeploymentService(Service):
     ) -> tuple[Deployment, App, Environment, Release]:
         """The deployment with its app, environment and release, refused unless it exists and
         belongs to the calling run."""
-        found = await deployment_repo.deployment_with_subjects(self.session, deployment_id)
+        found = await deployment_repo.with_subjects(self.session, Deployment, deployment_id)
         if found is None:
             raise Refused(f"deployment {deployment_id} does not exist")
         deployment = found[0]

@@ -4,6 +4,7 @@ a rollback or a compensation)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 from sqlalchemy import exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -15,18 +16,21 @@ async def get_deployment(session: AsyncSession, deployment_id: int) -> Deploymen
     return await session.get(Deployment, deployment_id)
 
 
-async def deployment_with_subjects(
-    session: AsyncSession, deployment_id: int
-) -> tuple[Deployment, App, Environment, Release] | None:
-    """A deployment with the app, environment and release it names, in one query (a step
-    and a deployment's end need all four)."""
+Subject = TypeVar("Subject", Deployment, Promotion)
+
+
+async def with_subjects(
+    session: AsyncSession, table: type[Subject], row_id: int
+) -> tuple[Subject, App, Environment, Release] | None:
+    """A deployment or a promotion record with the app, environment and release it names, in
+    one query (a step, a deployment's end and a promotion's outcome need all four)."""
     row = (
         await session.execute(
-            select(Deployment, App, Environment, Release)
-            .join(App, App.id == Deployment.app_id)
-            .join(Environment, Environment.id == Deployment.environment_id)
-            .join(Release, Release.id == Deployment.release_id)
-            .where(Deployment.id == deployment_id)
+            select(table, App, Environment, Release)
+            .join(App, App.id == table.app_id)
+            .join(Environment, Environment.id == table.environment_id)
+            .join(Release, Release.id == table.release_id)
+            .where(table.id == row_id)
         )
     ).one_or_none()
     return None if row is None else (row[0], row[1], row[2], row[3])

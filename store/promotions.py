@@ -10,22 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from store.tables import App, Environment, Promotion, Release
 
 
-async def promotion_with_subjects(
-    session: AsyncSession, record_id: int
-) -> tuple[Promotion, App, Environment, Release] | None:
-    """A promotion record with the app, environment and release it names, in one query."""
-    row = (
-        await session.execute(
-            select(Promotion, App, Environment, Release)
-            .join(App, App.id == Promotion.app_id)
-            .join(Environment, Environment.id == Promotion.environment_id)
-            .join(Release, Release.id == Promotion.release_id)
-            .where(Promotion.id == record_id)
-        )
-    ).one_or_none()
-    return None if row is None else (row[0], row[1], row[2], row[3])
-
-
 async def find_promotion_of_run(
     session: AsyncSession, workflow_id: str, run_id: str
 ) -> Promotion | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import ColumnElement, ScalarSelect, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.status import DeploymentKind, TicketState
@@ -42,13 +42,42 @@ async def tickets_and_mine(
 ) -> tuple[list[DeploymentTicket], DeploymentTicket | None]:
     """In one query: the open tickets of an app and environment, oldest first, and the run's
     own ticket whatever its state (None: it has none yet)."""
-    run = and_(DeploymentTicket.workflow_id == workflow_id, DeploymentTicket.run_id == run_id)
+    return await _open_and_mine(session, workflow_id, run_id, app_id, environment_id)
+
+
+async def mine_and_others(
+    session: AsyncSession, workflow_id: str, run_id: str
+) -> tuple[DeploymentTicket | None, list[DeploymentTicket]]:
+    """In one query: a run's ticket (None: it has none) and the other open tickets of its app
+    and environment, oldest first."""
+    of_run = select(DeploymentTicket).where(_of_run(workflow_id, run_id)).subquery()
+    tickets, mine = await _open_and_mine(
+        session,
+        workflow_id,
+        run_id,
+        select(of_run.c.app_id).scalar_subquery(),
+        select(of_run.c.environment_id).scalar_subquery(),
+    )
+    return mine, [t for t in tickets if t is not mine]
+
+
+def _of_run(workflow_id: str, run_id: str) -> ColumnElement[bool]:
+    return and_(DeploymentTicket.workflow_id == workflow_id, DeploymentTicket.run_id == run_id)
+
+
+async def _open_and_mine(
+    session: AsyncSession,
+    workflow_id: str,
+    run_id: str,
+    app_id: int | ScalarSelect[int],
+    environment_id: int | ScalarSelect[int],
+) -> tuple[list[DeploymentTicket], DeploymentTicket | None]:
     rows = (
         await session.scalars(
             select(DeploymentTicket)
             .where(
                 or_(
-                    run,
+                    _of_run(workflow_id, run_id),
                     and_(
                         DeploymentTicket.app_id == app_id,
                         DeploymentTicket.environment_id == environment_id,
@@ -61,34 +90,6 @@ async def tickets_and_mine(
     ).all()
     mine = next((t for t in rows if (t.workflow_id, t.run_id) == (workflow_id, run_id)), None)
     return [t for t in rows if t.state != TicketState.DONE], mine
-
-
-async def mine_and_others(
-    session: AsyncSession, workflow_id: str, run_id: str
-) -> tuple[DeploymentTicket | None, list[DeploymentTicket]]:
-    """In one query: a run's ticket (None: it has none) and the other open tickets of its app
-    and environment, oldest first."""
-    run = and_(DeploymentTicket.workflow_id == workflow_id, DeploymentTicket.run_id == run_id)
-    of_run = select(DeploymentTicket).where(run).subquery()
-    rows = (
-        await session.scalars(
-            select(DeploymentTicket)
-            .where(
-                or_(
-                    run,
-                    and_(
-                        DeploymentTicket.app_id == select(of_run.c.app_id).scalar_subquery(),
-                        DeploymentTicket.environment_id
-                        == select(of_run.c.environment_id).scalar_subquery(),
-                        DeploymentTicket.state != TicketState.DONE,
-                    ),
-                )
-            )
-            .order_by(DeploymentTicket.id)
-        )
-    ).all()
-    mine = next((t for t in rows if (t.workflow_id, t.run_id) == (workflow_id, run_id)), None)
-    return mine, [t for t in rows if t is not mine]
 
 
 def add_ticket(
