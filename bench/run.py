@@ -164,13 +164,7 @@ class Bench:
         for i in range(REPEAT):
 
             async def start(i: int = i) -> WorkflowHandle[Any, Any]:
-                return await contract.start(
-                    self.client,
-                    contract.ROLLBACK,
-                    RollbackInput(app="bench", environment="dev", requested_by="bench"),
-                    id=f"rollback-bench-dev-{i}",
-                    task_queue="stageline",
-                )
+                return await self.roll_back(f"rollback-bench-dev-{i}", "stageline")
 
             # The pointer moves when the rollback takes its turn (queue and plan in one).
             ours.append(await timed(start, mine, None, contract.TAKE_ROLLBACK_TURN.name))
@@ -189,6 +183,16 @@ class Bench:
             "baseline_shape": theirs[-1],
         }
 
+    async def roll_back(self, workflow_id: str, task_queue: str) -> WorkflowHandle[Any, Any]:
+        """Start a rollback of the bench app in dev, back one release."""
+        return await contract.start(
+            self.client,
+            contract.ROLLBACK,
+            RollbackInput(app="bench", environment="dev", requested_by="bench"),
+            id=workflow_id,
+            task_queue=task_queue,
+        )
+
     async def sql_counts(self) -> None:
         versions = [f"2.0.{i}" for i in range(sqlcount.PROMOTIONS + 1)]
         await self.releases("bench", versions)
@@ -197,13 +201,7 @@ class Bench:
             return await self.promote("bench", version, "dev", task_queue)
 
         async def roll_back(n: int, task_queue: str) -> WorkflowHandle[Any, Any]:
-            return await contract.start(
-                self.client,
-                contract.ROLLBACK,
-                RollbackInput(app="bench", environment="dev", requested_by="bench"),
-                id=f"rollback-sql-{n}",
-                task_queue=task_queue,
-            )
+            return await self.roll_back(f"rollback-sql-{n}", task_queue)
 
         self.results["sql"] = await sqlcount.measure(
             self.client, self.settings, self.key, promote, roll_back

@@ -100,13 +100,14 @@ class Service:
         does not exist, the error `app` or `environment` gives (the environment's first when
         both are unknown and `environment_first`)."""
         known_app, known_env = self.work.known(App, app), self.work.known(Environment, environment)
-        if known_app is None or known_env is None:
-            found = await env_repo.find_app_and_environment(
-                self.session, await self.workspace_id(), app, environment
-            )
-            if found is not None:
-                self.work.remember(*found)
-                return found
+        if known_app is not None and known_env is not None:
+            return known_app, known_env
+        found = await env_repo.find_app_and_environment(
+            self.session, await self.workspace_id(), app, environment
+        )
+        if found is not None:
+            self.work.remember(*found)
+            return found
         if environment_first:
             env = await self.environment(environment)
             return await self.app(app), env

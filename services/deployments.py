@@ -594,11 +594,11 @@ class DeploymentService(Service):
         """Whether a rollback has somewhere to go, before it queues: a rollback that will be
         refused must not take its place ahead of (and interrupt) a deploying promotion. A
         refusal is audited here; nothing else is written."""
-        return await self._checked(await self._choice(request))
+        chosen = await self._choice(request)
+        return chosen if isinstance(chosen, RollbackPlan) else await self._checked(chosen)
 
-    async def _checked(self, chosen: _Choice | RollbackPlan) -> RollbackPlan:
-        if isinstance(chosen, RollbackPlan):
-            return chosen
+    async def _checked(self, chosen: _Choice) -> RollbackPlan:
+        """The plan a choice makes, checked before queueing (nothing recorded yet)."""
         _, _, current, target = chosen
         if target is None:
             return RollbackPlan(possible=False, reason="nothing to compensate")
@@ -699,8 +699,10 @@ class DeploymentService(Service):
         chosen = None
         if turn.check:
             choice = await self._choice(request)
+            if isinstance(choice, RollbackPlan):  # refused, audited
+                return RollbackTurnState(plan=choice)
             checked = await self._checked(choice)
-            if not checked.possible or isinstance(choice, RollbackPlan):
+            if not checked.possible:
                 return RollbackTurnState(plan=checked)
             chosen = choice  # entering the queue changes no deployment: the choice stands
         lock = await self.work.queue.enter(

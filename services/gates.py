@@ -35,7 +35,7 @@ class GateContext:
     # gate reads them, and a promotion that passes supersedes the older ones).
     in_progress: Sequence[Promotion]
     # The app's release pointer in the target (None: nothing deployed there yet), loaded once.
-    pointer: CurrentRelease | None = None
+    pointer: CurrentRelease | None
     # The run asking (its own promotion record never counts against it) and whether the
     # requester chose --force.
     workflow_id: str = ""

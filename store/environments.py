@@ -159,13 +159,7 @@ async def chain_of_app(session: AsyncSession, app_id: int) -> Sequence[Environme
 
 async def environments_of_app(session: AsyncSession, app_id: int) -> list[str]:
     """The names of the environments one app points to, in chain order."""
-    rows = await session.scalars(
-        select(Environment.name)
-        .join(AppEnvironment, AppEnvironment.environment_id == Environment.id)
-        .where(AppEnvironment.app_id == app_id)
-        .order_by(Environment.position)
-    )
-    return list(rows)
+    return [e.name for e in await chain_of_app(session, app_id)]
 
 
 async def environments_listing_reviewer(
