@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from models.errors import ConfigurationError, Unavailable
+from store import sqlite_inline
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD_REVISION = "0008"
-SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 def redact(url: URL) -> str:
@@ -29,11 +29,13 @@ def redact(url: URL) -> str:
 def _sqlite_setup(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     # Let SQLAlchemy, not the driver, decide when transactions begin, so writes can take
     # the write lock up front with BEGIN IMMEDIATE instead of failing on upgrade.
-    dbapi_connection.isolation_level = None
+    # (The in-place driver opens its connections that way already.)
+    if dbapi_connection.isolation_level is not None:
+        dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={sqlite_inline.BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
@@ -61,8 +63,12 @@ class Database:
                 "sqlite+aiosqlite:// or postgresql+asyncpg://"
             )
         options: dict[str, Any] = {}
-        if self.dialect == "sqlite" and self.url.database:
+        self._writers: sqlite_inline.WriterLock | None = None
+        if self.dialect == "sqlite" and not self.url.query:
+            options["async_creator"] = self._sqlite_connect
+        if self.dialect == "sqlite" and self.url.database not in (None, "", ":memory:"):
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
+            self._writers = sqlite_inline.WriterLock(self.url.database)
         if self.dialect == "postgresql":
             options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
@@ -79,6 +85,11 @@ class Database:
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self._writers is not None:
+            self._writers.close()
+
+    async def _sqlite_connect(self) -> sqlite_inline.Connection:
+        return sqlite_inline.connect(self.url.database or ":memory:")
 
     def _unavailable(self, exc: BaseException) -> Unavailable:
         reason = str(getattr(exc, "orig", exc) or type(exc).__name__).splitlines()[0]
@@ -91,11 +102,17 @@ class Database:
     async def _session(self, write: bool) -> AsyncIterator[AsyncSession]:
         await self.migrate()
         if write and self.dialect == "sqlite":
-            # One writer at a time in this process: SQLite allows one anyway, and writers
-            # that queue here wait without the busy handler's sleep-and-retry backoff (which
-            # the benchmark showed costing most of a busy worker's time).
-            async with self._write_lock, self._open(write) as session:
-                yield session
+            # One writer at a time in this process, then across processes: SQLite allows
+            # one anyway, and writers that queue here wait in order, without the busy
+            # handler's sleep-and-retry backoff (which the benchmark showed costing most of
+            # a busy worker's time) and without blocking the event loop.
+            async with self._write_lock:
+                if self._writers is None:
+                    async with self._open(write) as session:
+                        yield session
+                else:
+                    async with self._writers, self._open(write) as session:
+                        yield session
         else:
             async with self._open(write) as session:
                 yield session
