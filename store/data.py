@@ -6,12 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, select
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.tables import App, DataRecord, DataSharing, Environment, utcnow
 
 SHARED = "shared"
+_SHARED_KINDS = select(DataSharing.kind).where(DataSharing.app_id == bindparam("app_id"))
 
 
 def namespace_of(environment: str, app: str, *, shared: bool) -> str:
@@ -32,9 +33,7 @@ async def namespaces(
     session: AsyncSession, environment: Environment, app: App, kinds: Sequence[str]
 ) -> dict[str, str]:
     """The namespace of each kind, in one query."""
-    shared = set(
-        await session.scalars(select(DataSharing.kind).where(DataSharing.app_id == app.id))
-    )
+    shared = set(await session.scalars(_SHARED_KINDS, {"app_id": app.id}))
     return {kind: namespace_of(environment.name, app.name, shared=kind in shared) for kind in kinds}
 
 

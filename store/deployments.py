@@ -4,12 +4,12 @@ a rollback or a compensation)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar
+from typing import TypeVar, cast
 
-from sqlalchemy import exists, or_, select
+from sqlalchemy import Select, bindparam, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.tables import App, Deployment, Environment, Promotion, Release
+from store.tables import App, Base, Deployment, Environment, Promotion, Release
 
 
 async def get_deployment(session: AsyncSession, deployment_id: int) -> Deployment | None:
@@ -19,21 +19,31 @@ async def get_deployment(session: AsyncSession, deployment_id: int) -> Deploymen
 Subject = TypeVar("Subject", Deployment, Promotion)
 
 
+def _with_subjects(table: type[Deployment | Promotion]) -> Select[Base, App, Environment, Release]:
+    return (
+        select(table, App, Environment, Release)
+        .join(App, App.id == table.app_id)
+        .join(Environment, Environment.id == table.environment_id)
+        .join(Release, Release.id == table.release_id)
+        .where(table.id == bindparam("row_id"))
+    )
+
+
+_WITH_SUBJECTS = {table: _with_subjects(table) for table in (Deployment, Promotion)}
+_OF_RUN = select(Deployment).where(
+    Deployment.workflow_id == bindparam("workflow_id"),
+    Deployment.run_id == bindparam("run_id"),
+    Deployment.kind == bindparam("kind"),
+)
+
+
 async def with_subjects(
     session: AsyncSession, table: type[Subject], row_id: int
 ) -> tuple[Subject, App, Environment, Release] | None:
     """A deployment or a promotion record with the app, environment and release it names, in
     one query (a step, a deployment's end and a promotion's outcome need all four)."""
-    row = (
-        await session.execute(
-            select(table, App, Environment, Release)
-            .join(App, App.id == table.app_id)
-            .join(Environment, Environment.id == table.environment_id)
-            .join(Release, Release.id == table.release_id)
-            .where(table.id == row_id)
-        )
-    ).one_or_none()
-    return None if row is None else (row[0], row[1], row[2], row[3])
+    row = (await session.execute(_WITH_SUBJECTS[table], {"row_id": row_id})).one_or_none()
+    return None if row is None else (cast(Subject, row[0]), row[1], row[2], row[3])
 
 
 async def deployments_in(
@@ -51,13 +61,8 @@ async def deployments_in(
 async def find_deployment_of_run(
     session: AsyncSession, workflow_id: str, run_id: str, kind: str
 ) -> Deployment | None:
-    return await session.scalar(
-        select(Deployment).where(
-            Deployment.workflow_id == workflow_id,
-            Deployment.run_id == run_id,
-            Deployment.kind == kind,
-        )
-    )
+    params = {"workflow_id": workflow_id, "run_id": run_id, "kind": kind}
+    return await session.scalar(_OF_RUN, params)
 
 
 async def environment_has_history(session: AsyncSession, environment_id: int) -> bool:

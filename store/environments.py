@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.tables import (
@@ -16,6 +16,28 @@ from store.tables import (
     Promotion,
     ReviewerGroup,
     Workspace,
+)
+
+# Built once: every promotion runs them (see store/__init__.py).
+_APP_AND_ENVIRONMENT = (
+    select(App, Environment)
+    .join(Environment, Environment.workspace_id == App.workspace_id)
+    .where(
+        App.workspace_id == bindparam("workspace_id"),
+        App.name == bindparam("app"),
+        Environment.name == bindparam("environment"),
+    )
+)
+_FREEZE_WINDOWS = (
+    select(FreezeWindow)
+    .where(FreezeWindow.environment_id == bindparam("environment_id"))
+    .order_by(FreezeWindow.starts_at)
+)
+_CHAIN_OF_APP = (
+    select(Environment)
+    .join(AppEnvironment, AppEnvironment.environment_id == Environment.id)
+    .where(AppEnvironment.app_id == bindparam("app_id"))
+    .order_by(Environment.position)
 )
 
 
@@ -82,17 +104,8 @@ async def find_app_and_environment(
     session: AsyncSession, workspace_id: int, app: str, environment: str
 ) -> tuple[App, Environment] | None:
     """An app and an environment by name, in one query (None unless both exist)."""
-    row = (
-        await session.execute(
-            select(App, Environment)
-            .join(Environment, Environment.workspace_id == App.workspace_id)
-            .where(
-                App.workspace_id == workspace_id,
-                App.name == app,
-                Environment.name == environment,
-            )
-        )
-    ).one_or_none()
+    params = {"workspace_id": workspace_id, "app": app, "environment": environment}
+    row = (await session.execute(_APP_AND_ENVIRONMENT, params)).one_or_none()
     return None if row is None else (row[0], row[1])
 
 
@@ -138,23 +151,13 @@ async def groups(session: AsyncSession, workspace_id: int) -> Sequence[ReviewerG
 
 
 async def freeze_windows(session: AsyncSession, environment_id: int) -> Sequence[FreezeWindow]:
-    result = await session.scalars(
-        select(FreezeWindow)
-        .where(FreezeWindow.environment_id == environment_id)
-        .order_by(FreezeWindow.starts_at)
-    )
+    result = await session.scalars(_FREEZE_WINDOWS, {"environment_id": environment_id})
     return result.all()
 
 
 async def chain_of_app(session: AsyncSession, app_id: int) -> Sequence[Environment]:
     """The environments one app points to, in chain order."""
-    rows = await session.scalars(
-        select(Environment)
-        .join(AppEnvironment, AppEnvironment.environment_id == Environment.id)
-        .where(AppEnvironment.app_id == app_id)
-        .order_by(Environment.position)
-    )
-    return rows.all()
+    return (await session.scalars(_CHAIN_OF_APP, {"app_id": app_id})).all()
 
 
 async def environments_of_app(session: AsyncSession, app_id: int) -> list[str]:

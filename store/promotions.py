@@ -4,18 +4,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.tables import App, Environment, Promotion, Release
+
+_OF_RUN = select(Promotion).where(
+    Promotion.workflow_id == bindparam("workflow_id"), Promotion.run_id == bindparam("run_id")
+)
+
+_IN_PROGRESS = (
+    select(Promotion)
+    .where(
+        Promotion.app_id == bindparam("app_id"),
+        Promotion.environment_id == bindparam("environment_id"),
+        Promotion.finished_at.is_(None),
+    )
+    .order_by(Promotion.id)
+)
 
 
 async def find_promotion_of_run(
     session: AsyncSession, workflow_id: str, run_id: str
 ) -> Promotion | None:
-    return await session.scalar(
-        select(Promotion).where(Promotion.workflow_id == workflow_id, Promotion.run_id == run_id)
-    )
+    return await session.scalar(_OF_RUN, {"workflow_id": workflow_id, "run_id": run_id})
 
 
 async def later_promotion(
@@ -36,16 +48,8 @@ async def later_promotion(
 async def promotions_in_progress(
     session: AsyncSession, app_id: int, environment_id: int
 ) -> Sequence[Promotion]:
-    result = await session.scalars(
-        select(Promotion)
-        .where(
-            Promotion.app_id == app_id,
-            Promotion.environment_id == environment_id,
-            Promotion.finished_at.is_(None),
-        )
-        .order_by(Promotion.id)
-    )
-    return result.all()
+    params = {"app_id": app_id, "environment_id": environment_id}
+    return (await session.scalars(_IN_PROGRESS, params)).all()
 
 
 async def unfinished(

@@ -5,11 +5,42 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import ColumnElement, ScalarSelect, and_, func, or_, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.status import DeploymentKind, TicketState
 from store.tables import DeploymentTicket, Promotion
+
+# Every promotion and rollback enters and leaves the queue: these statements are built once
+# (see store/__init__.py).
+_OPEN = and_(
+    DeploymentTicket.app_id == bindparam("app_id"),
+    DeploymentTicket.environment_id == bindparam("environment_id"),
+    DeploymentTicket.state != TicketState.DONE,
+)
+_OPEN_TICKETS = select(DeploymentTicket).where(_OPEN).order_by(DeploymentTicket.id)
+_OF_RUN = and_(
+    DeploymentTicket.workflow_id == bindparam("workflow_id"),
+    DeploymentTicket.run_id == bindparam("run_id"),
+)
+_OPEN_AND_MINE = select(DeploymentTicket).where(or_(_OF_RUN, _OPEN)).order_by(DeploymentTicket.id)
+_RUNS_TICKET = select(DeploymentTicket).where(_OF_RUN).subquery()
+_MINE_AND_OTHERS = (
+    select(DeploymentTicket)
+    .where(
+        or_(
+            _OF_RUN,
+            and_(
+                DeploymentTicket.app_id == select(_RUNS_TICKET.c.app_id).scalar_subquery(),
+                DeploymentTicket.environment_id
+                == select(_RUNS_TICKET.c.environment_id).scalar_subquery(),
+                DeploymentTicket.state != TicketState.DONE,
+            ),
+        )
+    )
+    .order_by(DeploymentTicket.id)
+)
+_LOCK_QUEUE = select(func.pg_advisory_xact_lock(bindparam("app_id"), bindparam("environment_id")))
 
 
 async def open_tickets(
@@ -17,13 +48,7 @@ async def open_tickets(
 ) -> Sequence[DeploymentTicket]:
     """The tickets of an app and environment that have not left the queue, oldest first."""
     result = await session.scalars(
-        select(DeploymentTicket)
-        .where(
-            DeploymentTicket.app_id == app_id,
-            DeploymentTicket.environment_id == environment_id,
-            DeploymentTicket.state != TicketState.DONE,
-        )
-        .order_by(DeploymentTicket.id)
+        _OPEN_TICKETS, {"app_id": app_id, "environment_id": environment_id}
     )
     return result.all()
 
@@ -34,7 +59,7 @@ async def lock_queue(session: AsyncSession, app_id: int, environment_id: int) ->
     ends (without it, runs entering at once each read the queue empty and each held it).
     SQLite: its writers already take turns (BEGIN IMMEDIATE)."""
     if session.get_bind().dialect.name == "postgresql":
-        await session.execute(select(func.pg_advisory_xact_lock(app_id, environment_id)))
+        await session.execute(_LOCK_QUEUE, {"app_id": app_id, "environment_id": environment_id})
 
 
 async def tickets_and_mine(
@@ -42,7 +67,13 @@ async def tickets_and_mine(
 ) -> tuple[list[DeploymentTicket], DeploymentTicket | None]:
     """In one query: the open tickets of an app and environment, oldest first, and the run's
     own ticket whatever its state (None: it has none yet)."""
-    return await _open_and_mine(session, workflow_id, run_id, app_id, environment_id)
+    params = {
+        "workflow_id": workflow_id,
+        "run_id": run_id,
+        "app_id": app_id,
+        "environment_id": environment_id,
+    }
+    return _split(workflow_id, run_id, (await session.scalars(_OPEN_AND_MINE, params)).all())
 
 
 async def mine_and_others(
@@ -50,44 +81,16 @@ async def mine_and_others(
 ) -> tuple[DeploymentTicket | None, list[DeploymentTicket]]:
     """In one query: a run's ticket (None: it has none) and the other open tickets of its app
     and environment, oldest first."""
-    of_run = select(DeploymentTicket).where(_of_run(workflow_id, run_id)).subquery()
-    tickets, mine = await _open_and_mine(
-        session,
-        workflow_id,
-        run_id,
-        select(of_run.c.app_id).scalar_subquery(),
-        select(of_run.c.environment_id).scalar_subquery(),
-    )
+    params = {"workflow_id": workflow_id, "run_id": run_id}
+    rows = (await session.scalars(_MINE_AND_OTHERS, params)).all()
+    tickets, mine = _split(workflow_id, run_id, rows)
     return mine, [t for t in tickets if t is not mine]
 
 
-def _of_run(workflow_id: str, run_id: str) -> ColumnElement[bool]:
-    return and_(DeploymentTicket.workflow_id == workflow_id, DeploymentTicket.run_id == run_id)
-
-
-async def _open_and_mine(
-    session: AsyncSession,
-    workflow_id: str,
-    run_id: str,
-    app_id: int | ScalarSelect[int],
-    environment_id: int | ScalarSelect[int],
+def _split(
+    workflow_id: str, run_id: str, rows: Sequence[DeploymentTicket]
 ) -> tuple[list[DeploymentTicket], DeploymentTicket | None]:
-    rows = (
-        await session.scalars(
-            select(DeploymentTicket)
-            .where(
-                or_(
-                    _of_run(workflow_id, run_id),
-                    and_(
-                        DeploymentTicket.app_id == app_id,
-                        DeploymentTicket.environment_id == environment_id,
-                        DeploymentTicket.state != TicketState.DONE,
-                    ),
-                )
-            )
-            .order_by(DeploymentTicket.id)
-        )
-    ).all()
+    """The open tickets among `rows`, and the run's own (open or not)."""
     mine = next((t for t in rows if (t.workflow_id, t.run_id) == (workflow_id, run_id)), None)
     return [t for t in rows if t.state != TicketState.DONE], mine
 

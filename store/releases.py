@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import exists, select
+from sqlalchemy import bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.pipeline import Pipeline, Reference
 from store.tables import App, Release
 
+_BY_VERSION = select(Release).where(
+    Release.app_id == bindparam("app_id"), Release.version == bindparam("version")
+)
+
 
 async def find_release(session: AsyncSession, app_id: int, version: str) -> Release | None:
-    return await session.scalar(
-        select(Release).where(Release.app_id == app_id, Release.version == version)
-    )
+    return await session.scalar(_BY_VERSION, {"app_id": app_id, "version": version})
 
 
 async def releases(session: AsyncSession, app_id: int) -> Sequence[Release]:

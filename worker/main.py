@@ -6,7 +6,10 @@ import asyncio
 import getpass
 import logging
 import socket
-from collections.abc import Callable, Sequence
+import sys
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, Literal
 
@@ -68,6 +71,33 @@ async def record_unsandboxed(db: Database, settings: Settings) -> None:
         )
 
 
+@contextmanager
+def steps_reaped_by_the_loop() -> Iterator[None]:
+    """Python 3.11 waits for each subprocess on a thread of its own (a thread started per
+    step); a pidfd watcher waits in the event loop, as 3.12 does by default. A step ends
+    about 1 ms sooner and costs the worker less CPU. Put back when the worker stops, so a
+    later event loop in the same process (the tests) gets the default again."""
+    if sys.version_info >= (3, 12) or not hasattr(asyncio, "PidfdChildWatcher"):
+        yield
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        policy = asyncio.get_event_loop_policy()
+        previous = policy.get_child_watcher()
+        if isinstance(previous, asyncio.PidfdChildWatcher) and previous.is_active():
+            yield  # an outer worker of this loop installed one
+            return
+        watcher = asyncio.PidfdChildWatcher()
+        watcher.attach_loop(asyncio.get_running_loop())
+        policy.set_child_watcher(watcher)
+    try:
+        yield
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            policy.set_child_watcher(previous)
+
+
 async def run_worker(settings: Settings, ready: Callable[[], None] | None = None) -> None:
     """Run until cancelled. The master key, the step sandbox and both services are checked
     before serving."""
@@ -84,12 +114,16 @@ async def run_worker(settings: Settings, ready: Callable[[], None] | None = None
         if added:
             log.info("registered search attributes %s", ", ".join(added))
         worker = build_worker(client, settings, db, key, step_sandbox=box)
-        async with worker:
-            log.info(
-                "worker serving task queue %r at %s", settings.task_queue, settings.temporal_address
-            )
-            if ready is not None:
-                ready()
-            await asyncio.Event().wait()
+        # Outside the worker: its steps are reaped until the last one has ended.
+        with steps_reaped_by_the_loop():
+            async with worker:
+                log.info(
+                    "worker serving task queue %r at %s",
+                    settings.task_queue,
+                    settings.temporal_address,
+                )
+                if ready is not None:
+                    ready()
+                await asyncio.Event().wait()
     finally:
         await db.close()
