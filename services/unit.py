@@ -202,7 +202,7 @@ class Units:
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[Work]:
-        """A unit of work that only reads: one transaction, so what it reads is consistent."""
+        """A unit of work that only reads (what that promises: `Database.read`)."""
         try:
             async with self.db.read() as session:
                 work = Work(session, self.settings, self.keys, self._workspace_id)

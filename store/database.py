@@ -70,7 +70,11 @@ class Database:
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
             self._writers = sqlite_inline.WriterLock(self.url.database)
         if self.dialect == "postgresql":
-            options = {"pool_pre_ping": True, "pool_size": 10, "max_overflow": 10}
+            # No pre-ping: it cost three round trips per unit of work (BEGIN, a ping,
+            # ROLLBACK). A connection the server dropped fails its unit once, SQLAlchemy
+            # then replaces every pooled connection older than the failure, and the
+            # activity is retried (tests/workflows/test_store_outages.py).
+            options = {"pool_size": 10, "max_overflow": 10}
         self.engine: AsyncEngine = create_async_engine(self.url, **options)
         if self.dialect == "sqlite":
             event.listen(self.engine.sync_engine, "connect", _sqlite_setup)
@@ -123,6 +127,11 @@ class Database:
             async with self.engine.connect() as conn:
                 if write:
                     conn = await conn.execution_options(stageline_write=True)
+                elif self.dialect == "postgresql":
+                    # PostgreSQL (READ COMMITTED) gives each statement its own snapshot,
+                    # in a transaction or not: a reading unit's BEGIN and COMMIT were two
+                    # round trips that changed nothing.
+                    conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 async with (
                     AsyncSession(bind=conn, expire_on_commit=False) as session,
                     session.begin(),
@@ -140,7 +149,9 @@ class Database:
         return self._session(write=True)
 
     def read(self) -> AbstractAsyncContextManager[AsyncSession]:
-        """A unit of work that only reads; one transaction, so what it reads is consistent."""
+        """A unit of work that only reads. On SQLite one transaction, so all it reads is one
+        snapshot; on PostgreSQL each statement reads what was committed when it began (READ
+        COMMITTED, as in a transaction there), without BEGIN and COMMIT."""
         return self._session(write=False)
 
     async def migrate(self) -> None:
