@@ -96,12 +96,14 @@ def business_errors() -> Iterator[None]:
 
 @asynccontextmanager
 async def heartbeating() -> AsyncIterator[None]:
-    """Heartbeat while a step runs, so a dead worker is noticed within the heartbeat timeout."""
+    """Heartbeat while a step runs, so a dead worker is noticed within the heartbeat timeout.
+    The first beat comes after HEARTBEAT_EVERY, not at once: the SDK sends a first heartbeat
+    to the server straight away, and a step that ends within a second (most do) needs none."""
 
     async def beat() -> None:
         while True:
-            activity.heartbeat()
             await asyncio.sleep(HEARTBEAT_EVERY)
+            activity.heartbeat()
 
     task = asyncio.create_task(beat())
     try:

@@ -17,10 +17,12 @@ def _watcher() -> asyncio.AbstractChildWatcher:
 
 
 async def _threads_started_by_steps(count: int) -> int:
+    """Threads alive beside `count` short steps; each step lives long enough (0.2 s) that a
+    waiting thread of its own would be seen."""
     started = 0
     before = set(threading.enumerate())
     for _ in range(count):
-        process = await asyncio.create_subprocess_exec("true")
+        process = await asyncio.create_subprocess_exec("sleep", "0.2")
         started += len(set(threading.enumerate()) - before)
         assert await process.wait() == 0
     return started
