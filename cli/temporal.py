@@ -9,7 +9,13 @@ from datetime import datetime
 from typing import IO, Any, TypeVar
 
 from pydantic import BaseModel
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -142,14 +148,16 @@ def _requested(request: Any) -> str:
 async def query_status(
     handle: WorkflowHandle[Any, Any], timeout: float = 3.0
 ) -> PromotionStatus | None:
-    """A promotion's (or rollback's) `status` query, or None when it does not answer in time."""
+    """A promotion's (or rollback's) `status` query, or None when it does not answer in time
+    or cannot be answered (the worker failed to run the query): the caller then goes by the
+    workflow's result, never by a traceback."""
     return await _in_time(PromotionHandle(handle).status(), timeout)
 
 
 async def _in_time(query: Awaitable[M], timeout: float) -> M | None:
     try:
         return await asyncio.wait_for(query, timeout)
-    except (TimeoutError, RPCError):
+    except (TimeoutError, RPCError, WorkflowQueryFailedError):
         return None
 
 
