@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -104,13 +104,12 @@ class Database:
             # one anyway, and writers that queue here wait in order, without the busy
             # handler's sleep-and-retry backoff (which the benchmark showed costing most of
             # a busy worker's time).
-            async with self._write_lock:
-                if self._writers is None:
-                    async with self._open(write) as session:
-                        yield session
-                else:
-                    async with self._writers, self._open(write) as session:
-                        yield session
+            async with (
+                self._write_lock,
+                self._writers or nullcontext(),
+                self._open(write) as session,
+            ):
+                yield session
         else:
             async with self._open(write) as session:
                 yield session

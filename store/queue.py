@@ -4,20 +4,27 @@ environment, in state waiting, holding or done."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from models.status import DeploymentKind, TicketState
 from store.tables import DeploymentTicket, Promotion
 
+
+def _open(app_id: Any, environment_id: Any) -> ColumnElement[bool]:
+    """Not yet out of the queue, of an app and environment (bound parameters or subqueries)."""
+    return and_(
+        DeploymentTicket.app_id == app_id,
+        DeploymentTicket.environment_id == environment_id,
+        DeploymentTicket.state != TicketState.DONE,
+    )
+
+
 # Every promotion and rollback enters and leaves the queue: these statements are built once
 # (see store/__init__.py).
-_OPEN = and_(
-    DeploymentTicket.app_id == bindparam("app_id"),
-    DeploymentTicket.environment_id == bindparam("environment_id"),
-    DeploymentTicket.state != TicketState.DONE,
-)
+_OPEN = _open(bindparam("app_id"), bindparam("environment_id"))
 _OPEN_TICKETS = select(DeploymentTicket).where(_OPEN).order_by(DeploymentTicket.id)
 _OF_RUN = and_(
     DeploymentTicket.workflow_id == bindparam("workflow_id"),
@@ -30,11 +37,9 @@ _MINE_AND_OTHERS = (
     .where(
         or_(
             _OF_RUN,
-            and_(
-                DeploymentTicket.app_id == select(_RUNS_TICKET.c.app_id).scalar_subquery(),
-                DeploymentTicket.environment_id
-                == select(_RUNS_TICKET.c.environment_id).scalar_subquery(),
-                DeploymentTicket.state != TicketState.DONE,
+            _open(
+                select(_RUNS_TICKET.c.app_id).scalar_subquery(),
+                select(_RUNS_TICKET.c.environment_id).scalar_subquery(),
             ),
         )
     )

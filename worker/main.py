@@ -80,22 +80,30 @@ def steps_reaped_by_the_loop() -> Iterator[None]:
     if sys.version_info >= (3, 12) or not hasattr(asyncio, "PidfdChildWatcher"):
         yield
         return
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        policy = asyncio.get_event_loop_policy()
-        previous = policy.get_child_watcher()
-        if isinstance(previous, asyncio.PidfdChildWatcher) and previous.is_active():
-            yield  # an outer worker of this loop installed one
-            return
-        watcher = asyncio.PidfdChildWatcher()
-        watcher.attach_loop(asyncio.get_running_loop())
-        policy.set_child_watcher(watcher)
+    policy = asyncio.get_event_loop_policy()
+    previous = _child_watcher(policy)
+    if isinstance(previous, asyncio.PidfdChildWatcher) and previous.is_active():
+        yield  # an outer worker of this loop installed one
+        return
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    _child_watcher(policy, watcher)
     try:
         yield
     finally:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            policy.set_child_watcher(previous)
+        _child_watcher(policy, previous)
+
+
+def _child_watcher(
+    policy: asyncio.AbstractEventLoopPolicy, new: asyncio.AbstractChildWatcher | None = None
+) -> asyncio.AbstractChildWatcher:
+    """The policy's child watcher, after setting it to `new` if given (3.11's API, which
+    warns of its deprecation in 3.12)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        if new is not None:
+            policy.set_child_watcher(new)
+        return policy.get_child_watcher()
 
 
 async def run_worker(settings: Settings, ready: Callable[[], None] | None = None) -> None:
