@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contract import ENTER_QUEUE, PROMOTION, Query, Signal, WorkflowKind
     from workflows.details import promotion_details
     from workflows.options import step, store
+    from workflows.patches import Patches
 
 PASSING_PHASES = {Phase.GATES, Phase.VERIFYING}
 
@@ -41,6 +42,7 @@ class Orchestration:
         self._queue_moved = False
         # The queue ticket this run holds or waits with, until it has left the queue.
         self._lock: LockRequest | None = None
+        self._patches = Patches()  # `start()` first thing in the run
 
     @workflow.query(
         name=Query.STATUS,

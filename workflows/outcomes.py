@@ -9,7 +9,7 @@ anything else built on `result_of`) read that detail back, so their output and e
 are the same whichever way a workflow ended.
 
 Recorded histories that completed with such a result still replay: the failure is raised
-only where `workflow.patched(OUTCOME_PATCH)` holds.
+only where `OUTCOME_PATCH` (`workflows.patches`) holds.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import ApplicationError, ChildWorkflowError
 
 M = TypeVar("M", bound=BaseModel)
-
-OUTCOME_PATCH = "outcomes-end-as-failures"
 
 # The error type per (workflow kind, status): what an operator filters and alerts on.
 ERROR_TYPES = {

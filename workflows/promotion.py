@@ -71,7 +71,13 @@ with workflow.unsafe.imports_passed_through():
         store_or_none,
         validate_input,
     )
-    from workflows.outcomes import OUTCOME_PATCH, outcome_error, outcome_of
+    from workflows.outcomes import outcome_error, outcome_of
+    from workflows.patches import (
+        ENDED_AS_RECORDED_PATCH,
+        ONE_TRANSACTION_PATCH,
+        OUTCOME_PATCH,
+        VERIFY_INTERRUPTIONS_PATCH,
+    )
     from workflows.review import Review
 
 # A reason quotes at most this much of a failed step's output (the end, where failures are
@@ -79,16 +85,6 @@ with workflow.unsafe.imports_passed_through():
 # result, the failure message and the audit log.
 REASON_OUTPUT = 1_000
 REASON_LIMIT = 2_000
-
-# supersede and preempt signals are checked against the database before they count.
-VERIFY_INTERRUPTIONS_PATCH = "verify-interruption-signals"
-# A run whose record an earlier task attempt already ended ends as recorded.
-ENDED_AS_RECORDED_PATCH = "ended-as-recorded"
-# One local activity, one transaction, per phase: the queue, the freeze and the start of
-# the deployment (`take_turn`) where they were three (and a freeze check before queueing);
-# the end (`end_promotion`: close the deployment, record the outcome, leave the queue)
-# where it was three.
-ONE_TRANSACTION_PATCH = "one-transaction-per-phase"
 
 # A freeze with no end is looked at again this often (`stageline env unfreeze` also wakes
 # held promotions at once).
@@ -188,7 +184,7 @@ class PromotionWorkflow(Orchestration):
         except (ValidationError, ApplicationError):
             self._refuse_signal(f"malformed {kind} ignored")
             return None
-        if not workflow.patched(VERIFY_INTERRUPTIONS_PATCH):
+        if not self._patches.patched(VERIFY_INTERRUPTIONS_PATCH):
             return by  # recorded before verification: replay as it ran
         info = workflow.info()
         try:
@@ -301,6 +297,7 @@ class PromotionWorkflow(Orchestration):
 
     @workflow.run
     async def run(self, *args: Any) -> PromotionResult:
+        self._patches.start()
         request = validate_input(PROMOTION.input, only_input(args, PROMOTION.name))
         self._request = request
         info = workflow.info()
@@ -346,7 +343,7 @@ class PromotionWorkflow(Orchestration):
         lock = LockRequest(app=request.app, environment=request.target, run=run)
         self._lock = lock
         try:
-            if workflow.patched(ONE_TRANSACTION_PATCH):
+            if self._patches.patched(ONE_TRANSACTION_PATCH):
                 turn = await self._take_turn(prepared, lock)
                 if isinstance(turn, PromotionResult):
                     return turn
@@ -435,7 +432,7 @@ class PromotionWorkflow(Orchestration):
                 )
             if (stopped := self._stopped()) is not None:
                 return stopped
-        if workflow.patched(ONE_TRANSACTION_PATCH):
+        if self._patches.patched(ONE_TRANSACTION_PATCH):
             return None  # the freeze is checked with the turn in the queue (`take_turn`)
         return await self._hold_while_frozen(self._request.target)
 
@@ -526,7 +523,7 @@ class PromotionWorkflow(Orchestration):
                 BeginDeployment(promotion_record_id=prepared.promotion_record_id, run=run),
             )
         except ApplicationError as exc:
-            if exc.type != "AlreadyEnded" or not workflow.patched(ENDED_AS_RECORDED_PATCH):
+            if exc.type != "AlreadyEnded" or not self._patches.patched(ENDED_AS_RECORDED_PATCH):
                 raise
             # An earlier attempt of a workflow task of this run ended the promotion (say,
             # superseded) in the database, then the task failed and this attempt went another
@@ -589,7 +586,7 @@ class PromotionWorkflow(Orchestration):
     ) -> PromotionResult:
         """Every step and verification passed: close the deployment and end deployed."""
         finish = FinishDeployment(deployment_id=started.deployment_id, succeeded=True)
-        if workflow.patched(ONE_TRANSACTION_PATCH):
+        if self._patches.patched(ONE_TRANSACTION_PATCH):
             return await self._end(
                 prepared, Phase.DEPLOYED, None, deployment_id=started.deployment_id, finish=finish
             )
@@ -703,7 +700,7 @@ class PromotionWorkflow(Orchestration):
             gates=prepared.gates,
             timed_out=self._approval_timed_out,
         )
-        if workflow.patched(ONE_TRANSACTION_PATCH):
+        if self._patches.patched(ONE_TRANSACTION_PATCH):
             ending = PromotionEnding(outcome=outcome, finish=finish, leave=self._lock)
             await store_only(END_PROMOTION, ending)
             self._lock = None  # left
@@ -725,7 +722,7 @@ class PromotionWorkflow(Orchestration):
                 "compensation": compensation,
             }
         )
-        if phase != Phase.DEPLOYED and workflow.patched(OUTCOME_PATCH):
+        if phase != Phase.DEPLOYED and self._patches.patched(OUTCOME_PATCH):
             # Not deployed: the workflow ends Failed, so it never looks like a success.
             raise outcome_error(PROMOTION.kind, phase.value, reason, result)
         return result

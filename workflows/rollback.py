@@ -38,16 +38,9 @@ with workflow.unsafe.imports_passed_through():
         ActivityContract,
     )
     from workflows.options import only_input, store, store_only, validate_input
-    from workflows.outcomes import OUTCOME_PATCH, outcome_error
+    from workflows.outcomes import outcome_error
+    from workflows.patches import CHECK_PATCH, ONE_TRANSACTION_PATCH, OUTCOME_PATCH
 
-
-# Rollbacks check they have somewhere to go before they queue (histories from before it
-# went straight to the queue).
-CHECK_PATCH = "rollback-checked-before-queue"
-
-# Check, queue and plan in one transaction; close and leave in one (the promotion's patch:
-# `workflows.promotion.ONE_TRANSACTION_PATCH`).
-ONE_TRANSACTION_PATCH = "one-transaction-per-phase"
 
 # How much of a failed activate step's output its reason quotes (the end).
 REASON_OUTPUT = 1_000
@@ -62,6 +55,7 @@ class RollbackWorkflow(Orchestration):
 
     @workflow.run
     async def run(self, *args: Any) -> RollbackResult:
+        self._patches.start()
         request = validate_input(ROLLBACK.input, only_input(args, ROLLBACK.name))
         info = workflow.info()
         if request.compensating_deployment_id is not None and info.parent is None:
@@ -82,11 +76,11 @@ class RollbackWorkflow(Orchestration):
         # for its own.
         standalone = request.compensating_deployment_id is None
         lock = LockRequest(app=request.app, environment=request.environment, run=run)
-        if standalone and workflow.patched(ONE_TRANSACTION_PATCH):
+        if standalone and self._patches.patched(ONE_TRANSACTION_PATCH):
             result = await self._in_turn(request, run, lock)
         else:
             result = await self._one_by_one(request, run, lock, standalone)
-        if result.status != "rolled_back" and workflow.patched(OUTCOME_PATCH):
+        if result.status != "rolled_back" and self._patches.patched(OUTCOME_PATCH):
             # Not rolled back: the workflow ends Failed, so it never looks like a success.
             raise outcome_error(ROLLBACK.kind, result.status, result.reason, result)
         return result
@@ -128,7 +122,7 @@ class RollbackWorkflow(Orchestration):
         """Histories from before ONE_TRANSACTION_PATCH, and compensations (which run in
         their promotion's turn): check, queue, plan, close, leave one by one."""
         refusal = None
-        if standalone and workflow.patched(CHECK_PATCH):
+        if standalone and self._patches.patched(CHECK_PATCH):
             # Checked before it queues: a rollback that has nowhere to go must not go ahead
             # of (and interrupt) a promotion that is deploying.
             refusal = await self._check(request, run)

@@ -29,7 +29,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.contract import PLAN_TRAIN, PROMOTION, TRAIN, Query, Signal
     from workflows.details import train_details
     from workflows.options import only_input, store, validate_input
-    from workflows.outcomes import OUTCOME_PATCH, outcome_error, outcome_of
+    from workflows.outcomes import outcome_error, outcome_of
+    from workflows.patches import OUTCOME_PATCH, Patches
 
 
 @workflow.defn(name=TRAIN.name)
@@ -38,6 +39,7 @@ class ReleaseTrainWorkflow:
 
     def __init__(self) -> None:
         self._status = TrainStatus(train_id=workflow.info().workflow_id)
+        self._patches = Patches()
 
     @workflow.query(
         name=Query.STATUS,
@@ -88,6 +90,7 @@ class ReleaseTrainWorkflow:
 
     @workflow.run
     async def run(self, *args: Any) -> TrainResult:
+        self._patches.start()
         request = validate_input(TRAIN.input, only_input(args, TRAIN.name))
         self._status.app, self._status.version = request.app, request.version
         self._status.through = request.through
@@ -135,7 +138,7 @@ class ReleaseTrainWorkflow:
                 "stages": results,
             }
         )
-        if outcome.status != "deployed" and workflow.patched(OUTCOME_PATCH):
+        if outcome.status != "deployed" and self._patches.patched(OUTCOME_PATCH):
             # Stopped short: the train ends Failed, so it never looks like a success.
             raise outcome_error(TRAIN.kind, outcome.status, outcome.reason, outcome)
         return outcome

@@ -28,13 +28,14 @@ from tests.stack import CONVERTER, Stack, outcome, payloads_in, stack, until_pha
 from tests.workflows import scenario
 from worker.main import WORKFLOWS
 from workflows.contract import Signal
+from workflows.patches import UP_FRONT_PATCH
 
 HISTORIES = Path(__file__).parent / "histories"
 # Each generation of recorded histories is kept, and the code must replay them all: the
 # first ones (top level) predate outcomes ending as failures (workflow.patched); then
 # rollbacks checked before they queue; then one transaction per phase of a promotion (each
-# workflow.patched).
-GENERATION = HISTORIES / "one-transaction-per-phase"
+# workflow.patched); then every patch decided by one marker at the start of the run.
+GENERATION = HISTORIES / "patches-up-front"
 
 
 @pytest.fixture
@@ -176,3 +177,25 @@ def test_recorded_histories_are_present() -> None:
     # A rollback's in 2 where it took 5: check, queue and plan; then close and leave.
     rollbacks = [sorted(g.glob("rollback-web-dev-*.json"))[0] for g in (before.parent, GENERATION)]
     assert [local_activities(r) for r in rollbacks] == [5, 2]
+
+
+def test_newest_histories_decide_their_code_version_before_any_local_activity() -> None:
+    """Each run of the newest generation holds one version marker, the up-front one, and it
+    precedes the run's first local activity (see workflows/patches.py for the replay failure
+    a marker after a local activity can cause)."""
+    for path in sorted(GENERATION.glob("*.json")):
+        events = WorkflowHistory.from_json(path.stem, path.read_text()).events
+        markers = [
+            e.marker_recorded_event_attributes
+            for e in events
+            if e.HasField("marker_recorded_event_attributes")
+        ]
+        names = [m.marker_name for m in markers]
+        patches = [
+            json.loads(m.details["patch-data"].payloads[0].data)["id"]
+            for m in markers
+            if m.marker_name == "core_patch"
+        ]
+        assert patches == [UP_FRONT_PATCH], (path.name, patches)
+        if "core_local_activity" in names:
+            assert names.index("core_patch") < names.index("core_local_activity"), path.name
