@@ -10,6 +10,7 @@ older plaintext ones replay through the codec, which passes unencrypted payloads
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -199,3 +200,56 @@ def test_newest_histories_decide_their_code_version_before_any_local_activity() 
         assert patches == [UP_FRONT_PATCH], (path.name, patches)
         if "core_local_activity" in names:
             assert names.index("core_patch") < names.index("core_local_activity"), path.name
+
+
+def split_after_first_local_activity(history: WorkflowHistory) -> WorkflowHistory:
+    """The same run, had its first workflow task ended right after its first local
+    activity's marker (as a query arriving while the activity finishes can make it): the rest
+    of that task's events move into a second task."""
+    events = [copy.deepcopy(e) for e in history.events]
+    at = 1 + next(
+        i
+        for i, e in enumerate(events)
+        if e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    )
+    task = [copy.deepcopy(e) for e in events[1:4]]  # scheduled, started, completed
+    # Events after the new task's three move up by three.
+    renumbered = {e.event_id: n if n <= at else n + 3 for n, e in enumerate(events, start=1)}
+    events[at:at] = task
+    for number, event in enumerate(events, start=1):
+        event.event_id = number
+        attributes = getattr(event, event.WhichOneof("attributes") or "")
+        for field, value in attributes.ListFields():
+            if field.name.endswith("event_id") and isinstance(value, int):
+                setattr(attributes, field.name, renumbered.get(value, value))
+    scheduled, started, completed = at + 1, at + 2, at + 3
+    events[started - 1].workflow_task_started_event_attributes.scheduled_event_id = scheduled
+    done = events[completed - 1].workflow_task_completed_event_attributes
+    done.scheduled_event_id, done.started_event_id = scheduled, started
+    for event in events[completed:]:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
+            break
+        attributes = getattr(event, event.WhichOneof("attributes") or "")
+        if hasattr(attributes, "workflow_task_completed_event_id"):
+            attributes.workflow_task_completed_event_id = completed
+    return WorkflowHistory(history.workflow_id, events)
+
+
+async def replay_failure(history: WorkflowHistory) -> Exception | None:
+    replayer = Replayer(workflows=list(WORKFLOWS), data_converter=CONVERTER)
+    return (await replayer.replay_workflow(history, raise_on_replay_failure=False)).replay_failure
+
+
+async def test_a_first_task_that_ends_at_its_first_local_activity_still_replays() -> None:
+    """Histories of that shape occur (a query arriving as the first local activity
+    finishes); before the code version was decided up front, replaying one took the old code
+    path after the activity and failed, which stalls the run after an eviction."""
+    lazy = HISTORIES / "one-transaction-per-phase" / "promote-web-1.0.0-dev.json"
+    split = split_after_first_local_activity(WorkflowHistory.from_json("l", lazy.read_text()))
+    assert await replay_failure(split) is not None, "the split no longer shows the hazard"
+    for path in sorted(GENERATION.glob("*.json")):
+        history = WorkflowHistory.from_json(path.stem, path.read_text())
+        names = [e.marker_recorded_event_attributes.marker_name for e in history.events]
+        if "core_local_activity" in names:
+            failure = await replay_failure(split_after_first_local_activity(history))
+            assert failure is None, (path.name, failure)
