@@ -16,11 +16,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, c
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from models.errors import ConfigurationError, Unavailable
+from store import sqlite_inline
 from store.sqlite_writers import WriterLock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 HEAD_REVISION = "0008"
-SQLITE_BUSY_TIMEOUT_MS = 10_000
 
 
 def redact(url: URL) -> str:
@@ -30,11 +30,13 @@ def redact(url: URL) -> str:
 def _sqlite_setup(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
     # Let SQLAlchemy, not the driver, decide when transactions begin, so writes can take
     # the write lock up front with BEGIN IMMEDIATE instead of failing on upgrade.
-    dbapi_connection.isolation_level = None
+    # (The in-place driver opens its connections that way already.)
+    if dbapi_connection.isolation_level is not None:
+        dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA busy_timeout={sqlite_inline.BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.close()
 
@@ -63,6 +65,8 @@ class Database:
             )
         options: dict[str, Any] = {}
         self._writers: WriterLock | None = None
+        if self.dialect == "sqlite" and not self.url.query:
+            options["async_creator"] = self._sqlite_connect
         if self.dialect == "sqlite" and self.url.database not in (None, "", ":memory:"):
             Path(self.url.database).parent.mkdir(parents=True, exist_ok=True)
             self._writers = WriterLock(self.url.database)
@@ -89,6 +93,9 @@ class Database:
         if self._writers is not None:
             self._writers.close()
 
+    async def _sqlite_connect(self) -> sqlite_inline.Connection:
+        return sqlite_inline.connect(self.url.database or ":memory:")
+
     def _unavailable(self, exc: BaseException) -> Unavailable:
         reason = str(getattr(exc, "orig", exc) or type(exc).__name__).splitlines()[0]
         return Unavailable(
@@ -103,7 +110,7 @@ class Database:
             # One writer at a time in this process, then across processes: SQLite allows
             # one anyway, and writers that queue here wait in order, without the busy
             # handler's sleep-and-retry backoff (which the benchmark showed costing most of
-            # a busy worker's time).
+            # a busy worker's time) and without blocking the event loop.
             async with (
                 self._write_lock,
                 self._writers or nullcontext(),

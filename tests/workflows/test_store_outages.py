@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 from sqlalchemy import select
 
-from store.database import SQLITE_BUSY_TIMEOUT_MS
+from store.sqlite_inline import BUSY_GIVE_UP_SECONDS
 from store.tables import StepRun
 from tests import postgres
 from tests.http_recorder import recorder
@@ -61,7 +61,7 @@ async def test_sqlite_locked_past_its_busy_timeout_the_promotion_retries_and_com
     marker = tmp_path / "steps"
     await s.releases.create_release("web", "1.0.0", scenario.marked_pipeline(marker), actor="t")
     database = s.settings.database_url.removeprefix("sqlite+aiosqlite:///")
-    held = SQLITE_BUSY_TIMEOUT_MS / 1000 + 2
+    held = BUSY_GIVE_UP_SECONDS + 2
     blocker = sqlite3.connect(database, isolation_level=None)
     blocker.execute("BEGIN EXCLUSIVE")  # another program holding the write lock
     began = time.monotonic()
