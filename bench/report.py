@@ -75,7 +75,18 @@ def _sql_rows(results: dict[str, Any]) -> list[str]:
         f"(statements / transactions / commits) | {s['statements']:g} / "
         f"{s['transactions']:g} / {s['commits']:g} | | |",
         f"| SQL statements per promotion, by activity | {where} | | |",
+        *_activity_cpu_rows(s.get("cpu_ms_by_activity")),
         *_rollback_sql_rows(s.get("rollback")),
+    ]
+
+
+def _activity_cpu_rows(cpu: dict[str, float] | None) -> list[str]:
+    if not cpu:
+        return []
+    where = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
+    return [
+        f"| worker CPU per promotion inside its activities, same run (ms) | {where} "
+        f"(total {sum(cpu.values()):.1f}) | | |"
     ]
 
 

@@ -1,9 +1,12 @@
 """SQL statements and transactions per promotion: sequential promotions through a worker in
-this process, whose engine counts what it sends (SQLAlchemy events), by activity."""
+this process, whose engine counts what it sends (SQLAlchemy events), by activity; and the
+CPU each activity takes in that worker (an interceptor reads the process's CPU time around
+each call; one promotion runs at a time, so little else runs meanwhile)."""
 
 from __future__ import annotations
 
 import os
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -12,6 +15,11 @@ from typing import Any
 from sqlalchemy import event
 from temporalio import activity
 from temporalio.client import Client, WorkflowHandle
+from temporalio.worker import (
+    ActivityInboundInterceptor,
+    ExecuteActivityInput,
+    Interceptor,
+)
 
 from activities import sandbox
 from models.errors import ConfigurationError
@@ -62,6 +70,33 @@ class Counts:
         self.rollbacks += self.counting
 
 
+class ActivityCpu(Interceptor):
+    """CPU milliseconds of this process spent inside each activity, by activity type."""
+
+    def __init__(self) -> None:
+        self.counting = False
+        self.ms: dict[str, float] = {}
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _Timed(next, self)
+
+
+class _Timed(ActivityInboundInterceptor):
+    def __init__(self, next: ActivityInboundInterceptor, cpu: ActivityCpu) -> None:
+        super().__init__(next)
+        self._cpu = cpu
+
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        began = time.process_time()
+        try:
+            return await super().execute_activity(input)
+        finally:
+            if self._cpu.counting:
+                spent = 1000 * (time.process_time() - began)
+                name = activity.info().activity_type
+                self._cpu.ms[name] = self._cpu.ms.get(name, 0.0) + spent
+
+
 def write_log(log: list[str]) -> None:
     """BENCH_SQL_LOG=FILE: every counted statement, one per line, after its activity."""
     if os.environ.get("BENCH_SQL_LOG"):
@@ -89,13 +124,16 @@ async def measure(
     settings = settings.model_copy(update={"task_queue": TASK_QUEUE})
     db = Database(settings.database_url)
     counts = Counts(db)
+    cpu = ActivityCpu()
     box, sandboxed = step_sandbox(settings)
     try:
-        async with build_worker(client, settings, db, key, TASK_QUEUE, step_sandbox=box):
+        async with build_worker(
+            client, settings, db, key, TASK_QUEUE, step_sandbox=box, interceptors=[cpu]
+        ):
             for i in range(PROMOTIONS + 1):
-                counts.counting = i > 0
+                counts.counting = cpu.counting = i > 0
                 await (await promote(f"2.0.{i}", TASK_QUEUE)).result()
-            counts.counting = False
+            counts.counting = cpu.counting = False
             promotions = per_workflow(counts, PROMOTIONS)
             logged, counts = counts.log, Counts(db)
             counts.counting = True
@@ -109,6 +147,10 @@ async def measure(
         "promotions": PROMOTIONS,
         "sandboxed": sandboxed,
         **promotions,
+        "cpu_ms_by_activity": {
+            name: round(ms / PROMOTIONS, 2)
+            for name, ms in sorted(cpu.ms.items(), key=lambda item: -item[1])
+        },
         "rollback": {"workflows": ROLLBACKS, **per_workflow(counts, ROLLBACKS)},
     }
 
