@@ -127,7 +127,11 @@ class DeploymentService(Service):
 
     # -- promotion -------------------------------------------------------------------------
 
-    async def _gate_context(self, request: PromotionInput, run: WorkflowRef) -> gates.GateContext:
+    async def _gate_context(
+        self, request: PromotionInput, run: WorkflowRef
+    ) -> tuple[gates.GateContext, Promotion | None]:
+        """The gates' context, and the run's own promotion record if an earlier attempt
+        wrote it."""
         app, env, release = await self._lookup(request.app, request.target, request.version)
         assert release is not None
         pipeline = pipeline_of(release)
@@ -142,8 +146,10 @@ class DeploymentService(Service):
                 raise NotFound(problem)
             await self.work.resolution.resolve_for(env, app, pipeline.references())
 
-        in_progress = await promotion_repo.promotions_in_progress(self.session, app.id, env.id)
-        return gates.GateContext(
+        in_progress, mine = await promotion_repo.in_progress_and_mine(
+            self.session, app.id, env.id, run.workflow_id, run.run_id
+        )
+        context = gates.GateContext(
             session=self.session,
             app=app,
             target=env,
@@ -157,12 +163,13 @@ class DeploymentService(Service):
             workflow_id=run.workflow_id,
             force=request.force,
         )
+        return context, mine
 
     async def prepare_promotion(
         self, request: PromotionInput, run: WorkflowRef
     ) -> PreparedPromotion:
         """Record the promotion and check its gates, in one unit of work."""
-        context = await self._gate_context(request, run)
+        context, mine = await self._gate_context(request, run)
         app, env, release = context.app, context.target, context.release
         results = await gates.evaluate(context)
         passed = all(g.passed for g in results)
@@ -170,7 +177,7 @@ class DeploymentService(Service):
         noop_reason = await self._already_there(context, request.force)
         noop = passed and noop_reason is not None
         record = await self._record_promotion(
-            self.session, request, run, app, env, release, results
+            self.session, mine, request, run, app, env, release, results
         )
         # Only older ones: a retried attempt may find newer promotions that started meanwhile.
         supersedes = (
@@ -223,6 +230,7 @@ class DeploymentService(Service):
     @staticmethod
     async def _record_promotion(
         session: AsyncSession,
+        record: Promotion | None,
         request: PromotionInput,
         run: WorkflowRef,
         app: App,
@@ -230,9 +238,8 @@ class DeploymentService(Service):
         release: Release,
         results: list[GateResult],
     ) -> Promotion:
-        """The run's promotion record, with these gate results: written and audited on the first
-        attempt, updated on a retry."""
-        record = await promotion_repo.find_promotion_of_run(session, run.workflow_id, run.run_id)
+        """The run's promotion record (`record`: the one an earlier attempt wrote), with these
+        gate results: added and audited on the first attempt, updated on a retry."""
         if record is not None:
             record.gates = [g.model_dump() for g in results]
             return record

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import and_, bindparam, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.tables import App, Environment, Promotion, Release
@@ -13,12 +13,21 @@ _OF_RUN = select(Promotion).where(
     Promotion.workflow_id == bindparam("workflow_id"), Promotion.run_id == bindparam("run_id")
 )
 
-_IN_PROGRESS = (
+_UNFINISHED_HERE = and_(
+    Promotion.app_id == bindparam("app_id"),
+    Promotion.environment_id == bindparam("environment_id"),
+    Promotion.finished_at.is_(None),
+)
+_IN_PROGRESS_AND_MINE = (
     select(Promotion)
     .where(
-        Promotion.app_id == bindparam("app_id"),
-        Promotion.environment_id == bindparam("environment_id"),
-        Promotion.finished_at.is_(None),
+        or_(
+            _UNFINISHED_HERE,
+            and_(
+                Promotion.workflow_id == bindparam("workflow_id"),
+                Promotion.run_id == bindparam("run_id"),
+            ),
+        )
     )
     .order_by(Promotion.id)
 )
@@ -45,11 +54,21 @@ async def later_promotion(
     )
 
 
-async def promotions_in_progress(
-    session: AsyncSession, app_id: int, environment_id: int
-) -> Sequence[Promotion]:
-    params = {"app_id": app_id, "environment_id": environment_id}
-    return (await session.scalars(_IN_PROGRESS, params)).all()
+async def in_progress_and_mine(
+    session: AsyncSession, app_id: int, environment_id: int, workflow_id: str, run_id: str
+) -> tuple[list[Promotion], Promotion | None]:
+    """In one query: the promotions of an app into an environment that are under way, oldest
+    first, and the run's own record whatever its state (None: it has none yet)."""
+    params = {
+        "app_id": app_id,
+        "environment_id": environment_id,
+        "workflow_id": workflow_id,
+        "run_id": run_id,
+    }
+    rows = (await session.scalars(_IN_PROGRESS_AND_MINE, params)).all()
+    mine = next((p for p in rows if (p.workflow_id, p.run_id) == (workflow_id, run_id)), None)
+    here = (app_id, environment_id)
+    return [p for p in rows if p.finished_at is None and (p.app_id, p.environment_id) == here], mine
 
 
 async def unfinished(
