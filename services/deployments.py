@@ -414,14 +414,16 @@ class DeploymentService(Service):
 
     async def begin_deployment(self, record_id: int, run: WorkflowRef) -> DeploymentStarted:
         """Pin the configuration versions this deployment will inject, and record it."""
-        existing = await deployment_repo.find_deployment_of_run(
-            self.session, run.workflow_id, run.run_id, DeploymentKind.PROMOTION
+        found = await deployment_repo.promotion_and_begun(
+            self.session, record_id, run.workflow_id, run.run_id
         )
-        if existing is not None:
+        assert found is not None, f"promotion {record_id} vanished; records are never deleted"
+        record, app, env, release, existing = found
+        if existing is not None:  # an earlier attempt began it
             return DeploymentStarted(
                 deployment_id=existing.id, config=ConfigVersions.model_validate(existing.config)
             )
-        record, app, env, release = await self._promotion(record_id)
+        self.work.remember(app, env)
         # Only the run that recorded the promotion, once its gates passed, deploys it.
         _owned_by(record.workflow_id, record.run_id, run, f"promotion record {record_id}")
         if record.finished_at is not None:

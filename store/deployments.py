@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TypeVar, cast
 
-from sqlalchemy import Select, bindparam, exists, or_, select
+from sqlalchemy import Select, and_, bindparam, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from models.status import DeploymentKind
 from store.tables import App, Base, Deployment, Environment, Promotion, Release
 
 
@@ -30,6 +31,20 @@ def _with_subjects(table: type[Deployment | Promotion]) -> Select[Base, App, Env
 
 
 _WITH_SUBJECTS = {table: _with_subjects(table) for table in (Deployment, Promotion)}
+# A promotion record with its subjects and the deployment its run began, if any (a retried
+# begin finds it): one query where `begin_deployment` ran two.
+_PROMOTION_AND_BEGUN = (
+    _with_subjects(Promotion)
+    .add_columns(Deployment)
+    .outerjoin(
+        Deployment,
+        and_(
+            Deployment.workflow_id == bindparam("workflow_id"),
+            Deployment.run_id == bindparam("run_id"),
+            Deployment.kind == DeploymentKind.PROMOTION,
+        ),
+    )
+)
 _OF_RUN = select(Deployment).where(
     Deployment.workflow_id == bindparam("workflow_id"),
     Deployment.run_id == bindparam("run_id"),
@@ -44,6 +59,18 @@ async def with_subjects(
     one query (a step, a deployment's end and a promotion's outcome need all four)."""
     row = (await session.execute(_WITH_SUBJECTS[table], {"row_id": row_id})).one_or_none()
     return None if row is None else (cast(Subject, row[0]), row[1], row[2], row[3])
+
+
+async def promotion_and_begun(
+    session: AsyncSession, record_id: int, workflow_id: str, run_id: str
+) -> tuple[Promotion, App, Environment, Release, Deployment | None] | None:
+    """A promotion record with its app, environment and release, and the promotion
+    deployment the run (workflow_id, run_id) began (None: not yet)."""
+    params = {"row_id": record_id, "workflow_id": workflow_id, "run_id": run_id}
+    row = (await session.execute(_PROMOTION_AND_BEGUN, params)).one_or_none()
+    if row is None:
+        return None
+    return cast(Promotion, row[0]), row[1], row[2], row[3], row[4]
 
 
 async def deployments_in(

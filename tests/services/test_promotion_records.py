@@ -1,5 +1,6 @@
-"""A promotion's record, on SQLite and on PostgreSQL: one per run, whatever attempt of its
-`prepare_promotion` runs (local activities run again when a workflow task is retried)."""
+"""A promotion's record and deployment, on SQLite and on PostgreSQL: one of each per run,
+whatever attempt of its `prepare_promotion` and `begin_deployment` runs (local activities run
+again when a workflow task is retried)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from models.settings import Settings
 from models.status import PromotionEnd
 from services.unit import Units
 from store.database import Database
-from store.tables import AuditEvent, Promotion
+from store.tables import AuditEvent, Deployment, Promotion
 
 PIPELINE = 'steps:\n  - name: deploy\n    run: ["true"]\n'
 
@@ -70,3 +71,20 @@ async def test_a_prepare_run_again_finds_its_own_record_before_and_after_it_ende
         after_end = await w.deployments.prepare_promotion(request, run)
     assert after_end.promotion_record_id == first.promotion_record_id
     assert await records_and_requests(db, run.workflow_id) == (1, 1)
+
+
+async def test_a_begin_run_again_finds_the_deployment_it_began(units: Units, db: Database) -> None:
+    run = WorkflowRef(workflow_id="promote-web-1.0.0-dev", run_id="r1")
+    request = PromotionInput(app="web", version="1.0.0", target="dev", requested_by="ci")
+    async with units.write() as w:
+        prepared = await w.deployments.prepare_promotion(request, run)
+    async with units.write() as w:
+        first = await w.deployments.begin_deployment(prepared.promotion_record_id, run)
+    async with units.write() as w:
+        again = await w.deployments.begin_deployment(prepared.promotion_record_id, run)
+    assert again == first
+    async with db.read() as session:
+        begun = await session.scalar(
+            select(func.count()).where(Deployment.workflow_id == run.workflow_id)
+        )
+    assert begun == 1
