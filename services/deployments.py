@@ -582,7 +582,7 @@ class DeploymentService(Service):
         started_at: datetime,
         finished_at: datetime,
     ) -> None:
-        step_run_repo.add_step_run(
+        await step_run_repo.add_step_run(
             self.session,
             deployment_id,
             section=spec.section,
