@@ -54,14 +54,16 @@ class ViewService(Service):
                     else StatusCell(
                         app=a.name,
                         environment=env.name,
-                        version=found[1],
-                        since=found[0].since,
-                        deployed_by=found[2],
-                        kind=found[3],
-                        deployment_id=found[0].deployment_id,
+                        version=found.version,
+                        since=found.since,
+                        deployed_by=found.deployed_by,
+                        kind=found.kind,
+                        deployment_id=found.deployment_id,
                         # Read straight from the stored dict: no full pipeline parse per cell.
-                        endpoints=((found[4] or {}).get("exposes") or {}).get("endpoints", []),
-                        augmentations=((found[4] or {}).get("exposes") or {}).get(
+                        endpoints=((found.pipeline or {}).get("exposes") or {}).get(
+                            "endpoints", []
+                        ),
+                        augmentations=((found.pipeline or {}).get("exposes") or {}).get(
                             "augmentations", []
                         ),
                     )

@@ -4,7 +4,8 @@ it) is current for an app in an environment."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, cast
+from datetime import datetime
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import CursorResult, Table, bindparam, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -55,15 +56,31 @@ async def set_current_release(
             set_committed_value(loaded, name, value)
 
 
+class Pointed(NamedTuple):
+    """What a status cell shows of an environment's current release."""
+
+    since: datetime
+    deployment_id: int
+    version: str
+    deployed_by: str
+    kind: str
+    pipeline: dict[str, Any] | None
+
+
 async def current_releases(
     session: AsyncSession, workspace_id: int, environment_ids: Sequence[int], *, pipelines: bool
-) -> dict[tuple[int, int], tuple[CurrentRelease, str, str, str, dict[str, Any] | None]]:
-    """For each (app id, environment id) with a current release in these environments: the
-    pointer, the version, who deployed it, how (the deployment kind), and the release's stored
-    pipeline when `pipelines` (else None: decoding every pipeline is not free)."""
+) -> dict[tuple[int, int], Pointed]:
+    """For each (app id, environment id) with a current release in these environments: since
+    when, its deployment, the version, who deployed it, how (the deployment kind), and the
+    release's stored pipeline when `pipelines` (else None: decoding every pipeline is not
+    free). Plain rows, not ORM objects: the matrix reads thousands of them, and building an
+    object per row cost more than the query and woke the garbage collector."""
     rows = await session.execute(
         select(
-            CurrentRelease,
+            CurrentRelease.app_id,
+            CurrentRelease.environment_id,
+            CurrentRelease.since,
+            CurrentRelease.deployment_id,
             Release.version,
             Deployment.requested_by,
             Deployment.kind,
@@ -77,7 +94,4 @@ async def current_releases(
             CurrentRelease.environment_id.in_(list(environment_ids)),
         )
     )
-    return {
-        (p.app_id, p.environment_id): (p, version, by, kind, pipeline)
-        for p, version, by, kind, pipeline in rows
-    }
+    return {(row[0], row[1]): Pointed(*row[2:]) for row in rows}
