@@ -24,6 +24,7 @@ from services.unit import Units
 from store.database import Database
 from vault.keys import KeyProvider, load_master_key
 from worker.client import connect, ensure_search_attributes
+from worker.heap import long_lived_heap
 from workflows.promotion import PromotionWorkflow
 from workflows.rollback import RollbackWorkflow
 from workflows.train import ReleaseTrainWorkflow
@@ -123,7 +124,7 @@ async def run_worker(settings: Settings, ready: Callable[[], None] | None = None
             log.info("registered search attributes %s", ", ".join(added))
         worker = build_worker(client, settings, db, key, step_sandbox=box)
         # Outside the worker: its steps are reaped until the last one has ended.
-        with steps_reaped_by_the_loop():
+        with steps_reaped_by_the_loop(), long_lived_heap():
             async with worker:
                 log.info(
                     "worker serving task queue %r at %s",
