@@ -9,28 +9,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.tables import App, Environment, Promotion, Release
 
-_OF_RUN = select(Promotion).where(
+_RUN = and_(
     Promotion.workflow_id == bindparam("workflow_id"), Promotion.run_id == bindparam("run_id")
 )
+_OF_RUN = select(Promotion).where(_RUN)
 
 _UNFINISHED_HERE = and_(
     Promotion.app_id == bindparam("app_id"),
     Promotion.environment_id == bindparam("environment_id"),
     Promotion.finished_at.is_(None),
 )
-_IN_PROGRESS_AND_MINE = (
-    select(Promotion)
-    .where(
-        or_(
-            _UNFINISHED_HERE,
-            and_(
-                Promotion.workflow_id == bindparam("workflow_id"),
-                Promotion.run_id == bindparam("run_id"),
-            ),
-        )
-    )
-    .order_by(Promotion.id)
-)
+_IN_PROGRESS_AND_MINE = select(Promotion).where(or_(_UNFINISHED_HERE, _RUN)).order_by(Promotion.id)
 
 
 async def find_promotion_of_run(

@@ -47,8 +47,7 @@ def _busy(exc: sqlite3.OperationalError) -> bool:
 
 
 class Cursor:
-    def __init__(self, conn: Connection, cursor: sqlite3.Cursor) -> None:
-        self._conn = conn
+    def __init__(self, cursor: sqlite3.Cursor) -> None:
         self._cursor = cursor
 
     async def __aenter__(self) -> Cursor:
@@ -59,7 +58,7 @@ class Cursor:
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> Cursor:
         params = () if parameters is None else parameters
-        if self._conn.retry_busy and sql.startswith("BEGIN"):
+        if sql.startswith("BEGIN"):  # only a foreign writer can hold the lock: see above
             await self._begin(sql, params)
         else:
             self._cursor.execute(sql, params)
@@ -128,9 +127,6 @@ class Connection:
 
     def __init__(self, conn: sqlite3.Connection) -> None:
         self._connection: sqlite3.Connection | None = conn
-        # Writers of this product never find the lock held (see the module's docstring); a
-        # foreign writer's lock is waited for without blocking the loop.
-        self.retry_busy = True
 
     @property
     def _conn(self) -> sqlite3.Connection:
@@ -149,7 +145,7 @@ class Connection:
         return itself().__await__()
 
     def cursor(self) -> Cursor:
-        return Cursor(self, self._conn.cursor())
+        return Cursor(self._conn.cursor())
 
     async def execute(self, sql: str, parameters: Sequence[Any] | None = None) -> Cursor:
         return await self.cursor().execute(sql, parameters)
@@ -164,9 +160,7 @@ class Connection:
         self._conn.create_function(*args, **kwargs)
 
     async def close(self) -> None:
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        self.stop()
 
     def stop(self) -> None:
         if self._connection is not None:
