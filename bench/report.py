@@ -75,17 +75,17 @@ def _sql_rows(results: dict[str, Any]) -> list[str]:
         f"(statements / transactions / commits) | {s['statements']:g} / "
         f"{s['transactions']:g} / {s['commits']:g} | | |",
         f"| SQL statements per promotion, by activity | {where} | | |",
-        *_activity_cpu_rows(s.get("cpu_ms_by_activity")),
+        *_activity_cpu_rows("promotion", s.get("cpu_ms_by_activity")),
         *_rollback_sql_rows(s.get("rollback")),
     ]
 
 
-def _activity_cpu_rows(cpu: dict[str, float] | None) -> list[str]:
+def _activity_cpu_rows(kind: str, cpu: dict[str, float] | None) -> list[str]:
     if not cpu:
         return []
     where = ", ".join(f"{k} {v:.1f}" for k, v in cpu.items())
     return [
-        f"| worker CPU per promotion inside its activities, same run (ms) | {where} "
+        f"| worker CPU per {kind} inside its activities, same run (ms) | {where} "
         f"(total {sum(cpu.values()):.1f}) | | |"
     ]
 
@@ -98,14 +98,16 @@ def _rollback_sql_rows(r: dict[str, Any] | None) -> list[str]:
         f"| SQL per rollback, sqlite, {r['workflows']} sequential (statements / transactions / "
         f"commits) | {r['statements']:g} / {r['transactions']:g} / {r['commits']:g} | | |",
         f"| SQL statements per rollback, by activity | {where} | | |",
+        *_activity_cpu_rows("rollback", r.get("cpu_ms_by_activity")),
     ]
 
 
 def _throughput_rows(results: dict[str, Any]) -> list[str]:
     t = results["throughput"]
-    base = t["baseline"]
+    # Each setup's own baseline, measured right after it (older results: one for all).
+    bases = t.get("baselines") or [t["baseline"]] * len(t["setups"])
     lines = []
-    for row in t["setups"]:
+    for row, base in zip(t["setups"], bases, strict=True):
         lines += [
             f"| throughput, {row['workflows']} at once, {row['setup']} (completed/s; worker peak"
             f" RSS) | {row['per_second']} ({row['peak_rss_mb']:.0f} MB) | {base['per_second']} "

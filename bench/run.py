@@ -421,9 +421,10 @@ async def measure_all(bench: Bench, client: Client, workers: Workers, work: Path
         ("step sandbox", _sandbox(bench.results)),
         ("views at scale", bench.views(work)),
     ]
-    only = os.environ.get("BENCH_ONLY")  # e.g. "throughput", while profiling
+    # e.g. "throughput", or "promotion,rollback", while profiling
+    only = [part for part in os.environ.get("BENCH_ONLY", "").split(",") if part]
     for label, coro in steps:
-        if only and only not in label:
+        if only and not any(part in label for part in only):
             coro.close()
             continue
         print(f"measuring {label} ...", file=sys.stderr, flush=True)

@@ -78,12 +78,12 @@ class ActivityCpu(Interceptor):
         self.counting = False
         self.ms: dict[str, list[float]] = {}
 
-    def per_promotion(self) -> dict[str, float]:
-        """The median call, times the calls per promotion (a garbage collection or a
-        compaction lands in one call now and then; the median leaves it out)."""
+    def per_workflow(self, n: int) -> dict[str, float]:
+        """The median call, times the calls per workflow of the n measured (a garbage
+        collection or a compaction lands in one call now and then; the median leaves it
+        out)."""
         typical = {
-            name: statistics.median(calls) * len(calls) / PROMOTIONS
-            for name, calls in self.ms.items()
+            name: statistics.median(calls) * len(calls) / n for name, calls in self.ms.items()
         }
         return {name: round(ms, 2) for name, ms in sorted(typical.items(), key=lambda i: -i[1])}
 
@@ -144,20 +144,26 @@ async def measure(
                 await (await promote(f"2.0.{i}", TASK_QUEUE)).result()
             counts.counting = cpu.counting = False
             promotions = per_workflow(counts, PROMOTIONS)
+            promotions_cpu = cpu.per_workflow(PROMOTIONS)
             logged, counts = counts.log, Counts(db)
-            counts.counting = True
+            cpu.ms.clear()
+            counts.counting = cpu.counting = True
             for i in range(ROLLBACKS):
                 await (await roll_back(i, TASK_QUEUE)).result()
     finally:
-        counts.counting = False
+        counts.counting = cpu.counting = False
         await db.close()
     write_log(logged + counts.log)
     return {
         "promotions": PROMOTIONS,
         "sandboxed": sandboxed,
         **promotions,
-        "cpu_ms_by_activity": cpu.per_promotion(),
-        "rollback": {"workflows": ROLLBACKS, **per_workflow(counts, ROLLBACKS)},
+        "cpu_ms_by_activity": promotions_cpu,
+        "rollback": {
+            "workflows": ROLLBACKS,
+            **per_workflow(counts, ROLLBACKS),
+            "cpu_ms_by_activity": cpu.per_workflow(ROLLBACKS),
+        },
     }
 
 
