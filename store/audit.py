@@ -5,10 +5,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import event, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
-from store.tables import AuditEvent
+from store.tables import AuditEvent, utcnow
+
+# Entries a unit of work has recorded and not yet written, in the session's info.
+_PENDING = "stageline.audit.pending"
+_INSERT = insert(AuditEvent)
 
 
 def record(
@@ -22,18 +27,33 @@ def record(
     app: str | None = None,
     detail: dict[str, Any] | None = None,
 ) -> None:
-    """Add an entry to the unit of work, so it commits with the change it describes."""
-    session.add(
-        AuditEvent(
-            workspace_id=workspace_id,
-            actor=actor,
-            action=action,
-            subject=subject,
-            environment=environment,
-            app=app,
-            detail=detail or {},
-        )
+    """Add an entry to the unit of work, so it commits with the change it describes.
+
+    Entries are written together, in the order recorded, as the unit commits: one plain
+    INSERT for all of them, where the ORM wrote each with RETURNING for an id nobody reads."""
+    pending: list[dict[str, Any]] | None = session.info.get(_PENDING)
+    if pending is None:
+        pending = session.info[_PENDING] = []
+        if not event.contains(session.sync_session, "before_commit", _write_pending):
+            event.listen(session.sync_session, "before_commit", _write_pending)
+    pending.append(
+        {
+            "workspace_id": workspace_id,
+            "at": utcnow(),
+            "actor": actor,
+            "action": action,
+            "subject": subject,
+            "environment": environment,
+            "app": app,
+            "detail": detail or {},
+        }
     )
+
+
+def _write_pending(session: Session) -> None:
+    pending: list[dict[str, Any]] = session.info.pop(_PENDING, None) or []
+    if pending:
+        session.connection().execute(_INSERT, pending)
 
 
 async def events(
@@ -44,6 +64,8 @@ async def events(
     app: str | None = None,
     limit: int = 200,
 ) -> Sequence[AuditEvent]:
+    if session.info.get(_PENDING):  # recorded in this unit of work: read with the rest
+        await session.run_sync(_write_pending)
     query = select(AuditEvent).where(AuditEvent.workspace_id == workspace_id)
     if environment is not None:
         query = query.where(AuditEvent.environment == environment)
