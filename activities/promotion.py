@@ -326,9 +326,10 @@ class PromotionActivities:
     async def take_rollback_turn(self, turn: RollbackTurn) -> RollbackTurnState:
         await self._caller(turn.plan.run)
         async with self._work() as w:
-            state = await w.deployments.take_rollback_turn(turn, self._is_running)
+            state, following = await w.deployments.take_rollback_turn(turn, self._is_running)
         if state.lock is not None and state.lock.preempt is not None:
             await self._preempt(state.lock.preempt, turn.plan.run)
+        await self._wake(following)
         return state
 
     @activity.defn(name=contract.END_ROLLBACK.name)

@@ -174,6 +174,9 @@ class RollbackTurn(BaseModel):
 
     plan: PlanRollback
     check: bool = True
+    # With no `activate:` steps to run, close the rollback and leave the queue in the same
+    # transaction (`ended` in the state): one local activity where there were two.
+    end_without_steps: bool = False
 
 
 class RollbackTurnState(BaseModel):
@@ -182,6 +185,8 @@ class RollbackTurnState(BaseModel):
 
     lock: LockState | None = None
     plan: RollbackPlan | None = None
+    # Closed (deployed) and out of the queue already: asked with `end_without_steps`.
+    ended: bool = False
 
 
 class RollbackEnding(BaseModel):

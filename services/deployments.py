@@ -50,6 +50,7 @@ from store import promotions as promotion_repo
 from store import queue as queue_repo
 from store import releases as release_repo
 from store import step_runs as step_run_repo
+from store.deployments import DeploymentState
 from store.tables import App, Deployment, Environment, Promotion, Release, utcnow
 
 
@@ -80,7 +81,7 @@ def pipeline_of(release: Release) -> Pipeline:
 
 # What a rollback would do: its app and environment, the release it rolls back from, and the
 # deployment whose state it restores (None: a compensation with nothing before it).
-_Choice = tuple[App, Environment, int | None, Deployment | None]
+_Choice = tuple[App, Environment, int | None, DeploymentState | None]
 
 
 class DeploymentService(Service):
@@ -480,12 +481,8 @@ class DeploymentService(Service):
         deployment, app, env, release = await self._own_deployment(deployment_id, caller)
         if deployment.finished_at is not None:
             return str(deployment.status)
-        now = utcnow()
-        deployment.finished_at = now
-        deployment.reason = reason
+        self._close(deployment, succeeded, reason, interrupted)
         if succeeded:
-            deployment.status = DeploymentStatus.DEPLOYED
-            deployment.verified_at = now
             await pointer_repo.set_current_release(
                 self.session,
                 deployment.app_id,
@@ -493,15 +490,26 @@ class DeploymentService(Service):
                 deployment.release_id,
                 deployment.id,
             )
-        else:
-            deployment.status = (
-                DeploymentStatus.INTERRUPTED if interrupted else DeploymentStatus.FAILED
-            )
         if deployment.kind != DeploymentKind.PROMOTION:
             # A promotion's outcome is audited with its record; a rollback's or a
             # compensation's here.
             await self._audit_rollback_outcome(deployment, app, env, release)
         return str(deployment.status)
+
+    @staticmethod
+    def _close(
+        deployment: Deployment, succeeded: bool, reason: str | None, interrupted: bool = False
+    ) -> None:
+        now = utcnow()
+        deployment.finished_at = now
+        deployment.reason = reason
+        if succeeded:
+            deployment.status = DeploymentStatus.DEPLOYED
+            deployment.verified_at = now
+        else:
+            deployment.status = (
+                DeploymentStatus.INTERRUPTED if interrupted else DeploymentStatus.FAILED
+            )
 
     async def _audit_rollback_outcome(
         self, deployment: Deployment, app: App, env: Environment, release: Release
@@ -611,29 +619,47 @@ class DeploymentService(Service):
         _, _, current, target = chosen
         if target is None:
             return RollbackPlan(possible=False, reason="nothing to compensate")
-        to_release = await release_repo.release_by_id(self.session, target.release_id)
-        from_release = await release_repo.release_by_id(self.session, current) if current else None
+        to_release, from_release = await self._releases(target.release_id, current)
         return RollbackPlan(
             possible=True,
             from_version=from_release.version if from_release else None,
             to_version=to_release.version,
         )
 
-    async def plan_rollback(
-        self, request: RollbackInput, run: WorkflowRef, chosen: _Choice | None = None
-    ) -> RollbackPlan:
-        """Choose the release to go back to (unless this unit of work already did: `chosen`),
-        record the rollback, and move the pointer."""
+    async def plan_rollback(self, request: RollbackInput, run: WorkflowRef) -> RollbackPlan:
+        """Choose the release to go back to, record the rollback, and move the pointer; once
+        per run (run again, it answers with what it recorded)."""
+        existing = await self._rollback_of(request, run)
+        if existing is not None:
+            return await self._plan_of(existing)
+        return await self._record_rollback(request, run)
+
+    async def _rollback_of(self, request: RollbackInput, run: WorkflowRef) -> Deployment | None:
+        """The rollback (or compensation) this run recorded, if it did."""
         kind = (
             DeploymentKind.COMPENSATION
             if request.compensating_deployment_id
             else DeploymentKind.ROLLBACK
         )
-        existing = await deployment_repo.find_deployment_of_run(
+        return await deployment_repo.find_deployment_of_run(
             self.session, run.workflow_id, run.run_id, kind
         )
-        if existing is not None:
-            return await self._plan_of(existing)
+
+    async def _record_rollback(
+        self,
+        request: RollbackInput,
+        run: WorkflowRef,
+        chosen: _Choice | None = None,
+        end_without_steps: bool = False,
+    ) -> RollbackPlan:
+        """Record the rollback of a run that has none on record, and move the pointer
+        (`chosen`: what this unit of work already chose). `end_without_steps`: with no
+        `activate:` steps to run it is recorded closed, deployed."""
+        kind = (
+            DeploymentKind.COMPENSATION
+            if request.compensating_deployment_id
+            else DeploymentKind.ROLLBACK
+        )
         if chosen is None:
             # Refused here, after it queued: the environment changed while it waited.
             choice = await self._choice(request)
@@ -654,12 +680,7 @@ class DeploymentService(Service):
                 detail={"workflow_id": run.workflow_id, "reason": reason},
             )
             return RollbackPlan(possible=False, reason=reason)
-        from_release = (
-            await release_repo.release_by_id(self.session, current_release_id)
-            if current_release_id
-            else None
-        )
-        to_release = await release_repo.release_by_id(self.session, target.release_id)
+        to_release, from_release = await self._releases(target.release_id, current_release_id)
         deployment = Deployment(
             app_id=app.id,
             environment_id=env.id,
@@ -675,6 +696,9 @@ class DeploymentService(Service):
             config=target.config,
             reason=request.reason,
         )
+        ends = end_without_steps and not step_specs(pipeline_of(to_release), ("activate",))
+        if ends:  # written once, closed
+            self._close(deployment, True, None)
         self.session.add(deployment)
         await self.session.flush()
         # Instant: the pointer moves now; activation steps follow.
@@ -696,30 +720,55 @@ class DeploymentService(Service):
                 "restores_deployment": target.id,
             },
         )
+        if ends:
+            await self._audit_rollback_outcome(deployment, app, env, to_release)
         return await self._plan_of(deployment)
+
+    async def _releases(
+        self, release_id: int, other_id: int | None
+    ) -> tuple[Release, Release | None]:
+        """Two releases (the second may be None) in one query."""
+        ids = [release_id] if other_id is None else [release_id, other_id]
+        found = await release_repo.releases_by_id(self.session, ids)
+        return found[release_id], (found[other_id] if other_id is not None else None)
 
     async def take_rollback_turn(
         self, turn: RollbackTurn, is_running: IsRunning
-    ) -> RollbackTurnState:
+    ) -> tuple[RollbackTurnState, WorkflowRef | None]:
         """A rollback's check, queue and plan in this one unit of work: check it has
         somewhere to go (the first time: a rollback that will be refused must not queue
-        ahead of a deploying promotion), enter the queue and, once it is its turn, plan it."""
+        ahead of a deploying promotion), enter the queue and, once it is its turn, plan it;
+        with `turn.end_without_steps` and no `activate:` steps, end it too (close and leave
+        the queue). Returns the state, and the run waiting next when it left the queue."""
         request, run = turn.plan.request, turn.plan.run
+        # Run again after it committed (its local activity retried), it finds what it
+        # recorded, and does not check again against the state it made itself.
+        existing = await self._rollback_of(request, run)
         chosen = None
-        if turn.check:
+        if turn.check and existing is None:
             choice = await self._choice(request)
             if isinstance(choice, RollbackPlan):  # refused, audited
-                return RollbackTurnState(plan=choice)
+                return RollbackTurnState(plan=choice), None
             checked = await self._checked(choice)
             if not checked.possible:
-                return RollbackTurnState(plan=checked)
+                return RollbackTurnState(plan=checked), None
             chosen = choice  # entering the queue changes no deployment: the choice stands
         lock = await self.work.queue.enter(
             request.app, request.environment, run, DeploymentKind.ROLLBACK, is_running
         )
         if not lock.acquired:
-            return RollbackTurnState(lock=lock)
-        return RollbackTurnState(lock=lock, plan=await self.plan_rollback(request, run, chosen))
+            return RollbackTurnState(lock=lock), None
+        ends = turn.end_without_steps
+        if existing is None:
+            plan = await self._record_rollback(request, run, chosen, end_without_steps=ends)
+        else:
+            plan = await self._plan_of(existing)
+            if ends and not plan.steps:
+                await self.finish_deployment(existing.id, True, None, caller=run)  # once
+        if not (ends and plan.possible and not plan.steps):
+            return RollbackTurnState(lock=lock, plan=plan), None
+        following = await self.work.queue.leave(run)
+        return RollbackTurnState(lock=lock, plan=plan, ended=True), following
 
     async def end_rollback(
         self, ending: RollbackEnding, *, caller: WorkflowRef | None = None
@@ -744,10 +793,10 @@ class DeploymentService(Service):
 
     async def _choose_rollback(
         self, app: App, env: Environment, request: RollbackInput
-    ) -> tuple[int | None, Deployment | None]:
+    ) -> tuple[int | None, DeploymentState | None]:
         """The release rolled back from and the deployment whose state is restored (None: a
         compensation with nothing before it). Raises Refused when a rollback cannot go on."""
-        history = list(await deployment_repo.deployments_in(self.session, app.id, env.id))
+        history = await deployment_repo.deployment_states(self.session, app.id, env.id)
         pointer = await pointer_repo.current_release(self.session, app.id, env.id)
         if request.compensating_deployment_id is not None:
             failed = await deployment_repo.get_deployment(
@@ -811,10 +860,10 @@ class DeploymentService(Service):
         self,
         app: App,
         env: Environment,
-        history: list[Deployment],
+        history: list[DeploymentState],
         current_deployment_id: int,
         to_version: str | None,
-    ) -> Deployment:
+    ) -> DeploymentState:
         by_id = {d.id: d for d in history}
         current = by_id[current_deployment_id]
         good = [
@@ -847,7 +896,7 @@ class DeploymentService(Service):
                 bad.discard(state.release_id)
             elif state.previous_release_id is not None:
                 bad.add(state.previous_release_id)
-        for state in reversed(states):
+        for state in states[::-1]:
             if state.release_id == current.release_id or state.release_id in bad:
                 continue
             # Re-run what deployed that release (a rollback's state came from a promotion).

@@ -29,6 +29,10 @@ def _turn_order(ticket: DeploymentTicket) -> tuple[bool, bool, int]:
 
 
 class QueueService(Service):
+    # The ticket `enter` added to an empty queue in this unit of work, with its run: it holds
+    # the queue (locked) until the unit ends, so nobody can be waiting behind it yet.
+    _alone: tuple[WorkflowRef, DeploymentTicket] | None = None
+
     async def enter(
         self, app: str, environment: str, run: WorkflowRef, kind: str, is_running: IsRunning
     ) -> LockState:
@@ -50,6 +54,7 @@ class QueueService(Service):
             )
             if not tickets:  # nobody else in the queue: it holds from the start
                 mine.state = TicketState.HOLDING
+                self._alone = (run, mine)
                 return LockState(acquired=True)
             await session.flush()
             tickets.append(mine)
@@ -72,6 +77,10 @@ class QueueService(Service):
 
     async def leave(self, run: WorkflowRef) -> WorkflowRef | None:
         """Give up the ticket; returns the next waiting run, to be woken up."""
+        if self._alone is not None and self._alone[0] == run:
+            # Entered and left in one unit of work: its ticket is written once, already left.
+            self._alone[1].state = TicketState.DONE
+            return None
         mine, waiting = await queue_repo.mine_and_others(self.session, run.workflow_id, run.run_id)
         if mine is None:
             return None

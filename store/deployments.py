@@ -4,7 +4,7 @@ a rollback or a compensation)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TypeVar, cast
+from typing import Any, NamedTuple, TypeVar, cast
 
 from sqlalchemy import Select, and_, bindparam, exists, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -83,6 +83,45 @@ async def deployments_in(
         .order_by(Deployment.id)
     )
     return result.all()
+
+
+class DeploymentState(NamedTuple):
+    """A deployment as a rollback's choice reads it: what it put in place, from what, and
+    how it ended (plain columns: a long history costs no ORM objects)."""
+
+    id: int
+    kind: str
+    status: str
+    release_id: int
+    previous_release_id: int | None
+    restores_deployment_id: int | None
+    config: dict[str, Any]  # the configuration versions it ran with
+
+
+_STATES = (
+    select(
+        Deployment.id,
+        Deployment.kind,
+        Deployment.status,
+        Deployment.release_id,
+        Deployment.previous_release_id,
+        Deployment.restores_deployment_id,
+        Deployment.config,
+    )
+    .where(
+        Deployment.app_id == bindparam("app_id"),
+        Deployment.environment_id == bindparam("environment_id"),
+    )
+    .order_by(Deployment.id)
+)
+
+
+async def deployment_states(
+    session: AsyncSession, app_id: int, environment_id: int
+) -> list[DeploymentState]:
+    """Every deployment of an app in an environment, oldest first, as DeploymentState."""
+    params = {"app_id": app_id, "environment_id": environment_id}
+    return [DeploymentState(*row) for row in await session.execute(_STATES, params)]
 
 
 async def find_deployment_of_run(

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 
 from sqlalchemy import bindparam, exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.util import identity_key
 
 from models.pipeline import Pipeline, Reference
 from store.tables import App, Release
@@ -48,3 +49,21 @@ async def release_by_id(session: AsyncSession, release_id: int) -> Release:
     release = await session.get(Release, release_id)
     assert release is not None, f"release {release_id} vanished; releases are never deleted"
     return release
+
+
+_BY_IDS = select(Release).where(Release.id.in_(bindparam("ids", expanding=True)))
+
+
+async def releases_by_id(session: AsyncSession, ids: list[int]) -> dict[int, Release]:
+    """Releases by id: those this session holds already, the others in one query."""
+    found: dict[int, Release] = {}
+    for release_id in ids:
+        held = session.identity_map.get(identity_key(Release, release_id))
+        if isinstance(held, Release):
+            found[release_id] = held
+    missing = [i for i in ids if i not in found]
+    if missing:
+        found |= {r.id: r for r in await session.scalars(_BY_IDS, {"ids": missing})}
+    absent = [i for i in ids if i not in found]
+    assert not absent, f"releases {absent} vanished; releases are never deleted"
+    return found

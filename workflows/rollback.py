@@ -90,8 +90,11 @@ class RollbackWorkflow(Orchestration):
     ) -> RollbackResult:
         """Check, queue and plan in one `take_rollback_turn` (again, without the check, each
         time the queue moves while it waits), activate, then close the deployment and leave
-        the queue in one `end_rollback`."""
-        turn = RollbackTurn(plan=PlanRollback(request=request, run=run))
+        the queue in one `end_rollback`. With no `activate:` steps the turn ends it all.
+
+        Whether it ended is the activity's recorded answer, so a history from before the
+        turn could end (two local activities) replays as it ran."""
+        turn = RollbackTurn(plan=PlanRollback(request=request, run=run), end_without_steps=True)
         try:
             while True:
                 try:
@@ -111,7 +114,9 @@ class RollbackWorkflow(Orchestration):
                 self._set_phase(Phase.DEPLOYING)
                 if not state.plan.possible:
                     return self._impossible(request, state.plan, state.plan)
-                return await self._activate(request, run, state.plan)
+                if state.ended:
+                    self._lock = None  # left with the turn
+                return await self._activate(request, run, state.plan, ended=state.ended)
         finally:
             if self._lock is not None:  # not left with the end of the rollback
                 await asyncio.shield(store_only(LEAVE_QUEUE, lock))
@@ -181,10 +186,11 @@ class RollbackWorkflow(Orchestration):
         return await self._activate(request, run, plan)
 
     async def _activate(
-        self, request: RollbackInput, run: WorkflowRef, plan: RollbackPlan
+        self, request: RollbackInput, run: WorkflowRef, plan: RollbackPlan, ended: bool = False
     ) -> RollbackResult:
         """Run the `activate:` steps of the release the pointer moved to, then close the
-        deployment (and leave the queue with it, when this run holds a turn in `_lock`)."""
+        deployment (and leave the queue with it, when this run holds a turn in `_lock`);
+        `ended`: there were none, and the deployment is closed already."""
         assert plan.deployment_id is not None and plan.to_version is not None
         workflow.upsert_search_attributes([sa.VERSION.value_set(plan.to_version)])
         self._status.version = plan.to_version
@@ -205,7 +211,9 @@ class RollbackWorkflow(Orchestration):
         finish = FinishDeployment(
             deployment_id=plan.deployment_id, succeeded=reason is None, reason=reason
         )
-        if self._lock is not None:
+        if ended:
+            pass
+        elif self._lock is not None:
             await store_only(END_ROLLBACK, RollbackEnding(finish=finish, leave=self._lock))
             self._lock = None  # left
         else:

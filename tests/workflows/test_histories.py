@@ -36,6 +36,8 @@ HISTORIES = Path(__file__).parent / "histories"
 # first ones (top level) predate outcomes ending as failures (workflow.patched); then
 # rollbacks checked before they queue; then one transaction per phase of a promotion (each
 # workflow.patched); then every patch decided by one marker at the start of the run.
+# rollback-ended-apart/ holds a rollback with no activate steps from before its turn could
+# end it (two local activities; the activity's answer decides, no patch).
 GENERATION = HISTORIES / "patches-up-front"
 
 

@@ -13,15 +13,21 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
+from temporalio.api.enums.v1 import EventType
+from temporalio.worker import Replayer
 
 from models.promotion import PromotionResult, RollbackInput, RollbackResult
+from models.status import DeploymentStatus
 from store.tables import CurrentRelease, Deployment, StepRun
 from tests.conftest import Cli
 from tests.http_recorder import recorder
-from tests.stack import Stack, outcome, stack, until_phase
+from tests.stack import CONVERTER, Stack, outcome, stack, until_phase
 from tests.workflows import scenario
 from vault.secret_value import SecretValue
+from worker.main import WORKFLOWS
 from workflows import contract
+
+PLAIN = 'steps:\n  - name: deploy\n    run: ["true"]\n'
 
 
 @pytest.fixture
@@ -164,6 +170,43 @@ async def test_a_rollback_never_returns_to_a_release_rolled_back_out(ws: Stack) 
     assert (await ws.promote("web", "2.0.0", "dev", force=True)).status == "deployed"
     assert (await ws.promote("web", "3.0.0", "dev", force=True)).status == "deployed"
     assert (await rollback())["to_version"] == "2.0.0"
+
+
+async def test_a_rollback_without_activate_steps_ends_in_its_turn_and_replays(
+    ws: Stack,
+) -> None:
+    """Nothing to activate: checking, queueing, moving the pointer, closing the deployment
+    and leaving the queue are one local activity (two before; that shape's recorded history
+    replays in test_histories, `rollback-ended-apart`), and the history replays."""
+    for version in ("1.0.0", "1.1.0"):
+        await ws.releases.create_release("web", version, PLAIN, actor="t")
+        assert (await ws.promote("web", version, "dev")).status == "deployed"
+    handle = await contract.start(
+        ws.client,
+        contract.ROLLBACK,
+        RollbackInput(app="web", environment="dev", requested_by="tester"),
+        id="rollback-web-dev-in-its-turn",
+        task_queue=ws.settings.task_queue,
+    )
+    result = await outcome(handle, RollbackResult)
+    assert (result.status, result.to_version) == ("rolled_back", "1.0.0")
+    history = await handle.fetch_history()
+    markers = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_MARKER_RECORDED
+    ]
+    assert markers.count("core_local_activity") == 1, markers
+    async with ws.db.read() as session:
+        deployment = await session.scalar(
+            select(Deployment).where(Deployment.workflow_id == handle.id)
+        )
+    assert deployment is not None and deployment.status == DeploymentStatus.DEPLOYED
+    assert deployment.finished_at is not None
+    assert (await versions(ws))["dev"] == "1.0.0"
+    # The environment is free: the next promotion does not wait behind the rollback.
+    assert (await ws.promote("web", "1.1.0", "dev", force=True)).status == "deployed"
+    await Replayer(workflows=list(WORKFLOWS), data_converter=CONVERTER).replay_workflow(history)
 
 
 async def test_a_retried_rollback_does_not_roll_back_one_release_further(ws: Stack) -> None:
