@@ -129,11 +129,14 @@ class PromotionActivities:
         self.client = client
 
     @asynccontextmanager
-    async def _work(self, *, write: bool = True) -> AsyncIterator[Work]:
+    async def _work(
+        self, *, write: bool = True, one_statement: bool = False
+    ) -> AsyncIterator[Work]:
         """One unit of work (one transaction) for one activity, its errors turned into
         ApplicationErrors the workflow can branch on."""
         with business_errors():
-            async with self.units.write() if write else self.units.read() as work:
+            unit = self.units.write(one_statement=one_statement) if write else self.units.read()
+            async with unit as work:
                 yield work
 
     async def _caller(self, run: WorkflowRef | None = None, *, local: bool = True) -> WorkflowRef:
@@ -403,7 +406,7 @@ class PromotionActivities:
         started: datetime,
         finished: datetime,
     ) -> None:
-        async with self._work() as w:
+        async with self._work(one_statement=True) as w:  # one INSERT
             await w.deployments.record_step(
                 request.deployment_id,
                 request.step,

@@ -189,10 +189,11 @@ class Units:
         self._workspace_id: int | None = None
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Work]:
-        """A unit of work that changes state (on SQLite: the one writer of this process)."""
+    async def write(self, *, one_statement: bool = False) -> AsyncIterator[Work]:
+        """A unit of work that changes state (on SQLite: the one writer of this process);
+        `one_statement`: see `Database.write`."""
         try:
-            async with self.db.write() as session:
+            async with self.db.write(one_statement=one_statement) as session:
                 work = Work(session, self.settings, self.keys, self._workspace_id, hold_rows=True)
                 yield work
             self._workspace_id = work._workspace_id  # committed

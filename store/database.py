@@ -104,7 +104,9 @@ class Database:
         )
 
     @asynccontextmanager
-    async def _session(self, write: bool) -> AsyncIterator[AsyncSession]:
+    async def _session(
+        self, write: bool, one_statement: bool = False
+    ) -> AsyncIterator[AsyncSession]:
         await self.migrate()
         if write and self.dialect == "sqlite":
             # One writer at a time in this process, then across processes: SQLite allows
@@ -118,19 +120,20 @@ class Database:
             ):
                 yield session
         else:
-            async with self._open(write) as session:
+            async with self._open(write, one_statement) as session:
                 yield session
 
     @asynccontextmanager
-    async def _open(self, write: bool) -> AsyncIterator[AsyncSession]:
+    async def _open(self, write: bool, one_statement: bool = False) -> AsyncIterator[AsyncSession]:
         try:
             async with self.engine.connect() as conn:
-                if write:
+                if write and not (one_statement and self.dialect == "postgresql"):
                     conn = await conn.execution_options(stageline_write=True)
                 elif self.dialect == "postgresql":
                     # PostgreSQL (READ COMMITTED) gives each statement its own snapshot,
                     # in a transaction or not: a reading unit's BEGIN and COMMIT were two
-                    # round trips that changed nothing.
+                    # round trips that changed nothing. A writing unit of one statement is
+                    # atomic without them too.
                     conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
                 async with (
                     AsyncSession(bind=conn, expire_on_commit=False) as session,
@@ -144,9 +147,11 @@ class Database:
                 raise
             raise self._unavailable(exc) from None
 
-    def write(self) -> AbstractAsyncContextManager[AsyncSession]:
-        """A unit of work that changes state; committed once when the block ends."""
-        return self._session(write=True)
+    def write(self, *, one_statement: bool = False) -> AbstractAsyncContextManager[AsyncSession]:
+        """A unit of work that changes state; committed once when the block ends.
+        `one_statement`: the unit sends a single statement, which PostgreSQL then runs
+        without BEGIN and COMMIT (two round trips fewer); never for more than one."""
+        return self._session(write=True, one_statement=one_statement)
 
     def read(self) -> AbstractAsyncContextManager[AsyncSession]:
         """A unit of work that only reads. On SQLite one transaction, so all it reads is one
