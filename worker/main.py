@@ -25,6 +25,7 @@ from store.database import Database
 from vault.keys import KeyProvider, load_master_key
 from worker.client import connect, ensure_search_attributes
 from worker.heap import long_lived_heap
+from worker.runner import sandboxed_runner
 from workflows.promotion import PromotionWorkflow
 from workflows.rollback import RollbackWorkflow
 from workflows.train import ReleaseTrainWorkflow
@@ -53,6 +54,7 @@ def build_worker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=list(WORKFLOWS),
+        workflow_runner=sandboxed_runner(client.data_converter),
         activities=activities.all(),  # type: ignore[arg-type]
         # Heartbeats reach the server within 2 s, and with them a cancellation: a rollback
         # stops a running step that fast.
