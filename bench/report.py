@@ -109,14 +109,20 @@ def _throughput_rows(results: dict[str, Any]) -> list[str]:
     lines = []
     for row, base in zip(t["setups"], bases, strict=True):
         lines += [
-            f"| throughput, {row['workflows']} at once, {row['setup']} (completed/s; worker peak"
-            f" RSS) | {row['per_second']} ({row['peak_rss_mb']:.0f} MB) | {base['per_second']} "
+            f"| throughput, {row['workflows']} at once, {row['setup']} (completed/s, the "
+            f"fastest burst{_rounds(row)}; worker peak RSS) | {row['per_second']} "
+            f"({row['peak_rss_mb']:.0f} MB) | {base['per_second']}{_rounds(base)} "
             f"({base['peak_rss_mb']:.0f} MB) | {row['ratio']} |",
             f"| ... CPU per workflow in that burst (ms) | {_cpu(row['cpu_ms'])} | "
             f"{_cpu(base['cpu_ms'])} | "
             f"{ratio(_cpu_total(row['cpu_ms']), _cpu_total(base['cpu_ms']))} |",
         ]
     return lines
+
+
+def _rounds(figures: dict[str, Any]) -> str:
+    rounds = figures.get("rounds")
+    return f" of {', '.join(str(r) for r in rounds)}" if rounds else ""
 
 
 def _scale_rows(results: dict[str, Any], scale_apps: int) -> list[str]:
@@ -175,6 +181,11 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool]]:
     promotion, rollback = results["promotion"]["ratio_server"], results["rollback"]["ratio"]
     return [
         ("promotion latency ratio <= 1.5 (median, server)", str(promotion), promotion <= 1.5),
+        (
+            "... at worst <= 2.0, with the profile of what remains (README Performance)",
+            str(promotion),
+            promotion <= 2.0,
+        ),
         ("rollback ratio <= 1.5 (median, server)", str(rollback), rollback <= 1.5),
         *_throughput_targets(results),
         _sandbox_target(results),
