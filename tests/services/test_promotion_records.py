@@ -8,24 +8,15 @@ import pytest
 from sqlalchemy import func, select
 
 from models.promotion import PromotionInput, PromotionOutcome, WorkflowRef
-from models.settings import Settings
 from models.status import PromotionEnd
 from services.unit import Units
 from store.database import Database
 from store.tables import AuditEvent, Deployment, Promotion
 
-PIPELINE = 'steps:\n  - name: deploy\n    run: ["true"]\n'
-
 
 @pytest.fixture
-async def units(db: Database, settings: Settings) -> Units:
-    units = Units(db, settings)
-    async with units.write() as w:
-        await w.environments.create_environment("dev", actor="t")
-        await w.environments.create_app("web", ["dev"], actor="t")
-        await w.releases.create_release("web", "1.0.0", PIPELINE, actor="t")
-        await w.releases.create_release("web", "1.1.0", PIPELINE, actor="t")
-    return units
+def units(web_in_dev: Units) -> Units:
+    return web_in_dev
 
 
 async def records_and_requests(db: Database, workflow_id: str) -> tuple[int, int]:

@@ -9,20 +9,13 @@ from typing import Any
 from sqlalchemy import event, select
 
 from models.promotion import PromotionInput, StepSpec, WorkflowRef
-from models.settings import Settings
 from services.unit import Units
 from store.database import Database
 from store.tables import StepRun, utcnow
 
-PIPELINE = 'steps:\n  - name: deploy\n    run: ["true"]\n'
 
-
-async def test_a_step_record_is_one_statement_and_is_kept(db: Database, settings: Settings) -> None:
-    units = Units(db, settings)
-    async with units.write() as w:
-        await w.environments.create_environment("dev", actor="t")
-        await w.environments.create_app("web", ["dev"], actor="t")
-        await w.releases.create_release("web", "1.0.0", PIPELINE, actor="t")
+async def test_a_step_record_is_one_statement_and_is_kept(db: Database, web_in_dev: Units) -> None:
+    units = web_in_dev
     run = WorkflowRef(workflow_id="promote-web-1.0.0-dev", run_id="r1")
     request = PromotionInput(app="web", version="1.0.0", target="dev", requested_by="ci")
     async with units.write() as w:
