@@ -6,9 +6,11 @@ import asyncio
 import getpass
 import os
 import re
+import sys
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
+from models.errors import BadInput
 from models.settings import Settings
 from services.unit import Units
 from store.database import Database
@@ -37,6 +39,18 @@ def ci_job_request_id() -> str | None:
     else:
         return None
     return re.sub(r"[^A-Za-z0-9._-]+", "-", raw)[:100]
+
+
+def stdin_text(what: str, hint: str) -> str:
+    """All of stdin, as text, less the one newline `echo value |` adds. `what` names the value
+    in errors ("secret DB_PASSWORD"); `hint` says what to pipe instead of other bytes."""
+    try:
+        data = sys.stdin.read()
+    except UnicodeDecodeError:
+        raise BadInput(f"{what} on stdin is not UTF-8 text; {hint}") from None
+    if data.endswith("\r\n"):
+        return data[:-2]
+    return data[:-1] if data.endswith("\n") else data
 
 
 def run(work: Callable[[Units], Awaitable[T]]) -> T:

@@ -12,7 +12,7 @@ from typing import cast
 
 import click
 
-from cli.context import actor, run
+from cli.context import actor, run, stdin_text
 from cli.output import day, done, emit_json, print_deleted_key, print_warnings, table
 from cli.params import TEXT, app_scope_option, env_option, json_option
 from models.errors import BadInput
@@ -38,18 +38,7 @@ def _read_secret(from_file: Path | None, key: str) -> SecretValue:
         raise BadInput(f"no value for secret {shown(key)}: pipe it on stdin or pass --from-file")
     if sys.stdin.isatty():
         return SecretValue(click.prompt(f"value for {key}", hide_input=True, err=True))
-    try:
-        data = sys.stdin.read()
-    except UnicodeDecodeError:
-        raise BadInput(
-            f"secret {shown(key)} on stdin is not UTF-8 text; pipe a binary value base64-encoded"
-        ) from None
-    # `echo value |` adds one newline that is not part of the secret.
-    if data.endswith("\r\n"):
-        data = data[:-2]
-    elif data.endswith("\n"):
-        data = data[:-1]
-    return SecretValue(data)
+    return SecretValue(stdin_text(f"secret {shown(key)}", "pipe a binary value base64-encoded"))
 
 
 @secret.command("set", context_settings={"ignore_unknown_options": True})

@@ -37,6 +37,8 @@ COMMAND_MODULES = {
     "override": "decisions",
     "group": "groups",
     "reviewer": "reviewers",
+    "user": "principals",
+    "token": "principals",
     "worker": "runtime",
     "dev": "runtime",
     "codec-server": "runtime",

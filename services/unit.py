@@ -29,6 +29,7 @@ from services.base import Service
 from services.data import DataService
 from services.deployments import DeploymentService
 from services.environments import EnvironmentService
+from services.principals import PrincipalService
 from services.queue import QueueService
 from services.releases import ReleaseService
 from services.resolution import ResolutionService
@@ -148,6 +149,10 @@ class Work:
     @cached_property
     def queue(self) -> QueueService:
         return QueueService(self)
+
+    @cached_property
+    def principals(self) -> PrincipalService:
+        return PrincipalService(self)
 
     @cached_property
     def reviewers(self) -> ReviewerKeyService:

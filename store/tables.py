@@ -417,3 +417,58 @@ class ReviewerKey(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column()
     revoked_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class Principal(Base):
+    """Who acts through the server: a person (who logs in with a password) or a CI job (which
+    holds a token). Never deleted: a disabled principal stays, so the audit log's names keep
+    meaning one principal, and a name is never given to someone else."""
+
+    __tablename__ = "principal"
+    __table_args__ = (UniqueConstraint("workspace_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id", ondelete="RESTRICT"))
+    kind: Mapped[str] = mapped_column(String(10))  # person | ci
+    name: Mapped[str] = mapped_column(String(100))
+    # argon2id, as argon2-cffi encodes it (parameters and salt included); people only.
+    password_hash: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column()
+    disabled_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class RoleGrant(Base):
+    """A principal's role in one environment, or in every one (`*`)."""
+
+    __tablename__ = "role_grant"
+    __table_args__ = (UniqueConstraint("principal_id", "environment", "role"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principal.id", ondelete="CASCADE"))
+    environment: Mapped[str] = mapped_column(String(63))  # an environment's name, or "*"
+    role: Mapped[str] = mapped_column(String(16))  # viewer | deployer | reviewer | admin
+
+
+class AccessToken(Base):
+    """A bearer token: a CI job's (scoped to apps and environments, until it expires or is
+    revoked) or a person's session (from a login). Only its SHA-256 is stored: a token is 256
+    random bits, so a fast hash is enough, and a copy of the database gives no usable token."""
+
+    __tablename__ = "access_token"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    principal_id: Mapped[int] = mapped_column(ForeignKey("principal.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(10))  # ci | session
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The token's first characters, shown in lists so a person can tell which one leaked.
+    prefix: Mapped[str] = mapped_column(String(16))
+    # Empty: every app (environment) the principal's roles reach.
+    apps: Mapped[list[Any]] = mapped_column(default=list)
+    environments: Mapped[list[Any]] = mapped_column(default=list)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    revoked_at: Mapped[datetime | None] = mapped_column()
+    revoked_by: Mapped[str | None] = mapped_column(String(200))
