@@ -111,12 +111,7 @@ class PrincipalService(Service):
 
     async def disable_user(self, name: str, *, actor: str) -> PrincipalView:
         """A disabled person can no longer log in; their sessions end at once."""
-        person = await self._principal(name, PrincipalKind.PERSON)
-        if person.disabled_at is None:
-            person.disabled_at, person.disabled_by = utcnow(), actor
-            await self._revoke_all(person, actor)
-            await self.audit(actor, "user.disable", name)
-        return (await self._views([person]))[0]
+        return await self._disable(name, PrincipalKind.PERSON, "user.disable", actor)
 
     async def login(self, name: str, password: str) -> IssuedToken:
         """A session token for a person whose password matches."""
@@ -178,12 +173,7 @@ class PrincipalService(Service):
 
     async def revoke_token(self, name: str, *, actor: str) -> PrincipalView:
         """Revoke a CI job's token: it fails from the next request on. The name stays taken."""
-        job = await self._principal(name, PrincipalKind.CI)
-        if job.disabled_at is None:
-            job.disabled_at, job.disabled_by = utcnow(), actor
-            await self._revoke_all(job, actor)
-            await self.audit(actor, "token.revoke", name)
-        return (await self._views([job]))[0]
+        return await self._disable(name, PrincipalKind.CI, "token.revoke", actor)
 
     # -- both --------------------------------------------------------------------------------
 
@@ -290,11 +280,19 @@ class PrincipalService(Service):
             raise NotFound(f"{what} {shown(name)} does not exist; see '{how}'")
         return found
 
-    async def _revoke_all(self, principal: Principal, actor: str) -> None:
-        now = utcnow()
-        for token in await principal_repo.tokens_of(self.session, [principal.id]):
-            if token.revoked_at is None:
-                token.revoked_at, token.revoked_by = now, actor
+    async def _disable(
+        self, name: str, kind: PrincipalKind, action: str, actor: str
+    ) -> PrincipalView:
+        """Disable a principal and revoke every token it holds, once (audited as `action`)."""
+        principal = await self._principal(name, kind)
+        if principal.disabled_at is None:
+            now = utcnow()
+            principal.disabled_at, principal.disabled_by = now, actor
+            for token in await principal_repo.tokens_of(self.session, [principal.id]):
+                if token.revoked_at is None:
+                    token.revoked_at, token.revoked_by = now, actor
+            await self.audit(actor, action, name)
+        return (await self._views([principal]))[0]
 
     async def _views(self, found: list[Principal]) -> list[PrincipalView]:
         ids = [p.id for p in found]
