@@ -84,6 +84,13 @@ def pipeline_of(release: Release) -> Pipeline:
 _Choice = tuple[App, Environment, int | None, DeploymentState | None]
 
 
+def _rollback_kind(request: RollbackInput) -> DeploymentKind:
+    """A promotion's compensation, or a rollback asked for."""
+    if request.compensating_deployment_id:
+        return DeploymentKind.COMPENSATION
+    return DeploymentKind.ROLLBACK
+
+
 class DeploymentService(Service):
     async def _lookup(
         self, app: str, environment: str, version: str | None
@@ -636,13 +643,8 @@ class DeploymentService(Service):
 
     async def _rollback_of(self, request: RollbackInput, run: WorkflowRef) -> Deployment | None:
         """The rollback (or compensation) this run recorded, if it did."""
-        kind = (
-            DeploymentKind.COMPENSATION
-            if request.compensating_deployment_id
-            else DeploymentKind.ROLLBACK
-        )
         return await deployment_repo.find_deployment_of_run(
-            self.session, run.workflow_id, run.run_id, kind
+            self.session, run.workflow_id, run.run_id, _rollback_kind(request)
         )
 
     async def _record_rollback(
@@ -655,11 +657,7 @@ class DeploymentService(Service):
         """Record the rollback of a run that has none on record, and move the pointer
         (`chosen`: what this unit of work already chose). `end_without_steps`: with no
         `activate:` steps to run it is recorded closed, deployed."""
-        kind = (
-            DeploymentKind.COMPENSATION
-            if request.compensating_deployment_id
-            else DeploymentKind.ROLLBACK
-        )
+        kind = _rollback_kind(request)
         if chosen is None:
             # Refused here, after it queued: the environment changed while it waited.
             choice = await self._choice(request)

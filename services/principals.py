@@ -116,15 +116,11 @@ class PrincipalService(Service):
     async def login(self, name: str, password: str) -> IssuedToken:
         """A session token for a person whose password matches."""
         person = await principal_repo.find_principal(self.session, await self.workspace_id(), name)
-        usable = (
-            person is not None
-            and person.kind == PrincipalKind.PERSON
-            and person.disabled_at is None
-            and person.password_hash is not None
-        )
-        stored = person.password_hash if usable and person is not None else None
+        stored = None
+        if person is not None and person.kind == PrincipalKind.PERSON and not person.disabled_at:
+            stored = person.password_hash
         try:
-            _hasher().verify(stored or _decoy(), password)
+            _hasher().verify(stored or _decoy(), password)  # the decoy never matches
             matched = stored is not None
         except (VerificationError, InvalidHashError):
             matched = False
