@@ -54,6 +54,7 @@ from models.settings import Settings
 from models.status import StepStatus
 from models.text import tail
 from services.deployments import InvalidRequest
+from services.reviewers import promotion_request, rollback_request, train_request
 from services.unit import Units, Work
 from store.database import Database
 from store.tables import utcnow
@@ -172,9 +173,24 @@ class PromotionActivities:
 
     @activity.defn(name=contract.PREPARE_PROMOTION.name)
     async def prepare_promotion(self, request: PrepareInput) -> PreparedPromotion:
-        await self._caller(request.run)
+        caller = await self._caller(request.run)
+        # Bound to this workflow as Temporal runs it (namespace, id; its parent from the
+        # workflow's own info), never to what the input says.
+        asked = promotion_request(
+            request.promotion,
+            namespace=self._namespace(),
+            workflow_id=caller.workflow_id,
+            parent=request.parent,
+        )
         async with self._work() as w:
-            prepared = await w.deployments.prepare_promotion(request.promotion, request.run)
+            requester = (
+                SignatureCheck(verified=False, reason=asked)
+                if isinstance(asked, str)
+                else await w.reviewers.verify_request(asked)
+            )
+            prepared = await w.deployments.prepare_promotion(
+                request.promotion, request.run, requester
+            )
         for older in prepared.supersedes:
             if (handle := self._promotion(older)) is not None:
                 with suppress(RPCError):  # it finished meanwhile: nothing to stop
@@ -188,10 +204,12 @@ class PromotionActivities:
 
     @activity.defn(name=contract.PLAN_TRAIN.name)
     async def plan_train(self, request: TrainInput) -> TrainPlan:
-        await self._caller()
+        caller = await self._caller()
+        asked = train_request(request, namespace=self._namespace(), workflow_id=caller.workflow_id)
         async with self._work(write=False) as w:
             stages = await w.deployments.plan_train(request.app, request.version, request.through)
-        return TrainPlan(stages=stages)
+            requester = await w.reviewers.verify_request(asked)
+        return TrainPlan(stages=stages, requester_verified=requester.verified)
 
     @activity.defn(name=contract.RECORD_DECISION.name)
     async def record_decision(self, decision: DecisionRecord) -> None:
@@ -315,21 +333,43 @@ class PromotionActivities:
 
     @activity.defn(name=contract.CHECK_ROLLBACK.name)
     async def check_rollback(self, request: PlanRollback) -> RollbackPlan:
-        await self._caller(request.run)
+        caller = await self._caller(request.run)
         async with self._work() as w:
-            return await w.deployments.check_rollback(request.request)
+            requester = await self._rollback_requester(w, request, caller)
+            return await w.deployments.check_rollback(request.request, requester)
+
+    def _namespace(self) -> str:
+        """The namespace of the workflow this activity serves (what request signatures are
+        bound to)."""
+        info = activity.info()
+        return info.workflow_namespace or (self.client.namespace if self.client else "")
+
+    async def _rollback_requester(
+        self, w: Work, request: PlanRollback, caller: WorkflowRef
+    ) -> SignatureCheck:
+        """Whether the stageline server signed this rollback's request, for this workflow."""
+        asked = rollback_request(
+            request.request,
+            namespace=self._namespace(),
+            workflow_id=caller.workflow_id,
+        )
+        return await w.reviewers.verify_request(asked)
 
     @activity.defn(name=contract.PLAN_ROLLBACK.name)
     async def plan_rollback(self, request: PlanRollback) -> RollbackPlan:
-        await self._caller(request.run)
+        caller = await self._caller(request.run)
         async with self._work() as w:
-            return await w.deployments.plan_rollback(request.request, request.run)
+            requester = await self._rollback_requester(w, request, caller)
+            return await w.deployments.plan_rollback(request.request, request.run, requester)
 
     @activity.defn(name=contract.TAKE_ROLLBACK_TURN.name)
     async def take_rollback_turn(self, turn: RollbackTurn) -> RollbackTurnState:
-        await self._caller(turn.plan.run)
+        caller = await self._caller(turn.plan.run)
         async with self._work() as w:
-            state, following = await w.deployments.take_rollback_turn(turn, self._is_running)
+            requester = await self._rollback_requester(w, turn.plan, caller)
+            state, following = await w.deployments.take_rollback_turn(
+                turn, self._is_running, requester
+            )
         if state.lock is not None and state.lock.preempt is not None:
             await self._preempt(state.lock.preempt, turn.plan.run)
         await self._wake(following)

@@ -8,7 +8,7 @@ import os
 import re
 import sys
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from models.errors import BadInput
 from models.settings import Settings
@@ -55,10 +55,20 @@ def stdin_text(what: str, hint: str) -> str:
 
 def run(work: Callable[[Units], Awaitable[T]]) -> T:
     """Run one command's async work with a database that is closed afterwards. The command
-    opens its units of work (`async with units.write() as w:`): each is one transaction."""
+    opens its units of work (`async with units.write() as w:`): each is one transaction.
+    With STAGELINE_URL set, the units are calls to that server instead (cli.remote)."""
 
     async def main() -> T:
         settings = Settings.from_env()
+        if os.environ.get("STAGELINE_URL", "").strip():  # remote; httpx loads only then
+            from cli.remote import RemoteUnits, connection
+
+            remote = connection(settings)
+            assert remote is not None
+            try:
+                return await work(cast(Units, RemoteUnits(remote, settings)))
+            finally:
+                await remote.close()
         db = Database(settings.database_url)
         try:
             return await work(Units(db, settings))

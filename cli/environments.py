@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from contextlib import suppress
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,13 +12,14 @@ from cli.output import day, deleted, done, emit_json, print_warnings, table
 from cli.params import ENVIRONMENT, TEXT, json_option
 from models.errors import (
     BadInput,
-    ConfigurationError,
-    Unavailable,
 )
 from models.text import duration
 from models.workspace import Protection
 from services.secrets import expiry_warnings
 from services.unit import Units
+
+if TYPE_CHECKING:
+    pass
 
 
 @click.group()
@@ -232,7 +233,13 @@ def _when(value: str | None, what: str) -> datetime | None:
     "--require-signed-approvals/--no-require-signed-approvals",
     default=None,
     help="Accept only decisions signed by a key registered for their reviewer "
-    "(see 'stageline reviewer key').",
+    "(see 'stageline reviewer key'), or by the stageline server for who signed in.",
+)
+@click.option(
+    "--require-verified-requester/--no-require-verified-requester",
+    default=None,
+    help="Accept only promotions and rollbacks requested through the stageline server (its "
+    "signature proves who asked); starts from the Temporal UI or an embedded CLI are refused.",
 )
 @json_option
 def env_protect(
@@ -243,6 +250,7 @@ def env_protect(
     wait_minutes: int | None,
     approval_timeout_minutes: int | None,
     require_signed_approvals: bool | None,
+    require_verified_requester: bool | None,
     as_json: bool,
 ) -> None:
     """Change an environment's protection rules (waiting promotions keep theirs)."""
@@ -258,9 +266,11 @@ def env_protect(
                 wait_minutes=wait_minutes,
                 approval_timeout_minutes=approval_timeout_minutes,
                 require_signed_approvals=require_signed_approvals,
+                require_verified_requester=require_verified_requester,
             )
             missing: list[str] = []
-            if view.protection.require_signed_approvals and not as_json:
+            # Through a server, decisions are signed by it: no reviewer needs a key.
+            if view.protection.require_signed_approvals and not as_json and not units.remote:
                 people = await w.environments.eligible_reviewers(
                     await w.environments.environment(name)
                 )
@@ -275,6 +285,7 @@ def env_protect(
             f"{duration(p.wait_minutes)}, approval timeout "
             f"{duration(p.approval_timeout_minutes) if p.approval_timeout_minutes else 'none'}"
             f", signed approvals {'required' if p.require_signed_approvals else 'not required'}"
+            + (", requests only through the server" if p.require_verified_requester else "")
         )
         if missing:
             click.echo(
@@ -287,26 +298,11 @@ def env_protect(
     run(work)
 
 
-async def _nudge_frozen(units: Units, environment: str) -> None:
-    """Tell promotions held by a freeze in `environment` to look again now (call it once the
-    freeze is committed: they read it in transactions of their own)."""
-    async with units.read() as w:
-        view = await w.views.status(environment=environment)
-    if not view.in_progress:
-        return
-    # Here, not at the top: the Temporal client is heavy, and only this path needs it.
-    from temporalio.service import RPCError
+async def _nudge(units: Units, environment: str) -> None:
+    # Imported here: the Temporal client is heavy, and only freezes need it.
+    from worker.runs import nudge_frozen
 
-    from worker.client import connect
-    from workflows.contract import PromotionHandle
-
-    try:
-        client = await connect(units.settings)
-    except (Unavailable, ConfigurationError):
-        return  # they look again by themselves within minutes
-    for promotion in view.in_progress:
-        with suppress(RPCError):
-            await PromotionHandle.of(client, promotion.promotion_id).freeze_changed()
+    await nudge_frozen(units, environment)
 
 
 @env.command("freeze")
@@ -334,7 +330,7 @@ def env_freeze(
             view = await w.environments.freeze(
                 name, actor=actor(), reason=reason, starts_at=starts_at, ends_at=ends_at
             )
-        await _nudge_frozen(units, name)
+        await _nudge(units, name)
         if as_json:
             emit_json(view)
         else:
@@ -353,7 +349,7 @@ def env_unfreeze(name: str, as_json: bool) -> None:
     async def work(units: Units) -> None:
         async with units.write() as w:
             lifted = await w.environments.unfreeze(name, actor=actor())
-        await _nudge_frozen(units, name)
+        await _nudge(units, name)
         if as_json:
             emit_json({"environment": name, "lifted": [w.model_dump(mode="json") for w in lifted]})
         else:

@@ -41,6 +41,8 @@ COMMAND_MODULES = {
     "token": "principals",
     "worker": "runtime",
     "dev": "runtime",
+    "server": "runtime",
+    "login": "principals",
     "codec-server": "runtime",
     "data": "data",
 }

@@ -13,6 +13,7 @@ import click
 from cli.context import actor, run
 from cli.output import done, emit_json
 from cli.params import json_option
+from models.errors import BadInput
 from services.unit import Units
 from vault.keys import generate_key_text, read_key_file
 
@@ -45,6 +46,11 @@ def vault_rotate(new_key_file: Path, as_json: bool) -> None:
     key_file = str(new_key_file.absolute())
 
     async def work(units: Units) -> None:
+        if units.remote:
+            raise BadInput(
+                "'vault rotate' runs where the master key is, on the server's machine: run "
+                "it there without STAGELINE_URL (stop the server first)"
+            )
         async with units.write() as w:
             old_key_id = w.key.key_id
             count = await w.secrets.rotate_master_key(new_key, actor=actor())

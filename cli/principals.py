@@ -1,7 +1,7 @@
-"""`stageline user` and `stageline token`: the people and the CI jobs a stageline server will
-let in, and their roles per environment. Run where the database is (today: embedded mode);
-passwords are read from a terminal prompt or stdin, never from an argument, and a CI token is
-printed once."""
+"""`stageline user`, `stageline token` and `stageline login`: the people and the CI jobs a
+stageline server lets in, and their roles per environment. Embedded, or through a server by
+an admin; passwords are read from a terminal prompt or stdin, never from an argument, and a CI
+token is printed once."""
 
 from __future__ import annotations
 
@@ -19,11 +19,57 @@ from models.identity import (
     PrincipalView,
     Role,
     TokenView,
+    check_principal_name,
     parse_duration,
     parse_grant,
 )
 from models.names import shown
 from services.unit import Units
+
+
+@click.command()
+@click.argument("name")
+@click.option(
+    "--url",
+    envvar="STAGELINE_URL",
+    required=True,
+    metavar="URL",
+    help="The server (default: STAGELINE_URL).",
+)
+@json_option
+def login(name: str, url: str, as_json: bool) -> None:
+    """Sign in to a stageline server as NAME; the session (12 hours) is kept in
+    $STAGELINE_HOME/session.json (mode 0600) for every later command with STAGELINE_URL.
+    The password is asked on a terminal or read from stdin."""
+    import asyncio
+
+    from cli.remote import Connection, save_session
+    from models.settings import Settings
+
+    url = url.strip().rstrip("/")
+    if not url.startswith(("http://", "https://")):
+        raise BadInput(f"--url {url!r} is not an http:// or https:// address")
+    check_principal_name(name)
+    password = _password(name, confirm=False)
+
+    async def sign_in() -> dict[str, str]:
+        server = Connection(url, None)
+        try:
+            answer: dict[str, str] = await server.call(
+                "POST", "/login", {"name": name, "password": password}
+            )
+            return answer
+        finally:
+            await server.close()
+
+    issued = asyncio.run(sign_in())
+    path = save_session(
+        Settings.from_env(), url, issued["name"], issued["token"], issued["expires_at"]
+    )
+    if as_json:  # never the token: it is in the session file
+        emit_json({"url": url, "name": issued["name"], "expires_at": issued["expires_at"]})
+    else:
+        done(f"signed in to {url} as {issued['name']} until {issued['expires_at']} ({path})")
 
 
 def _roles(grants: list[Grant]) -> str:
@@ -34,14 +80,14 @@ def _state(view: PrincipalView) -> str:
     return "active" if view.disabled_at is None else f"disabled {day(view.disabled_at)}"
 
 
-def _password(name: str) -> str:
-    """From a terminal, asked twice without echo; else all of stdin."""
+def _password(name: str, confirm: bool = True) -> str:
+    """From a terminal, asked (twice for a new one) without echo; else all of stdin."""
     if sys.stdin is None or sys.stdin.closed:
         raise BadInput(f"no password for {shown(name)}: pipe it on stdin or run on a terminal")
     if sys.stdin.isatty():
         return str(
             click.prompt(
-                f"password for {name}", hide_input=True, confirmation_prompt=True, err=True
+                f"password for {name}", hide_input=True, confirmation_prompt=confirm, err=True
             )
         )
     return stdin_text(f"the password for {shown(name)}", "type it, or pipe text")
@@ -233,4 +279,4 @@ def token_revoke(name: str, as_json: bool) -> None:
     run(work)
 
 
-COMMANDS = [user, token]
+COMMANDS = [login, user, token]

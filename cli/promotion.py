@@ -5,17 +5,18 @@ from __future__ import annotations
 import asyncio
 import os
 import re
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import click
 from pydantic import BaseModel
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 
 from cli.context import actor, ci_job_request_id, run
 from cli.output import done, emit_json, print_warnings, table
 from cli.params import APP, ENVIRONMENT, json_option
-from cli.temporal import Progress, TrainProgress, follow, query_status, start
-from models.errors import ConfigurationError, ExitCode, Unavailable
+from cli.remote import RemoteRun, RemoteUnits
+from cli.temporal import Progress, TrainProgress, follow, query_status
+from models.errors import BadInput, ExitCode
 from models.promotion import (
     Phase,
     PromotionInput,
@@ -26,14 +27,15 @@ from models.promotion import (
     TrainInput,
     TrainResult,
     promotion_workflow_id,
+    rollback_suffix,
     rollback_workflow_id,
     train_workflow_id,
 )
-from models.settings import Settings
 from models.text import clip
-from models.views import HistoryEvent, StatusView
+from models.views import HistoryEvent
 from services.unit import Units
 from worker.client import connect
+from worker.runs import fill_live, start
 from workflows.contract import PROMOTION, ROLLBACK, TRAIN, WorkflowContract
 from workflows.details import promotion_summary, rollback_summary, train_summary
 
@@ -51,14 +53,6 @@ ROLLBACK_EXIT = {"rolled_back": ExitCode.OK, "failed": ExitCode.FAILED, "refused
 
 
 REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,100}")
-
-
-def _rollback_suffix(current: int | None, to_version: str | None) -> str:
-    """Without a request id, a rollback is named for where it starts (the deployment now
-    current) and where it goes: two started at once are one, but once it has moved the
-    environment, the same command again is a new rollback, one release further back."""
-    start = f"from-{current}" if current is not None else "from-nothing"
-    return f"{start}-to-{to_version}" if to_version else start
 
 
 def _requester(claimed: str | None) -> dict[str, str | None]:
@@ -165,6 +159,28 @@ async def _current_deployment(units: Units, app: str, environment: str) -> int |
         return await w.deployments.current_deployment_id(app, environment)
 
 
+async def _launch_rollback(
+    units: Units, request: RollbackInput, request_id: str | None
+) -> tuple[WorkflowHandle[Any, RollbackResult], bool]:
+    app, environment, to_version = request.app, request.environment, request.to_version
+    suffix = (
+        f"request-{request_id}"
+        if request_id
+        else rollback_suffix(await _current_deployment(units, app, environment), to_version)
+    )
+    return await _launch(
+        units,
+        ROLLBACK,
+        request,
+        rollback_workflow_id(app, environment, suffix),
+        app=app,
+        environment=environment,
+        version=to_version,
+        summary=rollback_summary(app, environment, to_version),
+        once=True,
+    )
+
+
 async def _launch(
     units: Units,
     workflow: WorkflowContract[I, R, Any],
@@ -177,7 +193,13 @@ async def _launch(
     summary: str,
     once: bool = False,
 ) -> tuple[WorkflowHandle[Any, R], bool]:
-    """Refuse unknown names before anything starts (exit 3), then start or attach."""
+    """Refuse unknown names before anything starts (exit 3), then start or attach.
+    Remote, the server does both, as the authenticated principal."""
+    if isinstance(units, RemoteUnits):
+        fields = {"app", "version", "target", "through", "on_behalf_of", "force", "source"}
+        body = request.model_dump(mode="json", include=fields, exclude_none=True)
+        run, attached = await units.start(workflow.kind, body)
+        return cast("WorkflowHandle[Any, R]", run), attached
     async with units.read() as w:
         await w.deployments.check_request(app, environment, version)
     settings = units.settings
@@ -254,7 +276,12 @@ def train(
             else:
                 done(f"started {handle.id}; approvals sent to it reach the stage that waits")
             return ExitCode.OK
-        progress = TrainProgress(lambda: connect(units.settings), enabled=not as_json)
+        remote_run: Any = handle  # a RemoteRun when remote: it reaches the stages too
+
+        async def stages() -> Client | RemoteRun:
+            return remote_run if units.remote else await connect(units.settings)
+
+        progress = TrainProgress(stages, enabled=not as_json)
         result = await follow(handle, TrainResult, timeout, progress)
         if as_json:
             emit_json(result)
@@ -332,25 +359,19 @@ def rollback(
     )
 
     async def work(units: Units) -> int:
-        handle, attached = await _launch(
-            units,
-            ROLLBACK,
-            request,
-            rollback_workflow_id(
-                app_name,
-                environment,
-                f"request-{request_id}"
-                if request_id
-                else _rollback_suffix(
-                    await _current_deployment(units, app_name, environment), to_version
-                ),
-            ),
-            app=app_name,
-            environment=environment,
-            version=to_version,
-            summary=rollback_summary(app_name, environment, to_version),
-            once=True,
-        )
+        handle: WorkflowHandle[Any, RollbackResult] | RemoteRun
+        if isinstance(units, RemoteUnits):
+            if requested_by is not None:
+                raise BadInput(
+                    "--requested-by is not taken through a stageline server: the server "
+                    "records you, as you signed in, as the requester; leave it out"
+                )
+            body = request.model_dump(
+                mode="json", include={"app", "environment", "to_version", "reason", "source"}
+            )
+            handle, attached = await units.start("rollback", {**body, "request_id": request_id})
+        else:
+            handle, attached = await _launch_rollback(units, request, request_id)
         if not wait:
             if as_json:
                 emit_json({"rollback_id": handle.id, "status": "running", "attached": attached})
@@ -372,23 +393,6 @@ def rollback(
     return run(work)
 
 
-async def _live(settings: Settings, view: StatusView) -> None:
-    """Fill in each promotion under way from its workflow, when Temporal answers."""
-    if not view.in_progress:
-        return
-    try:
-        client = await connect(settings)
-    except (Unavailable, ConfigurationError):
-        return  # the stored view still answers without Temporal (or its payload key)
-    for promotion in view.in_progress[:50]:
-        status = await query_status(client.get_workflow_handle(promotion.promotion_id), 2.0)
-        if status is not None:
-            promotion.phase = status.phase.value
-            promotion.approvals = status.approvals
-            promotion.approvals_required = status.approvals_required
-            promotion.may_approve = status.may_approve
-
-
 @click.command()
 @click.option(
     "--env", "environment", type=ENVIRONMENT, metavar="ENV", help="One environment, in detail."
@@ -401,7 +405,8 @@ def status(environment: str | None, app_name: str | None, as_json: bool) -> None
     async def work(units: Units) -> None:
         async with units.read() as w:
             view = await w.views.status(environment=environment, app=app_name)
-        await _live(units.settings, view)
+        if not units.remote:  # remote, the server filled it in
+            await fill_live(lambda: connect(units.settings), view)
         print_warnings(view.warnings)
         if as_json:
             emit_json(view)

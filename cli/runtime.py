@@ -8,9 +8,11 @@ import logging
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import click
+from temporalio.client import Client
 
 from activities import sandbox
 from models.promotion import PromotionInput, promotion_workflow_id
@@ -83,6 +85,21 @@ def _dev_key(settings: Settings) -> KeyProvider:
     return key
 
 
+def _api(
+    settings: Settings, key: KeyProvider, client: Client, db: Database, port: int
+) -> AbstractAsyncContextManager[str]:
+    """The stageline server of the dev stack, on the worker's client and database."""
+    from server.app import create_app
+    from server.serve import running
+
+    async def same_client() -> Client:
+        return client
+
+    app = create_app(settings, key=key, connect=same_client, db=db)
+    # Any free port when that one is taken (a second stack), as for the codec server.
+    return running(app, "127.0.0.1", port if port_free(port) else 0)
+
+
 @click.command()
 @click.option("--port", type=click.IntRange(1, 65535), default=7233, show_default=True)
 @click.option("--ui-port", type=click.IntRange(1, 65535), default=8233, show_default=True)
@@ -100,11 +117,23 @@ def _dev_key(settings: Settings) -> KeyProvider:
     show_default=True,
     help="Where the demo's deploy target listens.",
 )
+@click.option(
+    "--server-port",
+    type=click.IntRange(1, 65535),
+    default=8480,
+    show_default=True,
+    help="Where the stageline server (API, codec routes) listens.",
+)
 @_unsandboxed_option
 def dev(
-    port: int, ui_port: int, with_demo: bool, demo_port: int, allow_unsandboxed_steps: bool
+    port: int,
+    ui_port: int,
+    with_demo: bool,
+    demo_port: int,
+    server_port: int,
+    allow_unsandboxed_steps: bool,
 ) -> None:
-    """Run the embedded stack: Temporal dev server + UI, worker, SQLite store."""
+    """Run the embedded stack: Temporal dev server + UI, worker, stageline server, SQLite."""
     _logging()
     base = _opt_out(Settings.from_env(), allow_unsandboxed_steps)
     settings = base.model_copy(update={"temporal_address": f"127.0.0.1:{port}"})
@@ -124,9 +153,13 @@ def dev(
             with serve_codec(payload_codec, dev_ui_origins(ui_port), codec_port) as codec:
                 async with dev_server(settings, port, ui_port, key, codec.url) as client:
                     await ensure_search_attributes(client, settings.temporal_namespace)
-                    async with build_worker(client, settings, db, key, step_sandbox=box):
+                    async with (
+                        build_worker(client, settings, db, key, step_sandbox=box),
+                        _api(settings, key, client, db, server_port) as api,
+                    ):
                         ui = f"http://127.0.0.1:{ui_port}"
                         click.echo(
+                            f"\nServer:       {api} (STAGELINE_URL for the CLI in remote mode)"
                             f"\nTemporal UI:  {ui}\nTemporal:     127.0.0.1:{port}\n"
                             f"Codec:        {codec.url} (the UI decodes payloads through it; "
                             "open to anyone on this machine, see README Security)\n"
@@ -150,6 +183,32 @@ def dev(
             click.echo("stopped: worker, Temporal dev server, codec server", err=True)
 
     _serve(main)
+
+
+@click.command("server")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8480, show_default=True)
+@click.option(
+    "--ui-origin",
+    "origins",
+    multiple=True,
+    metavar="URL",
+    help="A Temporal UI origin allowed to call the codec routes (repeatable).",
+)
+def server(host: str, port: int, origins: tuple[str, ...]) -> None:
+    """Run the stageline server: the JSON API (/api/v1), its OpenAPI document and the codec
+    routes (/codec). It alone holds the master key and the database; people and CI reach it
+    with 'stageline login' or STAGELINE_URL + STAGELINE_TOKEN."""
+    from server.app import check_start, create_app
+    from server.serve import serve
+
+    _logging()
+    settings = Settings.from_env()
+    key = load_master_key(settings)  # refuse to start without a key, before listening
+    asyncio.run(check_start(settings, key))
+    app = create_app(settings, key=key, ui_origins=tuple(ui_origin(o) for o in origins))
+    click.echo(f"stageline server: http://{host}:{port}/api/v1 (state: {settings.home})", err=True)
+    asyncio.run(serve(app, host, port))  # until SIGINT or SIGTERM; then exit 0
 
 
 @click.command("codec-server")
@@ -212,7 +271,7 @@ async def _start_demo(
 ) -> None:
     from temporalio.client import Client
 
-    from cli.temporal import start
+    from worker.runs import start
     from workflows.contract import PROMOTION
     from workflows.details import promotion_summary
 
@@ -245,4 +304,4 @@ async def _start_demo(
     )
 
 
-COMMANDS = [worker, dev, codec_server]
+COMMANDS = [worker, dev, server, codec_server]

@@ -183,10 +183,11 @@ def holds(identity: Identity, role: Role, environment: str) -> bool:
 
 def refusal(identity: Identity, action: Action, environment: str, app: str | None) -> str | None:
     """Why the identity may not take `action` in `environment` (for `app`), or None."""
+    where = "every environment ('*')" if environment == EVERY_ENVIRONMENT else environment
     if identity.environments and environment not in identity.environments:
         return (
             f"{identity.name}'s token is scoped to {', '.join(identity.environments)}, not "
-            f"{environment}; use a token issued for {environment}"
+            f"{where}; use a token issued for {where}"
         )
     if app is not None and identity.apps and app not in identity.apps:
         return (
@@ -198,7 +199,7 @@ def refusal(identity: Identity, action: Action, environment: str, app: str | Non
         return None
     has = ", ".join(str(g) for g in identity.roles) or "no role"
     return (
-        f"{identity.name} may not {DOING[action]} {environment}: that needs the {needed} role "
+        f"{identity.name} may not {DOING[action]} {where}: that needs the {needed} role "
         f"there (an admin grants it with 'stageline user add' or 'token create'); "
         f"{identity.name} has {has}"
     )

@@ -8,9 +8,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from models.names import KeyName, ResourceName, VersionName
 from models.review import FreezeState
@@ -43,8 +49,40 @@ class Phase(StrEnum):
 
 _TERMINAL = {Phase.DEPLOYED, Phase.FAILED, Phase.REJECTED, Phase.ROLLED_BACK, Phase.SUPERSEDED}
 
+# Base64 of a 64-byte Ed25519 signature is 88 characters; room for whitespace around it.
+SIGNATURE_MAX = 200
 
-class PromotionInput(BaseModel):
+
+class StartInput(BaseModel):
+    """A workflow's start input. Fields added later are left out of its JSON while unset, so
+    the same request reads exactly as it did before they existed, and a worker that predates
+    them (its inputs forbid unknown fields) still accepts it during an upgrade."""
+
+    _LATER_FIELDS: ClassVar[tuple[str, ...]] = ("requester_signature", "signed_for")
+
+    @model_serializer(mode="wrap")
+    def _without_unset_later_fields(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        if isinstance(data, dict):
+            for name in self._LATER_FIELDS:
+                if name in data and data[name] is None:
+                    del data[name]
+        return data
+
+
+class SignedFor(BaseModel):
+    """The request a stage's `requester_signature` was made for: its release train's. A
+    train passes its own signature on to each stage with this; it counts only in a promotion
+    that train really started (its parent, as Temporal records it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal["train"] = "train"
+    workflow_id: str = Field(min_length=1, max_length=255)
+    through: ResourceName
+
+
+class PromotionInput(StartInput):
     """Input of PromotionWorkflow, e.g. {"app": "web", "version": "1.4.0", "target": "staging",
     "requested_by": "ci@acme"}."""
 
@@ -59,6 +97,14 @@ class PromotionInput(BaseModel):
     on_behalf_of: str | None = Field(default=None, min_length=1, max_length=200)
     source: Source = "ui"
     force: bool = False
+    # Set by the stageline server: its signature of this request
+    # (`services.signatures.request_message`) for the person or CI token that signed in.
+    # Optional, so a start typed into the Temporal UI validates; without it (or when it does
+    # not verify) the requester is a claim, and an environment with
+    # `require_verified_requester` refuses the promotion at its gates.
+    requester_signature: str | None = Field(default=None, max_length=SIGNATURE_MAX)
+    # With a train's signature: the train it was made for (set by ReleaseTrainWorkflow).
+    signed_for: SignedFor | None = None
 
 
 def _id(kind: str, *parts: str) -> str:
@@ -76,6 +122,14 @@ def promotion_workflow_id(app: str, version: str, target: str) -> str:
 
 def rollback_workflow_id(app: str, environment: str, suffix: str) -> str:
     return _id("rollback", app, environment, suffix)
+
+
+def rollback_suffix(current: int | None, to_version: str | None) -> str:
+    """Without a request id, a rollback is named for where it starts (the deployment now
+    current) and where it goes: two started at once are one, but once it has moved the
+    environment, the same command again is a new rollback, one release further back."""
+    start = f"from-{current}" if current is not None else "from-nothing"
+    return f"{start}-to-{to_version}" if to_version else start
 
 
 class GateResult(BaseModel):
@@ -133,6 +187,9 @@ class PromotionStatus(BaseModel):
     environment: str | None = None
     requested_by: str | None = None
     on_behalf_of: str | None = None
+    # The stageline server signed this request for `requested_by`, who signed in to it; False:
+    # the requester is only what the start input claims (the Temporal UI, the embedded CLI).
+    requester_verified: bool = False
     phase: Phase = Phase.VALIDATING
     gates: list[GateResult] = Field(default_factory=list)
     approvals_required: int = 0
@@ -151,7 +208,7 @@ class PromotionStatus(BaseModel):
     reason: str | None = None
 
 
-class RollbackInput(BaseModel):
+class RollbackInput(StartInput):
     """Input of RollbackWorkflow, e.g. {"app": "web", "environment": "production",
     "to_version": null, "requested_by": "oncall"}."""
 
@@ -165,6 +222,8 @@ class RollbackInput(BaseModel):
     reason: str | None = Field(default=None, max_length=2000)
     # Set by PromotionWorkflow when it compensates: the failed deployment to undo.
     compensating_deployment_id: int | None = None
+    # The stageline server's signature of this request, as on PromotionInput.
+    requester_signature: str | None = Field(default=None, max_length=SIGNATURE_MAX)
 
 
 class RollbackTurn(BaseModel):
@@ -206,6 +265,7 @@ class RollbackResult(BaseModel):
     reason: str | None = None
     deployment_id: int | None = None
     steps: list[StepProgress] = Field(default_factory=list)
+    requester_verified: bool = False
 
 
 class PromotionResult(BaseModel):
@@ -220,6 +280,8 @@ class PromotionResult(BaseModel):
     gates: list[GateResult] = Field(default_factory=list)
     steps: list[StepProgress] = Field(default_factory=list)
     compensation: RollbackResult | None = None
+    # The stageline server signed the request for its requester (see PromotionStatus).
+    requester_verified: bool = False
 
 
 # -- activity inputs and outputs ------------------------------------------------------------
@@ -233,6 +295,9 @@ class WorkflowRef(BaseModel):
 class PrepareInput(BaseModel):
     promotion: PromotionInput
     run: WorkflowRef
+    # The workflow that started this run as its child, as Temporal recorded it (never from
+    # the input): a train's signature counts only in the stages that train started.
+    parent: WorkflowRef | None = None
 
 
 class PreparedPromotion(BaseModel):
@@ -250,6 +315,8 @@ class PreparedPromotion(BaseModel):
     # (verified in the previous stage at T, wait minutes W: T + W - now).
     wait_seconds: float = 0
     steps: list[StepSpec] = Field(default_factory=list)
+    # The stageline server's active key signed this request for this workflow.
+    requester_verified: bool = False
 
 
 class LockRequest(BaseModel):
@@ -353,6 +420,8 @@ class RollbackPlan(BaseModel):
     to_version: str | None = None
     deployment_id: int | None = None
     steps: list[StepSpec] = Field(default_factory=list)
+    # The stageline server's active key signed this rollback's request for this workflow.
+    requester_verified: bool = False
 
 
 class PlanRollback(BaseModel):
@@ -363,7 +432,7 @@ class PlanRollback(BaseModel):
 # -- release train --------------------------------------------------------------------------
 
 
-class TrainInput(BaseModel):
+class TrainInput(StartInput):
     """Input of ReleaseTrainWorkflow, e.g. {"app": "web", "version": "1.4.0",
     "through": "production", "requested_by": "ci@acme"}."""
 
@@ -375,6 +444,9 @@ class TrainInput(BaseModel):
     requested_by: str = Field(min_length=1, max_length=200)
     on_behalf_of: str | None = Field(default=None, min_length=1, max_length=200)
     source: Source = "ui"
+    # The stageline server's signature of this request, as on PromotionInput; the train
+    # passes it on to its stages (`PromotionInput.signed_for`).
+    requester_signature: str | None = Field(default=None, max_length=SIGNATURE_MAX)
 
 
 def train_workflow_id(app: str, version: str, through: str) -> str:
@@ -383,6 +455,7 @@ def train_workflow_id(app: str, version: str, through: str) -> str:
 
 class TrainPlan(BaseModel):
     stages: list[str]
+    requester_verified: bool = False
 
 
 class TrainStage(BaseModel):
@@ -401,6 +474,7 @@ class TrainStatus(BaseModel):
     stages: list[TrainStage] = Field(default_factory=list)
     active: str | None = None  # the promotion now running, to which decisions are forwarded
     refusals: list[str] = Field(default_factory=list)
+    requester_verified: bool = False  # the stageline server signed the train's request
 
 
 class TrainResult(BaseModel):
@@ -410,6 +484,7 @@ class TrainResult(BaseModel):
     through: str
     reason: str | None = None
     stages: list[PromotionResult] = Field(default_factory=list)
+    requester_verified: bool = False
 
 
 class Interruption(BaseModel):

@@ -9,6 +9,15 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 DecisionKind = Literal["approve", "reject", "override"]
+# What a request signature starts: `environment` is a promotion's target, a train's `through`,
+# a rollback's environment.
+RequestKind = Literal["promotion", "train", "rollback"]
+
+# The reviewer name the stageline server's own signing key is stored under. Never a person's
+# name (`models.names.PERSON_NAME` cannot start with ':'), so no person can register a key
+# under it nor claim it in a decision; the server signs decisions for the people who signed
+# in to it, and the start of promotions, trains and rollbacks they ask for.
+SERVER_KEY_OWNER = ":server"
 
 
 class Decision(BaseModel):
@@ -54,9 +63,29 @@ class DecisionToVerify(BaseModel):
     signature: str
 
 
+class RequestToVerify(BaseModel):
+    """A request to check against the stageline server's key: the start of a promotion, a
+    train or a rollback, bound to the workflow it started (its namespace and id come from the
+    workflow itself, never from the input), signed by the server for the person or CI token
+    that signed in (see `services.signatures.request_message`)."""
+
+    namespace: str
+    workflow_id: str
+    kind: RequestKind
+    app: str
+    version: str | None
+    environment: str
+    requested_by: str
+    on_behalf_of: str | None = None
+    force: bool = False
+    signature: str | None = None
+
+
 class SignatureCheck(BaseModel):
-    """Result of `verify_decision`: whether a registered, unrevoked key of the reviewer
-    signed this decision for this run; `reason` says why not."""
+    """Result of `verify_decision` (whether a registered, unrevoked key of the reviewer, or
+    the stageline server's active key, signed this decision for this run) and of
+    `verify_request` (whether the server's active key signed this request); `reason` says
+    which key, or why not."""
 
     verified: bool
     reason: str

@@ -28,6 +28,8 @@ class InProgress(BaseModel):
     version: str
     environment: str
     requested_by: str
+    # Proven by the stageline server's signature (see README "A stageline server for a team").
+    requester_verified: bool = False
     since: datetime
     # From the workflow itself, when Temporal answers.
     phase: str | None = None
@@ -54,6 +56,7 @@ class HistoryEntry(BaseModel):
     previous_version: str | None
     status: str
     requested_by: str
+    requester_verified: bool = False
     source: str
     workflow_id: str
     started_at: datetime

@@ -28,6 +28,10 @@ class Protection(BaseModel):
     # Every decision (approve, reject, override) must carry an Ed25519 signature by a key
     # registered for its reviewer; see `stageline reviewer key`.
     require_signed_approvals: bool = False
+    # Only promotions and rollbacks whose request the stageline server signed for a requester
+    # who signed in to it (`requester_verified`) pass the gates; a start from the Temporal UI
+    # or the embedded CLI, whose requester is a claim, is refused.
+    require_verified_requester: bool = False
 
     @property
     def protected(self) -> bool:

@@ -34,7 +34,7 @@ from models.promotion import (
     WorkflowRef,
 )
 from models.resolution import StepContext
-from models.review import DecisionRecord
+from models.review import DecisionRecord, SignatureCheck
 from models.status import DeploymentKind, DeploymentStatus, PromotionState
 from services import gates
 from services.base import Service
@@ -82,6 +82,15 @@ def pipeline_of(release: Release) -> Pipeline:
 # What a rollback would do: its app and environment, the release it rolls back from, and the
 # deployment whose state it restores (None: a compensation with nothing before it).
 _Choice = tuple[App, Environment, int | None, DeploymentState | None]
+
+
+def _verified(requester: SignatureCheck | None) -> bool:
+    return requester is not None and requester.verified
+
+
+def _stamped(plan: RollbackPlan, requester: SignatureCheck | None) -> RollbackPlan:
+    """The plan, saying whether the stageline server signed the rollback's request."""
+    return plan.model_copy(update={"requester_verified": _verified(requester)})
 
 
 def _rollback_kind(request: RollbackInput) -> DeploymentKind:
@@ -136,7 +145,7 @@ class DeploymentService(Service):
     # -- promotion -------------------------------------------------------------------------
 
     async def _gate_context(
-        self, request: PromotionInput, run: WorkflowRef
+        self, request: PromotionInput, run: WorkflowRef, requester: SignatureCheck | None
     ) -> tuple[gates.GateContext, Promotion | None]:
         """The gates' context, and the run's own promotion record if an earlier attempt
         wrote it."""
@@ -170,14 +179,17 @@ class DeploymentService(Service):
             in_progress=[p for p in in_progress if p.workflow_id != run.workflow_id],
             workflow_id=run.workflow_id,
             force=request.force,
+            requester=requester,
         )
         return context, mine
 
     async def prepare_promotion(
-        self, request: PromotionInput, run: WorkflowRef
+        self, request: PromotionInput, run: WorkflowRef, requester: SignatureCheck | None = None
     ) -> PreparedPromotion:
-        """Record the promotion and check its gates, in one unit of work."""
-        context, mine = await self._gate_context(request, run)
+        """Record the promotion and check its gates, in one unit of work. `requester`: whether
+        the stageline server signed the request (`ReviewerKeyService.verify_request`, which
+        the activity asks in this same unit); None: not checked, so not verified."""
+        context, mine = await self._gate_context(request, run, requester)
         app, env, release = context.app, context.target, context.release
         results = await gates.evaluate(context)
         passed = all(g.passed for g in results)
@@ -185,7 +197,7 @@ class DeploymentService(Service):
         noop_reason = await self._already_there(context, request.force)
         noop = passed and noop_reason is not None
         record = await self._record_promotion(
-            self.session, mine, request, run, app, env, release, results
+            self.session, mine, request, run, app, env, release, results, requester
         )
         # Only older ones: a retried attempt may find newer promotions that started meanwhile.
         supersedes = (
@@ -208,6 +220,7 @@ class DeploymentService(Service):
             eligible_reviewers=await self.work.environments.eligible_reviewers(env),
             wait_seconds=await self._soak_left(context),
             steps=step_specs(context.pipeline, ("steps", "verify")),
+            requester_verified=_verified(requester),
         )
 
     @staticmethod
@@ -245,11 +258,13 @@ class DeploymentService(Service):
         env: Environment,
         release: Release,
         results: list[GateResult],
+        requester: SignatureCheck | None,
     ) -> Promotion:
         """The run's promotion record (`record`: the one an earlier attempt wrote), with these
         gate results: added and audited on the first attempt, updated on a retry."""
         if record is not None:
             record.gates = [g.model_dump() for g in results]
+            record.requester_verified = _verified(requester)
             return record
         record = Promotion(
             workflow_id=run.workflow_id,
@@ -258,6 +273,7 @@ class DeploymentService(Service):
             release_id=release.id,
             environment_id=env.id,
             requested_by=request.requested_by,
+            requester_verified=_verified(requester),
             source=request.source,
             status=PromotionState.RUNNING,
             gates=[g.model_dump() for g in results],
@@ -277,6 +293,9 @@ class DeploymentService(Service):
                 "source": request.source,
                 "force": request.force,
                 "on_behalf_of": request.on_behalf_of,
+                "requester_verified": _verified(requester),
+                # Why (not): the server's key that signed it, or what was wrong.
+                "requester_check": requester.reason if requester is not None else None,
             },
         )
         return record
@@ -466,6 +485,7 @@ class DeploymentService(Service):
             workflow_id=run.workflow_id,
             run_id=run.run_id,
             requested_by=record.requested_by,
+            requester_verified=record.requester_verified,
             source=record.source,
             status=DeploymentStatus.RUNNING,
             config=resolved.versions().model_dump(mode="json"),
@@ -614,12 +634,16 @@ class DeploymentService(Service):
 
     # -- rollback --------------------------------------------------------------------------
 
-    async def check_rollback(self, request: RollbackInput) -> RollbackPlan:
+    async def check_rollback(
+        self, request: RollbackInput, requester: SignatureCheck | None = None
+    ) -> RollbackPlan:
         """Whether a rollback has somewhere to go, before it queues: a rollback that will be
         refused must not take its place ahead of (and interrupt) a deploying promotion. A
-        refusal is audited here; nothing else is written."""
-        chosen = await self._choice(request)
-        return chosen if isinstance(chosen, RollbackPlan) else await self._checked(chosen)
+        refusal is audited here; nothing else is written. `requester`: whether the stageline
+        server signed the request (as for `prepare_promotion`)."""
+        chosen = await self._choice(request, requester)
+        plan = chosen if isinstance(chosen, RollbackPlan) else await self._checked(chosen)
+        return _stamped(plan, requester)
 
     async def _checked(self, chosen: _Choice) -> RollbackPlan:
         """The plan a choice makes, checked before queueing (nothing recorded yet)."""
@@ -633,13 +657,15 @@ class DeploymentService(Service):
             to_version=to_release.version,
         )
 
-    async def plan_rollback(self, request: RollbackInput, run: WorkflowRef) -> RollbackPlan:
+    async def plan_rollback(
+        self, request: RollbackInput, run: WorkflowRef, requester: SignatureCheck | None = None
+    ) -> RollbackPlan:
         """Choose the release to go back to, record the rollback, and move the pointer; once
         per run (run again, it answers with what it recorded)."""
         existing = await self._rollback_of(request, run)
         if existing is not None:
             return await self._plan_of(existing)
-        return await self._record_rollback(request, run)
+        return _stamped(await self._record_rollback(request, run, requester), requester)
 
     async def _rollback_of(self, request: RollbackInput, run: WorkflowRef) -> Deployment | None:
         """The rollback (or compensation) this run recorded, if it did."""
@@ -651,6 +677,7 @@ class DeploymentService(Service):
         self,
         request: RollbackInput,
         run: WorkflowRef,
+        requester: SignatureCheck | None,
         chosen: _Choice | None = None,
         end_without_steps: bool = False,
     ) -> RollbackPlan:
@@ -660,7 +687,7 @@ class DeploymentService(Service):
         kind = _rollback_kind(request)
         if chosen is None:
             # Refused here, after it queued: the environment changed while it waited.
-            choice = await self._choice(request)
+            choice = await self._choice(request, requester)
             if isinstance(choice, RollbackPlan):
                 return choice
             chosen = choice
@@ -689,6 +716,7 @@ class DeploymentService(Service):
             workflow_id=run.workflow_id,
             run_id=run.run_id,
             requested_by=request.requested_by,
+            requester_verified=_verified(requester),
             source=request.source,
             status=DeploymentStatus.RUNNING,
             config=target.config,
@@ -731,20 +759,30 @@ class DeploymentService(Service):
         return found[release_id], (found[other_id] if other_id is not None else None)
 
     async def take_rollback_turn(
-        self, turn: RollbackTurn, is_running: IsRunning
+        self, turn: RollbackTurn, is_running: IsRunning, requester: SignatureCheck | None = None
     ) -> tuple[RollbackTurnState, WorkflowRef | None]:
         """A rollback's check, queue and plan in this one unit of work: check it has
         somewhere to go (the first time: a rollback that will be refused must not queue
         ahead of a deploying promotion), enter the queue and, once it is its turn, plan it;
         with `turn.end_without_steps` and no `activate:` steps, end it too (close and leave
-        the queue). Returns the state, and the run waiting next when it left the queue."""
+        the queue). Returns the state, and the run waiting next when it left the queue.
+        `requester`: whether the stageline server signed the request (as for
+        `prepare_promotion`)."""
+        state, following = await self._rollback_turn(turn, is_running, requester)
+        if state.plan is not None:
+            state.plan = _stamped(state.plan, requester)
+        return state, following
+
+    async def _rollback_turn(
+        self, turn: RollbackTurn, is_running: IsRunning, requester: SignatureCheck | None
+    ) -> tuple[RollbackTurnState, WorkflowRef | None]:
         request, run = turn.plan.request, turn.plan.run
         # Run again after it committed (its local activity retried), it finds what it
         # recorded, and does not check again against the state it made itself.
         existing = await self._rollback_of(request, run)
         chosen = None
         if turn.check and existing is None:
-            choice = await self._choice(request)
+            choice = await self._choice(request, requester)
             if isinstance(choice, RollbackPlan):  # refused, audited
                 return RollbackTurnState(plan=choice), None
             checked = await self._checked(choice)
@@ -758,7 +796,9 @@ class DeploymentService(Service):
             return RollbackTurnState(lock=lock), None
         ends = turn.end_without_steps
         if existing is None:
-            plan = await self._record_rollback(request, run, chosen, end_without_steps=ends)
+            plan = await self._record_rollback(
+                request, run, requester, chosen, end_without_steps=ends
+            )
         else:
             plan = await self._plan_of(existing)
             if ends and not plan.steps:
@@ -779,9 +819,19 @@ class DeploymentService(Service):
             )
         return await self.work.queue.leave(ending.leave.run)
 
-    async def _choice(self, request: RollbackInput) -> _Choice | RollbackPlan:
-        """What a rollback would do (see `_choose_rollback`), or the refused plan, audited."""
+    async def _choice(
+        self, request: RollbackInput, requester: SignatureCheck | None
+    ) -> _Choice | RollbackPlan:
+        """What a rollback would do (see `_choose_rollback`), or the refused plan, audited.
+        Where the environment accepts only verified requesters, a rollback the stageline
+        server did not sign is refused first; a promotion's compensation is not a request
+        (it restores what its promotion, which passed its gates, replaced) and always goes."""
         app, env, _ = await self._lookup(request.app, request.environment, None)
+        if env.require_verified_requester and request.compensating_deployment_id is None:
+            refusal = gates.unverified_requester_refusal(env.name, requester)
+            if refusal is not None:
+                self._audit_rollback_refused(app, env, request, refusal)
+                return RollbackPlan(possible=False, refused=True, reason=refusal)
         try:
             current, target = await self._choose_rollback(app, env, request)
         except Refused as exc:
@@ -852,6 +902,7 @@ class DeploymentService(Service):
             to_version=release.version,
             deployment_id=deployment.id,
             steps=step_specs(pipeline_of(release), ("activate",)),
+            requester_verified=deployment.requester_verified,
         )
 
     async def _rollback_target(

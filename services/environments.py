@@ -50,6 +50,7 @@ def protection_of(env: Environment) -> Protection:
         wait_minutes=env.wait_minutes,
         approval_timeout_minutes=env.approval_timeout_minutes,
         require_signed_approvals=env.require_signed_approvals,
+        require_verified_requester=env.require_verified_requester,
     )
 
 
@@ -143,6 +144,7 @@ class EnvironmentService(Service):
             wait_minutes=protection.wait_minutes,
             approval_timeout_minutes=protection.approval_timeout_minutes,
             require_signed_approvals=protection.require_signed_approvals,
+            require_verified_requester=protection.require_verified_requester,
             wrapped_data_key=b"",
             master_key_id=key.key_id,
         )
@@ -424,8 +426,12 @@ class EnvironmentService(Service):
         wait_minutes: int | None = None,
         approval_timeout_minutes: int | None = None,
         require_signed_approvals: bool | None = None,
+        require_verified_requester: bool | None = None,
     ) -> EnvironmentView:
-        """Change protection rules; promotions already waiting keep the rules they started with."""
+        """Change protection rules; promotions already waiting keep the rules they started with.
+
+        `require_verified_requester`: only promotions and rollbacks the stageline server
+        started for someone signed in to it (their request signed with its key) pass."""
         ws = await self.workspace_id()
         env = await self.environment(name)
         current = protection_of(env)
@@ -436,6 +442,7 @@ class EnvironmentService(Service):
             "wait_minutes": wait_minutes,
             "approval_timeout_minutes": approval_timeout_minutes,
             "require_signed_approvals": require_signed_approvals,
+            "require_verified_requester": require_verified_requester,
         }
         changed = Protection.model_validate(
             {**current.model_dump(), **{k: v for k, v in updates.items() if v is not None}}

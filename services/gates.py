@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from models.errors import MissingConfiguration
 from models.pipeline import Pipeline
 from models.promotion import GateResult
+from models.review import SignatureCheck
 from models.status import DeploymentKind, DeploymentStatus
 from services.environments import not_pointing
 from store import deployments as deployment_repo
@@ -40,6 +41,8 @@ class GateContext:
     # requester chose --force.
     workflow_id: str = ""
     force: bool = False
+    # Whether the stageline server signed the request for its requester, and why (not).
+    requester: SignatureCheck | None = None
 
 
 Gate = Callable[[GateContext], Awaitable[GateResult]]
@@ -181,6 +184,29 @@ async def preflight(ctx: GateContext) -> GateResult:
     )
 
 
+def unverified_requester_refusal(environment: str, check: SignatureCheck | None) -> str | None:
+    """Why an environment that accepts only verified requesters refuses this request, or
+    None when the stageline server signed it. A promotion's gate and a rollback's check say
+    the same."""
+    if check is not None and check.verified:
+        return None
+    why = check.reason if check is not None else "its requester was not checked"
+    return (
+        f"{environment} accepts only requests made through the stageline server (signed in); "
+        f"start it with the CLI in remote mode or the console ({why})"
+    )
+
+
+async def verified_requester(ctx: GateContext) -> GateResult:
+    """Only where the target requires it (`require_verified_requester`)."""
+    refusal = unverified_requester_refusal(ctx.target.name, ctx.requester)
+    return GateResult(
+        name="verified-requester",
+        passed=refusal is None,
+        reason=refusal or (ctx.requester.reason if ctx.requester else ""),
+    )
+
+
 POLICY: list[Gate] = [
     app_points_to_target,
     release_exists,
@@ -191,4 +217,6 @@ POLICY: list[Gate] = [
 
 
 async def evaluate(ctx: GateContext) -> list[GateResult]:
-    return [await gate(ctx) for gate in POLICY]
+    # An environment that does not require a verified requester shows no gate for it.
+    policy = [verified_requester, *POLICY] if ctx.target.require_verified_requester else POLICY
+    return [await gate(ctx) for gate in policy]

@@ -1,9 +1,10 @@
-"""Ed25519 signatures of reviewer decisions: the canonical message, signing and verifying,
-the text form of public keys, and reviewers' private key files.
+"""Ed25519 signatures of reviewer decisions and of requests the stageline server starts:
+the canonical messages, signing and verifying, the text form of public keys, and reviewers'
+private key files.
 
-No database and no Temporal here, so the CLI (which signs) and the worker's activity (which
-verifies) use exactly the same message. Workflow code never imports this: crypto runs in an
-activity.
+No database and no Temporal here, so the CLI and the server (which sign) and the worker's
+activities (which verify) use exactly the same messages. Workflow code never imports this:
+crypto runs in an activity.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import hashlib
 import json
 import os
 import stat
+from collections.abc import Mapping
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -22,13 +24,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from models.errors import BadInput
 from models.names import PERSON_NAME
-from models.review import DecisionKind
+from models.review import DecisionKind, RequestKind
 
 PUBLIC_KEY_PREFIX = "ed25519:"
 PUBLIC_KEY_BYTES = 32
 SIGNATURE_BYTES = 64
 # Names what is signed, so a signature made for anything else can never pass for a decision.
 PURPOSE = "stageline-decision-v1"
+# The same for the start of a promotion, train or rollback: a decision's signature never
+# passes for a request's, nor the other way round.
+REQUEST_PURPOSE = "stageline-request-v1"
 KEY_FILE_SUFFIX = ".ed25519"
 
 
@@ -56,6 +61,45 @@ def decision_message(
         "reviewer": reviewer,
         "comment": comment,
     }
+    return _canonical(fields)
+
+
+def request_message(
+    *,
+    namespace: str,
+    workflow_id: str,
+    kind: RequestKind,
+    app: str,
+    version: str | None,
+    environment: str,
+    requested_by: str,
+    on_behalf_of: str | None,
+    force: bool = False,
+) -> bytes:
+    """The bytes the stageline server signs when it starts a workflow for someone who signed
+    in: this request, bound to the workflow id it starts it under.
+
+    `environment` is a promotion's target, a train's `through`, a rollback's environment;
+    `version` a rollback's `to_version` (None: the previous release). `force` (promotions
+    only) is signed too, so a signed request cannot be turned into a forced one. Canonical
+    JSON as in `decision_message`, with a purpose of its own.
+    """
+    fields = {
+        "purpose": REQUEST_PURPOSE,
+        "namespace": namespace,
+        "workflow_id": workflow_id,
+        "kind": kind,
+        "app": app,
+        "version": version,
+        "environment": environment,
+        "requested_by": requested_by,
+        "on_behalf_of": on_behalf_of,
+        "force": force,
+    }
+    return _canonical(fields)
+
+
+def _canonical(fields: Mapping[str, object]) -> bytes:
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode(
         "ascii"
     )

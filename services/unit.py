@@ -185,6 +185,9 @@ def _hold_rows(session: AsyncSession) -> None:
 class Units:
     """Opens units of work on one database, with one settings and one master key."""
 
+    # Not a server's client (cli.remote.RemoteUnits is): the database is here.
+    remote = False
+
     def __init__(self, db: Database, settings: Settings, key: KeyProvider | None = None) -> None:
         self.db = db
         self.settings = settings

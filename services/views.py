@@ -92,6 +92,7 @@ class ViewService(Service):
                     version=v,
                     environment=e,
                     requested_by=p.requested_by,
+                    requester_verified=p.requester_verified,
                     since=p.created_at,
                 )
                 for p, a, v, e in running
@@ -151,6 +152,7 @@ class ViewService(Service):
                 previous_version=versions.get(d.previous_release_id or 0),
                 status=d.status,
                 requested_by=d.requested_by,
+                requester_verified=d.requester_verified,
                 source=d.source,
                 workflow_id=d.workflow_id,
                 started_at=d.started_at,

@@ -88,6 +88,8 @@ class Environment(Base):
     approval_timeout_minutes: Mapped[int] = mapped_column(default=7 * 24 * 60)
     # Every reviewer decision must be signed by a key registered for its reviewer.
     require_signed_approvals: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Only requests the stageline server signed for someone who signed in pass the gates.
+    require_verified_requester: Mapped[bool] = mapped_column(Boolean, default=False)
     wrapped_data_key: Mapped[bytes] = mapped_column(LargeBinary)
     master_key_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -218,6 +220,9 @@ class Promotion(Base):
     release_id: Mapped[int] = mapped_column(ForeignKey("release.id", ondelete="RESTRICT"))
     environment_id: Mapped[int] = mapped_column(ForeignKey("environment.id", ondelete="RESTRICT"))
     requested_by: Mapped[str] = mapped_column(String(200))
+    # The stageline server signed the request for `requested_by`, who signed in to it; else
+    # the name is what the start input claims.
+    requester_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(Text)
@@ -257,6 +262,8 @@ class Deployment(Base):
     workflow_id: Mapped[str] = mapped_column(String(255))
     run_id: Mapped[str] = mapped_column(String(64))
     requested_by: Mapped[str] = mapped_column(String(200))
+    # As on Promotion: a promotion's deployment copies its record's; a rollback's is its own.
+    requester_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     source: Mapped[str] = mapped_column(String(20))
     status: Mapped[str] = mapped_column(String(20))
     reason: Mapped[str | None] = mapped_column(Text)

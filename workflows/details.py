@@ -74,6 +74,8 @@ def _head(status: PromotionStatus, kind: str) -> str:
         head += f", requested by {status.requested_by}"
     if status.on_behalf_of:
         head += f" for {status.on_behalf_of}"
+    if status.requested_by and status.requester_verified:
+        head += " (verified: signed in to the stageline server)"
     return head
 
 

@@ -314,9 +314,21 @@ class PromotionWorkflow(Orchestration):
             ]
         )
         self._set_phase(Phase.GATES)
+        # The run that started this one as its child (a train), as Temporal recorded it: a
+        # train's signature counts only in its own stages.
+        parent = (
+            WorkflowRef(workflow_id=info.parent.workflow_id, run_id=info.parent.run_id)
+            if info.parent is not None
+            else None
+        )
         # An unknown app, environment or release fails the workflow itself (InvalidInput).
-        prepared = await store(PREPARE_PROMOTION, PrepareInput(promotion=request, run=run))
+        prepared = await store(
+            PREPARE_PROMOTION, PrepareInput(promotion=request, run=run, parent=parent)
+        )
         self._prepared = prepared
+        # From the activity's recorded answer: whatever the key store says later, a replay
+        # shows what it said then.
+        self._status.requester_verified = prepared.requester_verified
         self._status.gates = prepared.gates
         self._status.approvals_required = prepared.protection.required_approvals
         self._status.signed_approvals_required = prepared.protection.require_signed_approvals
@@ -720,6 +732,7 @@ class PromotionWorkflow(Orchestration):
                 "gates": prepared.gates,
                 "steps": self._status.steps,
                 "compensation": compensation,
+                "requester_verified": prepared.requester_verified,
             }
         )
         if phase != Phase.DEPLOYED and self._patches.patched(OUTCOME_PATCH):

@@ -49,6 +49,9 @@ class Review:
 
     @property
     def _requesters(self) -> set[str]:
+        # Names, compared as they are: where the stageline server verified the requester
+        # (`requester_verified`) and signed the decision for whoever signed in, both are
+        # authenticated principals' names, so this compares identities, not claims.
         return {self.requester} | ({self.on_behalf_of} if self.on_behalf_of else set())
 
     def needs_verification(self, kind: DecisionKind, decision: Decision, phase: Phase) -> bool:

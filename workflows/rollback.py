@@ -101,6 +101,8 @@ class RollbackWorkflow(Orchestration):
                     state = await store(TAKE_ROLLBACK_TURN, turn)
                 except ApplicationError as exc:
                     return self._refused(request, exc)
+                if state.plan is not None:
+                    self._status.requester_verified = state.plan.requester_verified
                 if state.lock is None:  # the check said no: it never queued
                     assert state.plan is not None
                     return self._impossible(request, state.plan, None)
@@ -172,9 +174,11 @@ class RollbackWorkflow(Orchestration):
         run: WorkflowRef,
     ) -> RollbackPlan | RollbackResult:
         try:
-            return await store(activity, PlanRollback(request=request, run=run))
+            plan = await store(activity, PlanRollback(request=request, run=run))
         except ApplicationError as exc:
             return self._refused(request, exc)
+        self._status.requester_verified = plan.requester_verified
+        return plan
 
     async def _roll_back(self, request: RollbackInput, run: WorkflowRef) -> RollbackResult:
         self._set_phase(Phase.DEPLOYING)
@@ -236,5 +240,6 @@ class RollbackWorkflow(Orchestration):
                 "reason": reason,
                 "deployment_id": plan.deployment_id if plan else None,
                 "steps": self._status.steps,
+                "requester_verified": self._status.requester_verified,
             }
         )

@@ -18,6 +18,7 @@ with workflow.unsafe.imports_passed_through():
     from models.promotion import (
         PromotionInput,
         PromotionResult,
+        SignedFor,
         TrainInput,
         TrainResult,
         TrainStage,
@@ -103,6 +104,7 @@ class ReleaseTrainWorkflow:
             ]
         )
         plan = await store(PLAN_TRAIN, request)  # InvalidInput fails the train
+        self._status.requester_verified = plan.requester_verified
         self._status.stages = [
             TrainStage(
                 environment=env,
@@ -136,6 +138,7 @@ class ReleaseTrainWorkflow:
                 if last.status == "deployed"
                 else f"stopped at {last.environment}: {last.reason}",
                 "stages": results,
+                "requester_verified": plan.requester_verified,
             }
         )
         if outcome.status != "deployed" and self._patches.patched(OUTCOME_PATCH):
@@ -154,6 +157,14 @@ class ReleaseTrainWorkflow:
                     requested_by=request.requested_by,
                     on_behalf_of=request.on_behalf_of,
                     source="train",
+                    # The train's own proof, passed on: each stage checks it against the
+                    # server's key and against its parent (this train).
+                    requester_signature=request.requester_signature,
+                    signed_for=SignedFor(
+                        workflow_id=workflow.info().workflow_id, through=request.through
+                    )
+                    if request.requester_signature is not None
+                    else None,
                 ),
                 id=stage.promotion_id,
                 result_type=PROMOTION.result,

@@ -464,6 +464,7 @@ WITHOUT_JSON = {
     "dev": "long-running",
     "worker": "long-running",
     "codec-server": "long-running",
+    "server": "long-running",
     "vault generate-key": "prints the key alone, for $(...)",
 }
 

@@ -83,6 +83,7 @@ def test_environment_chain_and_apps_through_the_cli(cli: Cli, workspace: Path) -
         "wait_minutes": 0,
         "approval_timeout_minutes": 10080,
         "require_signed_approvals": False,
+        "require_verified_requester": False,
     }
     assert all(e["apps"] == ["web"] for e in envs)
     human = cli.ok("env", "list").out

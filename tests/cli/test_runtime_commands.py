@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import socket
 import subprocess
@@ -75,9 +76,12 @@ async def check_codec_endpoint(home: Path, ui_port: int, sealed: Sequence[Payloa
     assert plain.metadata["encoding"] == b"json/plain" and b'"app":"web"' in plain.data
 
 
+PASSWORD = "correct horse battery staple\n"
+
+
 async def test_dev_stack_serves_ui_and_demo_then_stops_cleanly(tmp_path: Path) -> None:
     home = tmp_path / "home"
-    port, ui_port, demo_port = free_port(), free_port(), free_port()
+    port, ui_port, demo_port, server_port = free_port(), free_port(), free_port(), free_port()
     env = clean_environ()
     env["STAGELINE_HOME"] = str(home)
     proc = subprocess.Popen(
@@ -91,6 +95,8 @@ async def test_dev_stack_serves_ui_and_demo_then_stops_cleanly(tmp_path: Path) -
             str(ui_port),
             "--demo-port",
             str(demo_port),
+            "--server-port",
+            str(server_port),
         ],
         env=env,
         stdout=subprocess.PIPE,
@@ -133,6 +139,21 @@ async def test_dev_stack_serves_ui_and_demo_then_stops_cleanly(tmp_path: Path) -
         assert sealed[0].metadata["encoding"] == ENCODING
         await check_codec_endpoint(home, ui_port, list(sealed))
         assert (home / "dev-master.key").stat().st_mode & 0o777 == 0o600
+        # The stack's stageline server answers the CLI in remote mode, for a person added
+        # on this machine.
+        machine = Cli({**env, "STAGELINE_USER": "tester"})
+        added = await machine.run("user", "add", "ann", "--role", "*:viewer", input=PASSWORD)
+        assert added.code == 0, added.err
+        remote = Cli({**env, "STAGELINE_HOME": str(tmp_path / "laptop")})
+        remote.env["STAGELINE_URL"] = f"http://127.0.0.1:{server_port}"
+        (tmp_path / "laptop").mkdir()
+        signed_in = await remote.run("login", "ann", input=PASSWORD)
+        assert signed_in.code == 0, signed_in.err
+        shown = await remote.run("status", "--json")
+        assert shown.code == 0, shown.err
+        assert ("web", "dev", "1.0.0") in {
+            (c["app"], c["environment"], c["version"]) for c in json.loads(shown.out)["cells"]
+        }
         assert processes_mentioning(str(home / "temporal.db"))
     finally:
         proc.send_signal(signal.SIGINT)
@@ -140,6 +161,7 @@ async def test_dev_stack_serves_ui_and_demo_then_stops_cleanly(tmp_path: Path) -
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert "Codec:        http://127.0.0.1:" in err and "codec server" in err.splitlines()[-1]
+    assert f"Server:       http://127.0.0.1:{server_port}" in err
     assert processes_mentioning(str(home / "temporal.db")) == []
 
 

@@ -1,0 +1,1 @@
+"""The stageline server: the JSON API, its checks, and the codec routes."""
