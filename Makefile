@@ -3,7 +3,7 @@ PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-PACKAGES := activities cli models services store vault worker workflows
+PACKAGES := activities cli models server services store vault worker workflows
 
 .PHONY: install lint test test-fast test-browser screenshots dev clean bench sandbox-deps browser-deps
 

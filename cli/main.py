@@ -43,6 +43,7 @@ COMMAND_MODULES = {
     "dev": "runtime",
     "server": "runtime",
     "login": "principals",
+    "logout": "principals",
     "codec-server": "runtime",
     "data": "data",
 }

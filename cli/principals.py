@@ -5,6 +5,7 @@ token is printed once."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 import click
@@ -70,6 +71,40 @@ def login(name: str, url: str, as_json: bool) -> None:
         emit_json({"url": url, "name": issued["name"], "expires_at": issued["expires_at"]})
     else:
         done(f"signed in to {url} as {issued['name']} until {issued['expires_at']} ({path})")
+
+
+@click.command()
+@json_option
+def logout(as_json: bool) -> None:
+    """End the session 'stageline login' stored for STAGELINE_URL: on the server (the token
+    stops working at once) and here (the session file is removed)."""
+    import asyncio
+
+    from cli.remote import connection, server_url, session_file, stored_token
+    from models.settings import Settings
+
+    settings = Settings.from_env()
+    url = server_url()
+    if url is None:
+        raise BadInput("STAGELINE_URL is not set: there is no server session to end")
+    token = stored_token(settings, url)
+    if token is not None:
+        os.environ["STAGELINE_TOKEN"] = token  # end this session, not a CI token in the env
+
+        async def end() -> None:
+            server = connection(settings)
+            assert server is not None
+            try:
+                await server.call("POST", "/logout")
+            finally:
+                await server.close()
+
+        asyncio.run(end())
+    session_file(settings).unlink(missing_ok=True)
+    if as_json:
+        emit_json({"url": url, "ended": token is not None})
+    else:
+        done(f"signed out of {url}" if token else f"no session for {url} here; nothing to end")
 
 
 def _roles(grants: list[Grant]) -> str:
@@ -279,4 +314,4 @@ def token_revoke(name: str, as_json: bool) -> None:
     run(work)
 
 
-COMMANDS = [login, user, token]
+COMMANDS = [login, logout, user, token]

@@ -35,7 +35,7 @@ from models.text import clip
 from models.views import HistoryEvent
 from services.unit import Units
 from worker.client import connect
-from worker.runs import fill_live, start
+from worker.runs import fill_live, launch
 from workflows.contract import PROMOTION, ROLLBACK, TRAIN, WorkflowContract
 from workflows.details import promotion_summary, rollback_summary, train_summary
 
@@ -200,13 +200,9 @@ async def _launch(
         body = request.model_dump(mode="json", include=fields, exclude_none=True)
         run, attached = await units.start(workflow.kind, body)
         return cast("WorkflowHandle[Any, R]", run), attached
-    async with units.read() as w:
-        await w.deployments.check_request(app, environment, version)
-    settings = units.settings
-    client = await connect(settings)
-    return await start(
-        client,
-        settings,
+    return await launch(
+        units,
+        await connect(units.settings),
         workflow,
         request,
         workflow_id,

@@ -31,7 +31,7 @@ from models.names import InvalidName
 from models.settings import Settings
 from models.views import AuditEntry, StatusView
 from server import auth
-from server.operations import ANY, EVERY, OPERATIONS, Operation
+from server.operations import EVERY, OPERATIONS, Operation
 from services import signatures
 from services.principals import NotAuthenticated
 from services.unit import Units
@@ -160,7 +160,8 @@ def _operation_route(server: Server, op: Operation) -> Callable[..., Awaitable[R
         opened = server.units.write() if op.write else server.units.read()
         async with opened as w:
             result = await getattr(getattr(w, op.service), op.method)(**arguments)
-        if any(c.environment == ANY or arguments.get(c.environment) is None for c in op.checks):
+        # Asked of no one environment (or no app, by a token scoped to apps): narrowed.
+        if any(where is None for _, where in checks) or (identity.apps and app is None):
             result = _narrowed(identity, result)
         await _after(server, op, arguments, result)
         return JSONResponse(op.result_adapter().dump_python(result, mode="json"))
@@ -338,6 +339,18 @@ def _session_routes(app: FastAPI, server: Server) -> None:
             expires=issued.expires_at,
             path="/",
         )
+        return response
+
+    @app.post(f"{API}/logout", tags=["session"], status_code=204)
+    async def logout(request: Request, identity: Caller) -> Response:
+        """End the caller's session now (its token stops working), and clear its cookies."""
+        token = auth.bearer_of(request)
+        assert token is not None  # the caller was authenticated with it
+        async with server.units.write() as w:
+            await w.principals.logout(token)
+        response = Response(status_code=204)
+        response.delete_cookie(auth.SESSION_COOKIE, path="/")
+        response.delete_cookie(auth.CSRF_COOKIE, path="/")
         return response
 
     @app.get(f"{API}/whoami", tags=["session"], response_model=Identity)

@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -143,60 +143,54 @@ async def _view_check(
     await auth.authorize(server.units, identity, what, [(Action.VIEW, environment or EVERY)], None)
 
 
-def _sign_request(
-    server: Server,
-    client: Client,
-    workflow_id: str,
-    kind: Literal["promotion", "train", "rollback"],
-    *,
-    app: str,
-    version: str | None,
-    environment: str,
-    requested_by: str,
-    on_behalf_of: str | None,
-    force: bool = False,
-) -> str:
-    message = signatures.request_message(
-        namespace=client.namespace,
-        workflow_id=workflow_id,
-        kind=kind,
-        app=app,
-        version=version,
-        environment=environment,
-        requested_by=requested_by,
-        on_behalf_of=on_behalf_of,
-        force=force,
-    )
-    return signatures.sign(server.signing_key, message)
+Request = PromotionInput | TrainInput | RollbackInput
 
 
 async def _start(
     server: Server,
     workflow: WorkflowContract[Any, Any, Any],
-    request: BaseModel,
+    request: Request,
     workflow_id: str,
-    *,
-    app: str,
-    environment: str,
-    version: str | None,
     summary: str,
-    once: bool = False,
 ) -> Started:
-    from worker.runs import start
+    """Sign the request as the server's (bound to its workflow id and namespace), then check
+    and start it as the CLI does (worker.runs.launch)."""
+    from worker.runs import launch
 
-    async with server.units.read() as w:
-        await w.deployments.check_request(app, environment, version)
-    handle, attached = await start(
-        await server.client(),
-        server.settings,
+    client = await server.client()
+    kind: Literal["promotion", "train", "rollback"] = workflow.kind
+    version: str | None
+    if isinstance(request, PromotionInput):
+        environment, version = request.target, request.version
+    elif isinstance(request, TrainInput):
+        environment, version = request.through, request.version
+    else:
+        environment, version = request.environment, request.to_version
+    message = signatures.request_message(
+        namespace=client.namespace,
+        workflow_id=workflow_id,
+        kind=kind,
+        app=request.app,
+        version=version,
+        environment=environment,
+        requested_by=request.requested_by,
+        on_behalf_of=getattr(request, "on_behalf_of", None),
+        force=getattr(request, "force", False),
+    )
+    signed = request.model_copy(
+        update={"requester_signature": signatures.sign(server.signing_key, message)}
+    )
+    handle, attached = await launch(
+        server.units,
+        client,
         workflow,
-        request,
+        signed,
         workflow_id,
-        app=app,
+        app=request.app,
         environment=environment,
         version=version,
         summary=summary,
-        once=once,
+        once=workflow is ROLLBACK,
     )
     return Started(id=handle.id, attached=attached)
 
@@ -215,153 +209,61 @@ async def _train_stages(server: Server, app: str, through: str) -> list[str]:
 
 
 def add_run_routes(app: FastAPI, server: Server) -> None:
-    _promotion_routes(app, server)
-    _rollback_routes(app, server)
+    _start_routes(app, server)
     _follow_routes(app, server)
     _decision_routes(app, server)
 
 
-def _promotion_routes(app: FastAPI, server: Server) -> None:
+def _start_routes(app: FastAPI, server: Server) -> None:
+    def acting_for(identity: Identity, claimed: str | None) -> str | None:
+        return claimed if claimed != identity.name else None
+
     @app.post(f"{API}/promotions", tags=["runs"], response_model=Started)
     async def promote(identity: Caller, body: PromoteRequest) -> Started:
         """Start a promotion of a release into an environment, as the caller."""
-        await auth.authorize(
-            server.units,
-            identity,
-            "promote",
-            [(Action.DEPLOY, body.target)],
-            body.app,
+        checks = [(Action.DEPLOY, body.target)]
+        await auth.authorize(server.units, identity, "promote", checks, body.app)
+        request = PromotionInput(
+            **body.model_dump(exclude={"on_behalf_of"}),
+            requested_by=identity.name,
+            on_behalf_of=acting_for(identity, body.on_behalf_of),
         )
         wid = promotion_workflow_id(body.app, body.version, body.target)
-        on_behalf_of = body.on_behalf_of if body.on_behalf_of != identity.name else None
-        client = await server.client()
-        signature = _sign_request(
-            server,
-            client,
-            wid,
-            "promotion",
-            app=body.app,
-            version=body.version,
-            environment=body.target,
-            requested_by=identity.name,
-            on_behalf_of=on_behalf_of,
-            force=body.force,
-        )
-        started = PromotionInput(
-            app=body.app,
-            version=body.version,
-            target=body.target,
-            requested_by=identity.name,
-            on_behalf_of=on_behalf_of,
-            source=body.source,
-            force=body.force,
-            requester_signature=signature,
-        )
-        return await _start(
-            server,
-            PROMOTION,
-            started,
-            wid,
-            app=body.app,
-            environment=body.target,
-            version=body.version,
-            summary=promotion_summary(body.app, body.version, body.target),
-        )
+        summary = promotion_summary(body.app, body.version, body.target)
+        return await _start(server, PROMOTION, request, wid, summary)
 
     @app.post(f"{API}/trains", tags=["runs"], response_model=Started)
     async def train(identity: Caller, body: TrainRequest) -> Started:
         """Start a release train through the environments up to `through`, as the caller."""
         stages = await _train_stages(server, body.app, body.through)
-        await auth.authorize(
-            server.units,
-            identity,
-            "train",
-            [(Action.DEPLOY, stage) for stage in stages],
-            body.app,
+        checks = [(Action.DEPLOY, stage) for stage in stages]
+        await auth.authorize(server.units, identity, "train", checks, body.app)
+        request = TrainInput(
+            **body.model_dump(exclude={"on_behalf_of"}),
+            requested_by=identity.name,
+            on_behalf_of=acting_for(identity, body.on_behalf_of),
         )
         wid = train_workflow_id(body.app, body.version, body.through)
-        on_behalf_of = body.on_behalf_of if body.on_behalf_of != identity.name else None
-        client = await server.client()
-        started = TrainInput(
-            app=body.app,
-            version=body.version,
-            through=body.through,
-            requested_by=identity.name,
-            on_behalf_of=on_behalf_of,
-            source=body.source,
-            requester_signature=_sign_request(
-                server,
-                client,
-                wid,
-                "train",
-                app=body.app,
-                version=body.version,
-                environment=body.through,
-                requested_by=identity.name,
-                on_behalf_of=on_behalf_of,
-            ),
-        )
-        return await _start(
-            server,
-            TRAIN,
-            started,
-            wid,
-            app=body.app,
-            environment=body.through,
-            version=body.version,
-            summary=train_summary(body.app, body.version, body.through),
-        )
+        summary = train_summary(body.app, body.version, body.through)
+        return await _start(server, TRAIN, request, wid, summary)
 
-
-def _rollback_routes(app: FastAPI, server: Server) -> None:
     @app.post(f"{API}/rollbacks", tags=["runs"], response_model=Started)
     async def rollback(identity: Caller, body: RollbackRequest) -> Started:
         """Start a rollback of an app in one environment, as the caller."""
-        await auth.authorize(
-            server.units,
-            identity,
-            "rollback",
-            [(Action.DEPLOY, body.environment)],
-            body.app,
-        )
+        checks = [(Action.DEPLOY, body.environment)]
+        await auth.authorize(server.units, identity, "rollback", checks, body.app)
         if body.request_id:
             suffix = f"request-{body.request_id}"
         else:
             async with server.units.read() as w:
                 current = await w.deployments.current_deployment_id(body.app, body.environment)
             suffix = rollback_suffix(current, body.to_version)
+        request = RollbackInput(
+            **body.model_dump(exclude={"request_id"}), requested_by=identity.name
+        )
         wid = rollback_workflow_id(body.app, body.environment, suffix)
-        client = await server.client()
-        started = RollbackInput(
-            app=body.app,
-            environment=body.environment,
-            to_version=body.to_version,
-            requested_by=identity.name,
-            source=body.source,
-            reason=body.reason,
-            requester_signature=_sign_request(
-                server,
-                client,
-                wid,
-                "rollback",
-                app=body.app,
-                version=body.to_version,
-                environment=body.environment,
-                requested_by=identity.name,
-                on_behalf_of=None,
-            ),
-        )
-        return await _start(
-            server,
-            ROLLBACK,
-            started,
-            wid,
-            app=body.app,
-            environment=body.environment,
-            version=body.to_version,
-            summary=rollback_summary(body.app, body.environment, body.to_version),
-            once=True,
-        )
+        summary = rollback_summary(body.app, body.environment, body.to_version)
+        return await _start(server, ROLLBACK, request, wid, summary)
 
 
 def _follow_routes(app: FastAPI, server: Server) -> None:

@@ -207,6 +207,23 @@ class PrincipalService(Service):
             "'stageline login', or ask an admin for a new CI token"
         )
 
+    async def logout(self, token: str) -> None:
+        """End the session `token` stands for, at once (audited); a CI token is not a session
+        and is revoked with `token revoke`, by an admin."""
+        identity = await self.authenticate(token)
+        found = await principal_repo.token_and_principal(self.session, token_hash(token))
+        assert found is not None  # authenticate found it
+        record, _ = found
+        if record.kind != TokenKind.SESSION:
+            raise BadInput(
+                "a CI token is not a session: an admin revokes it with 'stageline token revoke "
+                f"{identity.name}'"
+            )
+        record.revoked_at, record.revoked_by = utcnow(), identity.name
+        await self.audit(
+            identity.name, "user.logout", identity.name, detail={"token": record.prefix}
+        )
+
     # -- helpers -----------------------------------------------------------------------------
 
     async def _new_principal(

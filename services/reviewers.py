@@ -142,8 +142,8 @@ class ReviewerKeyService(Service):
         session = self.session
         ws = await self.workspace_id()
         existing = await key_repo.find_by_fingerprint(session, ws, digest)
+        shown = signatures.short(digest)
         if existing is not None:
-            shown = signatures.short(digest)
             if existing.revoked_at is not None:
                 raise Conflict(
                     f"key {shown} was revoked on {existing.revoked_at:%Y-%m-%d}; a revoked "
@@ -155,26 +155,7 @@ class ReviewerKeyService(Service):
                     "belongs to one reviewer, so generate one for each"
                 )
             raise Conflict(f"key {shown} is already registered for {reviewer}")
-        key = ReviewerKey(
-            workspace_id=ws,
-            reviewer=reviewer,
-            public_key=signatures.public_key_text(raw),
-            fingerprint=digest,
-            created_by=actor,
-        )
-        session.add(key)
-        await session.flush()
-        await self.audit(
-            actor,
-            "reviewer.key.add",
-            f"key {signatures.short(digest)} of {reviewer}",
-            detail={
-                "reviewer": reviewer,
-                "fingerprint": digest,
-                "public_key": key.public_key,
-            },
-        )
-        return _view(key)
+        return await self._register(reviewer, raw, actor, f"key {shown} of {reviewer}")
 
     async def list_keys(self, reviewer: str | None = None) -> list[ReviewerKeyView]:
         """Registered keys, revoked ones included (they explain old audit entries)."""
@@ -251,22 +232,28 @@ class ReviewerKeyService(Service):
         for older in await key_repo.keys(session, ws, SERVER_KEY_OWNER):
             if older.revoked_at is None:
                 await self._revoke(older, actor, f"replaced by the server's new key {shown}")
+        return await self._register(SERVER_KEY_OWNER, raw, actor, f"key {shown} of {SERVER}")
+
+    async def _register(
+        self, reviewer: str, raw: bytes, actor: str, subject: str
+    ) -> ReviewerKeyView:
+        """Store a checked, new public key as `reviewer`'s, audited as `subject`."""
         key = ReviewerKey(
-            workspace_id=ws,
-            reviewer=SERVER_KEY_OWNER,
+            workspace_id=await self.workspace_id(),
+            reviewer=reviewer,
             public_key=signatures.public_key_text(raw),
-            fingerprint=digest,
+            fingerprint=signatures.fingerprint(raw),
             created_by=actor,
         )
-        session.add(key)
-        await session.flush()
+        self.session.add(key)
+        await self.session.flush()
         await self.audit(
             actor,
             "reviewer.key.add",
-            f"key {shown} of {SERVER}",
+            subject,
             detail={
-                "reviewer": SERVER_KEY_OWNER,
-                "fingerprint": digest,
+                "reviewer": reviewer,
+                "fingerprint": key.fingerprint,
                 "public_key": key.public_key,
             },
         )

@@ -140,6 +140,36 @@ def _requested(request: Any) -> str:
     return text
 
 
+async def launch(
+    units: Units,
+    client: Client,
+    workflow: WorkflowContract[I, R, Any],
+    request: I,
+    workflow_id: str,
+    *,
+    app: str,
+    environment: str,
+    version: str | None,
+    summary: str,
+    once: bool = False,
+) -> tuple[WorkflowHandle[Any, R], bool]:
+    """Refuse unknown names before anything starts (exit 3), then start or attach."""
+    async with units.read() as w:
+        await w.deployments.check_request(app, environment, version)
+    return await start(
+        client,
+        units.settings,
+        workflow,
+        request,
+        workflow_id,
+        app=app,
+        environment=environment,
+        version=version,
+        summary=summary,
+        once=once,
+    )
+
+
 async def query_status(
     handle: WorkflowHandle[Any, Any], timeout: float = 3.0
 ) -> PromotionStatus | None:

@@ -5,7 +5,6 @@ and no database."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -19,7 +18,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.conftest import STAGELINE, Cli, clean_environ
+from tests.conftest import KEY_TEXT, STAGELINE, Cli, clean_environ
 from tests.stack import Stack, stack
 
 PASSWORD = "correct horse battery staple"
@@ -124,8 +123,6 @@ def served_alone(tmp_path: Path) -> Iterator[Served]:
     machine_home = tmp_path / "machine"
     machine_home.mkdir()
     env = clean_environ()
-    from tests.conftest import KEY_TEXT
-
     env.update(
         STAGELINE_HOME=str(machine_home),
         STAGELINE_MASTER_KEY=KEY_TEXT,
@@ -163,6 +160,3 @@ def no_secret_text(served: Served, *texts: str) -> None:
     for text in texts:
         assert text not in log
         assert text.encode() not in database
-
-
-__all__ = ["PASSWORD", "Served", "no_secret_text", "os"]

@@ -92,7 +92,10 @@ FOLLOW: list[tuple[str, str, dict[str, Any] | None]] = [
     ("GET", "/api/v1/runs/promote-web-1.0.0-production/result?wait=0", None),
     ("POST", "/api/v1/runs/promote-web-1.0.0-production/decisions", {"kind": "approve"}),
     ("GET", "/api/v1/whoami", None),
+    ("POST", "/api/v1/logout", None),
 ]
+# What any valid principal may call about itself.
+SELF = ("/api/v1/whoami", "/api/v1/logout")
 DEPLOYS = {"releases.create_release", *(path for _, path, _ in RUNS)}
 # Operations a role in any one environment is enough for (workspace-wide reads, releases).
 ANYWHERE = {op.name for op in OPERATIONS if all(c.environment == ANY for c in op.checks)}
@@ -107,11 +110,17 @@ def calls() -> list[tuple[str, str, str, dict[str, Any] | None]]:
     return ops + runs
 
 
+# One kept-alive client per server and token: hundreds of calls, one connection each.
+_CLIENTS: dict[tuple[str, str | None], httpx.Client] = {}
+
+
 def send(
     served: Served, token: str | None, method: str, path: str, body: dict[str, Any] | None
 ) -> httpx.Response:
-    with served.http(token) as http:
-        return http.request(method, path, json=body)
+    key = (served.url, token)
+    if key not in _CLIENTS:
+        _CLIENTS[key] = served.http(token)
+    return _CLIENTS[key].request(method, path, json=body)
 
 
 def test_the_table_covers_every_route(served_alone: Served) -> None:
@@ -168,7 +177,7 @@ def test_missing_roles_are_403_naming_the_role_and_audited(served_alone: Served)
     nobody = served.add_user("nobody")  # a person with no role at all
     viewer = served.ci_token("viewer-bot", "--role", "viewer")
     for name, method, path, body in calls():
-        if path.endswith("/whoami"):
+        if path.endswith(SELF):
             continue
         if not path.startswith("/api/v1/runs"):
             refused = send(served, nobody, method, path, body)
@@ -191,7 +200,7 @@ def test_a_dev_token_cannot_read_or_change_production(served_alone: Served) -> N
     served = served_alone
     dev_admin = served.ci_token("dev-admin", "--env", "dev", "--role", "admin")
     for name, method, path, body in calls():
-        if path.startswith("/api/v1/runs") or path.endswith("/whoami"):
+        if path.startswith("/api/v1/runs") or path.endswith(SELF):
             continue
         answer = send(served, dev_admin, method, path, body)
         names_production = body is not None and "production" in str(body.values())
@@ -217,6 +226,8 @@ def test_the_role_each_endpoint_needs_is_enough(served_alone: Served) -> None:
     for name, method, path, body in calls():
         if path.startswith(("/api/v1/runs", "/api/v1/promotions", "/api/v1/trains")):
             continue  # these need Temporal: see test_remote_mode
+        if path.endswith(SELF):
+            continue
         if path.startswith("/api/v1/rollbacks"):
             continue
         answer = send(served, admin, method, path, body)
@@ -229,3 +240,29 @@ def test_a_token_in_the_query_string_is_not_taken(served_alone: Served, path: st
     with httpx.Client(base_url=served_alone.url) as http:
         answer = http.request("POST" if "environments" in path else "GET", f"{path}?token={token}")
     assert answer.status_code == 401
+
+
+# Service calls the CLI makes only embedded, each behind a check of `units.remote`: the
+# server does these itself (checks before a start, the missing-key note, key rotation).
+EMBEDDED_ONLY = {
+    ("deployments", "current_deployment_id"),
+    ("environments", "environment"),
+    ("environments", "eligible_reviewers"),
+    ("reviewers", "without_keys"),
+    ("secrets", "rotate_master_key"),
+}
+
+
+def test_every_service_call_of_the_cli_has_a_route_or_is_embedded_only() -> None:
+    import re
+
+    from server.operations import BY_CALL
+
+    root = Path(__file__).resolve().parents[2] / "cli"
+    calls = {
+        (m.group(1), m.group(2))
+        for path in root.glob("*.py")
+        for m in re.finditer(r"\bw\.(\w+)\.(\w+)\(", path.read_text())
+    }
+    assert calls - EMBEDDED_ONLY <= set(BY_CALL), calls - EMBEDDED_ONLY - set(BY_CALL)
+    assert calls >= EMBEDDED_ONLY  # no stale entry

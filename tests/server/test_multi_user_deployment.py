@@ -14,6 +14,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from tests import postgres
@@ -30,6 +31,11 @@ steps:
     env: {{REGION: "${{{{ vars.REGION }}}}"}}
 """
 APPS = 10  # per CI job
+
+
+def call(http: httpx.Client, operation: str, **arguments: Any) -> None:
+    answer = http.post(f"/api/v1/{operation}", json=arguments)
+    assert answer.status_code == 200, answer.text
 
 
 async def run_cli(cli: Cli, *args: str) -> tuple[int, str, str]:
@@ -66,11 +72,6 @@ async def test_server_and_two_workers_on_postgresql_take_twenty_promotions(
     machine = Cli(env)
     machine.ok("env", "create", "dev")
     machine.ok("env", "create", "sandbox", "--after", "dev")
-    for env_name, prefix in (("dev", "a"), ("sandbox", "b")):
-        machine.ok("var", "set", "REGION", f"{env_name}-eu", "--env", env_name)
-        for i in range(APPS):
-            machine.ok("app", "create", f"{prefix}{i}", "--env", env_name)
-    (tmp_path / "pipeline.yaml").write_text(PIPELINE)
 
     workers = []
     log = tmp_path / "workers.log"
@@ -95,22 +96,25 @@ async def twenty_promotions(
         "ci-a": ("dev", "a"),
         "ci-b": ("sandbox", "b"),
     }
+    # The workspace, by an admin through the API (one CLI process per call would take most
+    # of this test's time; the CLI's own remote calls are tested in test_remote_mode).
+    with served.http(served.ci_token("setup", "--role", "admin")) as admin:
+        for env_name, prefix in jobs.values():
+            call(admin, "variables/set-variable", environment=env_name, key="REGION", value="eu")
+            for i in range(APPS):
+                call(admin, "environments/create-app", name=f"{prefix}{i}", environments=[env_name])
+                call(
+                    admin,
+                    "releases/create-release",
+                    app=f"{prefix}{i}",
+                    version="1.0.0",
+                    pipeline_text=PIPELINE,
+                )
     clis = {}
-    for job, (env_name, prefix) in jobs.items():
+    for job, (env_name, _) in jobs.items():
         token = served.ci_token(job, "--env", env_name, "--role", "deployer")
         clis[job] = served.remote(token, name=job)
         clis[job].env["CI"] = "true"
-        for i in range(APPS):
-            made = await run_cli(
-                clis[job],
-                "release",
-                "create",
-                f"{prefix}{i}",
-                "1.0.0",
-                "--pipeline",
-                str(tmp_path / "pipeline.yaml"),
-            )
-            assert made[0] == 0, made[2]
 
     starts = [
         run_cli(clis[job], "promote", f"{prefix}{i}", "1.0.0", "--to", env_name, "--wait", "--json")

@@ -167,3 +167,22 @@ async def test_starts_without_the_server_are_unverified_and_can_be_refused(
     remote = await ci.run("promote", "web", "1.0.0", "--to", "dev", "--wait", "--force", "--json")
     assert remote.code == 0, remote.out + remote.err
     assert json.loads(remote.out)["requester_verified"] is True
+
+
+async def test_a_release_train_through_the_server_shows_its_stages(
+    served: Served, tmp_path: Path
+) -> None:
+    """`train --wait` remote: each stage's gates and steps as they happen, from the server."""
+    machine = served.machine
+    (tmp_path / "pipeline.yaml").write_text(PIPELINE.replace("secrets.API_KEY", "vars.REGION"))
+    for env in ("dev", "production"):
+        machine.ok("var", "set", "REGION", "eu", "--env", env)
+    machine.ok("release", "create", "web", "2.0.0", "--pipeline", str(tmp_path / "pipeline.yaml"))
+    dev_only = served.remote(served.ci_token("t-dev", "--env", "dev", "--role", "deployer"), "t1")
+    refused = await dev_only.run("train", "web", "2.0.0", "--through", "production")
+    assert refused.code == 2 and "scoped to dev, not production" in refused.err
+    ci = served.remote(served.ci_token("t-all", "--role", "deployer"), "t2")
+    train = await ci.run("train", "web", "2.0.0", "--through", "production", "--wait")
+    assert train.code == 0, train.out + train.err
+    assert "stage dev: deployed" in train.err and "stage production: deployed" in train.err
+    assert "deployed: web@2.0.0 -> production" in train.out

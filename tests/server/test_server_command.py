@@ -9,7 +9,7 @@ import socket
 import subprocess
 from pathlib import Path
 
-from tests.conftest import STAGELINE, Cli
+from tests.conftest import STAGELINE, Cli, clean_environ
 from tests.server.conftest import Served, free_port, server_process
 
 
@@ -59,3 +59,15 @@ def test_sigterm_stops_it_cleanly(cli: Cli, tmp_path: Path) -> None:
     _, rest = process.communicate(timeout=30)
     assert process.returncode == 0, rest
     assert "Traceback" not in rest and "shutdown complete" in rest
+
+
+def test_a_wrong_or_unreachable_server_url_is_one_line(tmp_path: Path) -> None:
+    env = clean_environ()
+    env["STAGELINE_HOME"] = str(tmp_path)
+    wrong = Cli({**env, "STAGELINE_URL": "stageline.example.com"})("env", "list")
+    assert wrong.code == 3 and "is not an http:// or https:// address" in wrong.err
+    down = Cli({**env, "STAGELINE_URL": f"http://127.0.0.1:{free_port()}"})("status")
+    assert down.code == 5 and "cannot reach the stageline server" in down.err
+    for result in (wrong, down):
+        assert "Traceback" not in result.err
+    assert list(tmp_path.iterdir()) == []  # nothing made on the way

@@ -128,3 +128,28 @@ def test_errors_never_echo_a_password_or_token(served_alone: Served) -> None:
     answer = login(served, "nobody", "my-password-attempt")
     assert "my-password-attempt" not in answer.text
     no_secret_text(served, token, secret, "my-password-attempt", "short-pw")
+
+
+def test_logout_ends_the_session_on_the_server(served_alone: Served) -> None:
+    served = served_alone
+    served.add_user("erin", "*:viewer")
+    cli = served.remote(name="erin")
+    assert cli("login", "erin", input=PASSWORD + "\n").code == 0
+    token = json.loads((served.root / "remote-erin" / "session.json").read_text())["token"]
+    assert cli("status").code == 0
+    out = cli("logout")
+    assert out.code == 0 and "signed out" in out.out
+    assert not (served.root / "remote-erin" / "session.json").exists()
+    # The token itself no longer works, wherever a copy of it is.
+    with served.http(token) as http:
+        assert http.get("/api/v1/whoami").status_code == 401
+    again = cli("logout")
+    assert again.code == 0 and "nothing to end" in again.out
+    # A CI token is not a session: logging out with one is refused, and it keeps working.
+    ci = served.ci_token("erin-bot", "--role", "viewer")
+    with served.http(ci) as http:
+        refused = http.post("/api/v1/logout")
+        assert refused.status_code == 400 and "token revoke" in refused.text
+        assert http.get("/api/v1/whoami").status_code == 200
+    audit = served.machine.ok("audit", "--json").out
+    assert "user.logout" in audit
