@@ -90,9 +90,11 @@ def env_create(
 
 
 def _protection_text(p: Protection) -> str:
-    if not p.protected and not p.wait_minutes:
+    if not p.protected and not p.wait_minutes and not p.require_verified_requester:
         return "unprotected"
     parts = []
+    if p.require_verified_requester:
+        parts.append("verified requesters only")
     if p.protected:
         parts.append(f"{p.required_approvals} approval(s) from {', '.join(p.reviewers)}")
         if p.allow_self_review:

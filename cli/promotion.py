@@ -202,7 +202,7 @@ async def _launch(
         return cast("WorkflowHandle[Any, R]", run), attached
     return await launch(
         units,
-        await connect(units.settings),
+        lambda: connect(units.settings),
         workflow,
         request,
         workflow_id,

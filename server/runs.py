@@ -157,7 +157,6 @@ async def _start(
     and start it as the CLI does (worker.runs.launch)."""
     from worker.runs import launch
 
-    client = await server.client()
     kind: Literal["promotion", "train", "rollback"] = workflow.kind
     version: str | None
     if isinstance(request, PromotionInput):
@@ -167,7 +166,7 @@ async def _start(
     else:
         environment, version = request.environment, request.to_version
     message = signatures.request_message(
-        namespace=client.namespace,
+        namespace=server.settings.temporal_namespace,  # the client's, as activities see it
         workflow_id=workflow_id,
         kind=kind,
         app=request.app,
@@ -182,7 +181,7 @@ async def _start(
     )
     handle, attached = await launch(
         server.units,
-        client,
+        server.client,
         workflow,
         signed,
         workflow_id,

@@ -12,6 +12,7 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.envconfig import ClientConfigProfile
 from temporalio.runtime import (
     LogForwardingConfig,
     LoggingConfig,
@@ -21,7 +22,7 @@ from temporalio.runtime import (
 )
 from temporalio.service import RPCError
 
-from models.errors import Unavailable
+from models.errors import ConfigurationError, Unavailable
 from models.settings import Settings
 from vault.codec import data_converter
 from vault.keys import KeyProvider, load_master_key, load_previous_keys
@@ -60,12 +61,9 @@ async def connect(settings: Settings, key: KeyProvider | None = None) -> Client:
         key if key is not None else load_master_key(settings), load_previous_keys(settings)
     )
     _quiet_runtime()
+    config = _connection(settings)
     try:
-        return await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            data_converter=converter,
-        )
+        return await Client.connect(**config, data_converter=converter)
     except (RuntimeError, RPCError, OSError) as exc:
         text = str(exc)
         reason = (
@@ -77,6 +75,23 @@ async def connect(settings: Settings, key: KeyProvider | None = None) -> Client:
             f"cannot reach Temporal at {settings.temporal_address} ({reason}); check "
             "TEMPORAL_ADDRESS, or start the embedded stack with 'stageline dev'"
         ) from None
+
+
+def _connection(settings: Settings) -> dict[str, Any]:
+    """How to reach Temporal: TEMPORAL_ADDRESS and TEMPORAL_NAMESPACE (settings), and what the
+    Temporal CLI and SDKs read for a secured cluster or Temporal Cloud: TEMPORAL_API_KEY,
+    TEMPORAL_TLS_CLIENT_CERT_PATH / _KEY_PATH / TEMPORAL_TLS_SERVER_CA_CERT_PATH (mTLS),
+    TEMPORAL_TLS, TEMPORAL_GRPC_META_*, or a profile of TEMPORAL_CONFIG_FILE (TEMPORAL_PROFILE)."""
+    try:
+        profile = ClientConfigProfile.load()
+        config: dict[str, Any] = dict(profile.to_client_connect_config())
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise ConfigurationError(
+            f"the Temporal connection settings cannot be used ({exc}); check TEMPORAL_API_KEY, "
+            "TEMPORAL_TLS_* and TEMPORAL_CONFIG_FILE / TEMPORAL_PROFILE"
+        ) from None
+    config.update(target_host=settings.temporal_address, namespace=settings.temporal_namespace)
+    return config
 
 
 async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:

@@ -142,7 +142,7 @@ def _requested(request: Any) -> str:
 
 async def launch(
     units: Units,
-    client: Client,
+    connect: Callable[[], Awaitable[Client]],
     workflow: WorkflowContract[I, R, Any],
     request: I,
     workflow_id: str,
@@ -153,11 +153,12 @@ async def launch(
     summary: str,
     once: bool = False,
 ) -> tuple[WorkflowHandle[Any, R], bool]:
-    """Refuse unknown names before anything starts (exit 3), then start or attach."""
+    """Refuse unknown names before anything starts, even before Temporal is reached (exit
+    3), then start or attach."""
     async with units.read() as w:
         await w.deployments.check_request(app, environment, version)
     return await start(
-        client,
+        await connect(),
         units.settings,
         workflow,
         request,

@@ -156,6 +156,7 @@ async def test_starts_without_the_server_are_unverified_and_can_be_refused(
     `--require-verified-requester` the environment refuses it, naming the way in."""
     machine = served.machine
     machine.ok("env", "protect", "dev", "--require-verified-requester")
+    assert "verified requesters only" in machine.ok("env", "list").out
     (tmp_path / "pipeline.yaml").write_text(PIPELINE.replace("secrets.API_KEY", "vars.REGION"))
     machine.ok("var", "set", "REGION", "eu", "--env", "dev")
     machine.ok("release", "create", "web", "1.0.0", "--pipeline", str(tmp_path / "pipeline.yaml"))
