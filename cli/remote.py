@@ -42,9 +42,8 @@ class RemoteError(StagelineError):
 
     def __init__(self, message: str, exit_code: int) -> None:
         super().__init__(message)
-        self.exit_code = (
-            ExitCode(exit_code) if exit_code in ExitCode._value2member_map_ else (ExitCode.FAILED)
-        )
+        known = {int(code) for code in ExitCode}
+        self.exit_code = ExitCode(exit_code) if exit_code in known else ExitCode.FAILED
 
 
 def server_url() -> str | None:

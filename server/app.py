@@ -103,7 +103,7 @@ def server_key(settings: Settings) -> Ed25519PrivateKey:
     return signatures.write_private_key(path)
 
 
-def _status_code(exc: StagelineError) -> int:
+def status_of(exc: StagelineError) -> int:
     if isinstance(exc, NotAuthenticated):
         return 401
     if isinstance(exc, Forbidden | auth.CrossSiteRefused):
@@ -263,7 +263,7 @@ def create_app(
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StagelineError)
     async def stageline_error(request: Request, exc: StagelineError) -> Response:
-        return error_response(_status_code(exc), exc.message, exc.exit_code)
+        return error_response(status_of(exc), exc.message, exc.exit_code)
 
     @app.exception_handler(InvalidName)
     async def invalid_name(request: Request, exc: InvalidName) -> Response:

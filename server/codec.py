@@ -13,7 +13,7 @@ from starlette.middleware.base import RequestResponseEndpoint
 from models.errors import StagelineError
 from models.identity import Action
 from server import auth
-from server.app import Server, _status_code, error_response
+from server.app import Server, error_response, status_of
 from server.operations import EVERY
 from vault.codec import EncryptionCodec
 from vault.keys import load_previous_keys
@@ -41,5 +41,5 @@ def mount_codec(app: FastAPI, server: Server, ui_origins: tuple[str, ...]) -> No
                 identity = await server.identity(request)
                 await auth.authorize(server.units, identity, "codec", [(Action.VIEW, EVERY)], None)
             except StagelineError as exc:
-                return error_response(_status_code(exc), exc.message, exc.exit_code)
+                return error_response(status_of(exc), exc.message, exc.exit_code)
         return await call_next(request)
