@@ -344,3 +344,52 @@ async def test_a_rollback_into_production_needs_the_servers_signature(ws: Stack)
         ]
     assert history[-1].kind == "rollback" and history[-1].version == "1.0.0"
     assert len(refusals) == 2 and all(r.startswith(REFUSAL) for r in refusals)
+
+
+@pytest.mark.parametrize("copied", [False, True])
+async def test_a_start_from_the_temporal_cli_is_unverified_and_refused(
+    ws: Stack, copied: bool
+) -> None:
+    """Someone with the Temporal namespace types the start into the real `temporal` CLI: plain
+    JSON, or with a server signature copied from another request. Production refuses both at
+    its gate, naming the way in; nothing is deployed."""
+    import asyncio
+    import json
+
+    from tests.stack import TEMPORAL
+
+    payload: dict[str, Any] = {
+        "app": "web",
+        "version": "1.1.0",
+        "target": "production",
+        "requested_by": "alice",
+    }
+    if copied:  # a genuine server signature, made for 1.0.0
+        key = await server_key(ws)
+        payload["requester_signature"] = request_signature(
+            ws,
+            key,
+            workflow_id=promotion_workflow_id("web", "1.0.0", "production"),
+            kind="promotion",
+            version="1.0.0",
+            environment="production",
+        )
+    workflow_id = promotion_workflow_id("web", "1.1.0", "production")
+    proc = await asyncio.create_subprocess_exec(
+        TEMPORAL, "workflow", "start",
+        "--address", ws.settings.temporal_address,
+        "--namespace", ws.settings.temporal_namespace,
+        "--type", contract.PROMOTION.name,
+        "--task-queue", ws.settings.task_queue,
+        "--workflow-id", workflow_id,
+        "--input", json.dumps(payload),
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err = await proc.communicate()
+    assert proc.returncode == 0, err.decode()
+    result = await outcome(ws.client.get_workflow_handle(workflow_id))
+    assert result.status == "rejected" and result.requester_verified is False
+    assert "accepts only requests made through the stageline server" in (result.reason or "")
+    assert [g.name for g in result.gates if not g.passed][0] == "verified-requester"
+    status = await ws.views.status(environment="production")
+    assert status.cells[0].version is None
