@@ -86,12 +86,11 @@ class Operation:
 
     def secret_parameters(self) -> frozenset[str]:
         """Arguments the service takes as SecretValue (text on the wire, write-only)."""
-        hints = typing.get_type_hints(self.function())
-        return frozenset(n for n, t in hints.items() if t is SecretValue)
+        return _secret_parameters(self)
 
     @property
     def takes_actor(self) -> bool:
-        return "actor" in inspect.signature(self.function()).parameters
+        return _takes_actor(self)
 
 
 def _wire_type(annotation: Any) -> Any:
@@ -108,6 +107,18 @@ def _parameters(op: Operation) -> dict[str, tuple[Any, Any]]:
         default = ... if param.default is inspect.Parameter.empty else param.default
         found[name] = (_wire_type(hints[name]), default)
     return found
+
+
+# Read once per operation, not on every request: type hints and signatures are slow to build.
+@cache
+def _secret_parameters(op: Operation) -> frozenset[str]:
+    hints = typing.get_type_hints(op.function())
+    return frozenset(n for n, t in hints.items() if t is SecretValue)
+
+
+@cache
+def _takes_actor(op: Operation) -> bool:
+    return "actor" in inspect.signature(op.function()).parameters
 
 
 @cache
