@@ -390,6 +390,6 @@ async def test_a_start_from_the_temporal_cli_is_unverified_and_refused(
     result = await outcome(ws.client.get_workflow_handle(workflow_id))
     assert result.status == "rejected" and result.requester_verified is False
     assert "accepts only requests made through the stageline server" in (result.reason or "")
-    assert [g.name for g in result.gates if not g.passed][0] == "verified-requester"
+    assert next(g.name for g in result.gates if not g.passed) == "verified-requester"
     status = await ws.views.status(environment="production")
     assert status.cells[0].version is None
