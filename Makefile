@@ -56,6 +56,8 @@ test-browser: $(STAMP) browser-deps
 screenshots: $(STAMP) browser-deps
 	STAGELINE_SCREENSHOTS=docs $(BIN)/pytest -q -m browser tests/browser
 
+# The product with its demo: prints the console's address and the demo users first, then
+# takes web@1.0.0 to production, where it waits for alice (README, top).
 dev: $(STAMP) sandbox-deps
 	$(BIN)/python -m compileall -q -j 0 $(PACKAGES)
 	$(BIN)/stageline dev --demo

@@ -9,13 +9,13 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 from temporalio.client import Client
 
 from activities import sandbox
-from models.promotion import PromotionInput, promotion_workflow_id
 from models.settings import Settings
 from store.database import Database
 from vault.codec import EncryptionCodec
@@ -157,20 +157,15 @@ def dev(
                         build_worker(client, settings, db, key, step_sandbox=box),
                         _api(settings, key, client, db, server_port) as api,
                     ):
-                        ui = f"http://127.0.0.1:{ui_port}"
-                        click.echo(
-                            f"\nServer:       {api} (STAGELINE_URL for the CLI in remote mode)"
-                            f"\nTemporal UI:  {ui}\nTemporal:     127.0.0.1:{port}\n"
-                            f"Codec:        {codec.url} (the UI decodes payloads through it; "
-                            "open to anyone on this machine, see README Security)\n"
-                            f"State:        {settings.home}\n",
-                            err=True,
-                        )
+                        stack = _Addresses(api, f"http://127.0.0.1:{ui_port}", port, codec.url)
                         if with_demo:
                             with demo.receiver(demo_port) as url:
-                                await _start_demo(client, settings, db, key, url, ui)
-                                await asyncio.Event().wait()
+                                await demo.ensure_workspace(db, settings, key, url)
+                                users = await demo.ensure_users(db, settings, key)
+                                click.echo(_stack_lines(stack, settings, users), err=True)
+                                await _run_demo(client, settings, stack)
                         else:
+                            click.echo(_stack_lines(stack, settings, None), err=True)
                             click.echo(
                                 "Try: export TEMPORAL_ADDRESS=127.0.0.1:"
                                 f"{port} STAGELINE_HOME={settings.home}; stageline env list\n"
@@ -266,42 +261,102 @@ def codec_server(port: int, origins: tuple[str, ...], token_file: Path | None) -
     _serve(main)
 
 
-async def _start_demo(
-    client: object, settings: Settings, db: Database, key: KeyProvider, url: str, ui: str
-) -> None:
-    from temporalio.client import Client
+@dataclass(frozen=True)
+class _Addresses:
+    """Where the dev stack's parts listen."""
 
-    from worker.runs import start
-    from workflows.contract import PROMOTION
-    from workflows.details import promotion_summary
+    server: str  # the stageline server: API, codec routes, the console at its root
+    ui: str  # the Temporal UI
+    port: int  # Temporal's frontend
+    codec: str  # the codec server the Temporal UI decodes payloads through
 
-    assert isinstance(client, Client)
-    await demo.ensure_workspace(db, settings, key, url)
-    request = PromotionInput(
-        app=demo.APP, version=demo.VERSION, target="dev", requested_by=demo.DEMO_USER, source="cli"
+    @property
+    def console(self) -> str:
+        return f"{self.server}/"
+
+
+_INDENT = " " * 14  # under the values of "Console:     " and the lines after it
+
+
+def _console_lines(stack: _Addresses, settings: Settings, users: list[demo.DemoUser] | None) -> str:
+    """The console's address and, with the demo, who can log in to it."""
+    if users is None:
+        return (
+            f"Console:      {stack.console}   (log in as a user of this workspace; add one with\n"
+            f"{_INDENT}stageline user add NAME --role '*:admin', or run with --demo)"
+        )
+    width = max(len(u.name) for u in users)
+    lines = [
+        f"Console:      {stack.console}   (demo users of this dev stack only; passwords "
+        f"kept in {demo.users_file(settings)})"
+    ]
+    for user in users:
+        password = user.password or f"(password unknown: {demo.USERS_FILE} was deleted)"
+        lines.append(f"{_INDENT}{user.name:<{width}} / {password}   {user.does}")
+    return "\n".join(lines)
+
+
+def _stack_lines(stack: _Addresses, settings: Settings, users: list[demo.DemoUser] | None) -> str:
+    """What `stageline dev` prints once all of it runs: the console first."""
+    return (
+        f"\n{_console_lines(stack, settings, users)}\n"
+        f"Server:       {stack.server} (STAGELINE_URL for the CLI in remote mode)\n"
+        f"Temporal UI:  {stack.ui}\nTemporal:     127.0.0.1:{stack.port}\n"
+        f"Codec:        {stack.codec} (the UI decodes payloads through it; "
+        "open to anyone on this machine, see README Security)\n"
+        f"State:        {settings.home}\n"
     )
-    handle, _ = await start(
-        client,
-        settings,
-        PROMOTION,
-        request,
-        promotion_workflow_id(demo.APP, demo.VERSION, "dev"),
-        app=demo.APP,
-        environment="dev",
-        version=demo.VERSION,
-        summary=promotion_summary(demo.APP, demo.VERSION, "dev"),
+
+
+def _demo_hint(stack: _Addresses, settings: Settings) -> str:
+    production = demo.promotion_id("production")
+    return (
+        f"Demo: promoting {demo.APP}@{demo.VERSION} to dev, then staging, then production, "
+        f"where it waits for {demo.REVIEWER}'s approval.\n"
+        f"  Approve it in the console: {stack.console}runs/{production}\n"
+        f"    (log in as {demo.REVIEWER} with the password above)\n"
+        "  Or in another terminal (same directory):\n"
+        f"    export STAGELINE_URL={stack.server}\n"
+        f"    stageline login {demo.REVIEWER}                      # asks her password\n"
+        f"    stageline approve {production}\n"
+        "    stageline status\n"
+        f"  Watch the workflows in the Temporal UI: {stack.ui}/namespaces/"
+        f"{settings.temporal_namespace}/workflows\n"
+        "Stop with Ctrl-C."
     )
-    click.echo(
-        f"Demo: promoting {demo.APP}@{demo.VERSION} to dev as {handle.id}; watch it at\n"
-        f"  {ui}/namespaces/{settings.temporal_namespace}/workflows\n"
-        "Then, in another terminal (same directory):\n"
-        f"  export TEMPORAL_ADDRESS={settings.temporal_address}\n"
-        f"  stageline promote {demo.APP} {demo.VERSION} --to staging --wait\n"
-        f"  stageline promote {demo.APP} {demo.VERSION} --to production   # waits for "
-        f'{demo.REVIEWER}: send the \'approve\' signal with {{"reviewer": "{demo.REVIEWER}"}}\n'
-        "  stageline status\nStop with Ctrl-C.",
-        err=True,
-    )
+
+
+async def _demo_promotions(client: Client, settings: Settings, stack: _Addresses) -> None:
+    def say(text: str) -> None:
+        click.echo(f"Demo: {text}", err=True)
+
+    def awaiting(workflow_id: str) -> None:
+        say(
+            f"{workflow_id} waits for {demo.REVIEWER}'s approval: {stack.console}runs/{workflow_id}"
+        )
+
+    try:
+        result = await demo.promote_through(client, settings, say, awaiting)
+    except Exception as exc:  # the demo stops; the stack serves on
+        say(f"stopped: {exc}")
+        return
+    if result.noop:
+        say(
+            f"nothing is left to approve; to see it again, stop, delete {settings.home} and "
+            "run it again"
+        )
+
+
+async def _run_demo(client: Client, settings: Settings, stack: _Addresses) -> None:
+    """The demo's promotions in the background, while the stack serves, until Ctrl-C."""
+    click.echo(_demo_hint(stack, settings), err=True)
+    promotions = asyncio.create_task(_demo_promotions(client, settings, stack))
+    try:
+        await asyncio.Event().wait()
+    finally:
+        promotions.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await promotions
 
 
 COMMANDS = [worker, dev, server, codec_server]

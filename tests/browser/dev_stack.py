@@ -48,6 +48,9 @@ class Stack:
     home: Path
     log: Path
     cli: Cli
+    # The stack's stageline server (API at /api/v1, the console at its root), as its
+    # `Server:` line says, e.g. http://127.0.0.1:8480 (no trailing slash).
+    server: str = ""
 
     def temporal(self, *args: str) -> subprocess.CompletedProcess[str]:
         """The `temporal` CLI against this stack's server, with no codec: plain JSON input."""
@@ -127,6 +130,15 @@ def _wait_until_ready(process: subprocess.Popen[bytes], log: Path, ui: str) -> s
         time.sleep(0.25)
 
 
+def server_url(log: Path) -> str:
+    """The stageline server's address, from the `Server:` line `stageline dev` prints with
+    the others (read once `_wait_until_ready` has seen them)."""
+    found = re.search(r"^Server:\s+(http://\S+)", log.read_text(errors="replace"), re.MULTILINE)
+    if found is None:
+        pytest.fail(f"stageline dev printed no Server: line:\n{log.read_text()[-3000:]}")
+    return found.group(1).rstrip("/")
+
+
 def _processes_mentioning(text: str) -> list[int]:
     found = []
     for proc in Path("/proc").iterdir():
@@ -191,6 +203,7 @@ def dev_stack(root: Path) -> Iterator[Stack]:
             home=home,
             log=log,
             cli=Cli(env),
+            server=server_url(log),
         )
     finally:
         _stop(process, home, log)
