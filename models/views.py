@@ -7,7 +7,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from models.workspace import SecretView, VariableView
+from models.review import FreezeState
+from models.workspace import (
+    EnvironmentView,
+    FreezeWindowView,
+    SecretView,
+    ToolProfileView,
+    VariableView,
+)
 
 
 class StatusCell(BaseModel):
@@ -121,3 +128,17 @@ class EnvironmentDiff(BaseModel):
     vars: list[ValueDiff]
     secrets: list[SecretDiff]
     tools: list[ToolDiff]
+
+
+class EnvironmentDetail(BaseModel):
+    """Everything one environment holds, for the console's environment page: never a secret
+    value nor a credential (secrets by name, kind and version; tool profiles by secret name)."""
+
+    environment: EnvironmentView
+    eligible_reviewers: list[str]
+    frozen: FreezeState
+    freezes: list[FreezeWindowView]
+    status: StatusView
+    tool_profiles: list[ToolProfileView]
+    # app -> data kind -> namespace
+    namespaces: dict[str, dict[str, str]]

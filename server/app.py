@@ -104,6 +104,8 @@ def server_key(settings: Settings) -> Ed25519PrivateKey:
 
 
 def status_of(exc: StagelineError) -> int:
+    if isinstance(exc, TooManyLogins):
+        return 429
     if isinstance(exc, NotAuthenticated):
         return 401
     if isinstance(exc, Forbidden | auth.CrossSiteRefused):
@@ -141,29 +143,39 @@ def _narrowed(identity: Identity, result: Any) -> Any:
     return result
 
 
+async def invoke(
+    server: Server, identity: Identity, op: Operation, given: BaseModel | dict[str, Any]
+) -> Any:
+    """One operation for one principal, as its route and the console both call it: the role
+    checks (a refusal audited), the call in a unit of work as that principal, the answer
+    narrowed to what the principal may view, and what the CLI does next to it embedded."""
+    if isinstance(given, dict):
+        given = op.request_model().model_validate(given)
+    arguments = {name: getattr(given, name) for name in op.parameters()}
+    app = arguments.get(op.app) if op.app else None
+    checks = [(c.action, auth.environments_of(c, arguments)) for c in op.checks]
+    await auth.authorize(
+        server.units, identity, op.name, checks, app if isinstance(app, str) else None
+    )
+    for name in op.secret_parameters():
+        arguments[name] = SecretValue(arguments[name])
+    if op.takes_actor:
+        arguments["actor"] = identity.name
+    opened = server.units.write() if op.write else server.units.read()
+    async with opened as w:
+        result = await getattr(getattr(w, op.service), op.method)(**arguments)
+    # Asked of no one environment (or no app, by a token scoped to apps): narrowed.
+    if any(where is None for _, where in checks) or (identity.apps and app is None):
+        result = _narrowed(identity, result)
+    await _after(server, op, arguments, result)
+    return result
+
+
 def _operation_route(server: Server, op: Operation) -> Callable[..., Awaitable[Response]]:
     model = op.request_model()
-    secret_arguments = op.secret_parameters()
 
     async def endpoint(identity: Caller, body: Any = None) -> Response:
-        given = body if body is not None else model()
-        arguments = {name: getattr(given, name) for name in op.parameters()}
-        app = arguments.get(op.app) if op.app else None
-        checks = [(c.action, auth.environments_of(c, arguments)) for c in op.checks]
-        await auth.authorize(
-            server.units, identity, op.name, checks, app if isinstance(app, str) else None
-        )
-        for name in secret_arguments:
-            arguments[name] = SecretValue(arguments[name])
-        if op.takes_actor:
-            arguments["actor"] = identity.name
-        opened = server.units.write() if op.write else server.units.read()
-        async with opened as w:
-            result = await getattr(getattr(w, op.service), op.method)(**arguments)
-        # Asked of no one environment (or no app, by a token scoped to apps): narrowed.
-        if any(where is None for _, where in checks) or (identity.apps and app is None):
-            result = _narrowed(identity, result)
-        await _after(server, op, arguments, result)
+        result = await invoke(server, identity, op, body if body is not None else model())
         return JSONResponse(op.result_adapter().dump_python(result, mode="json"))
 
     # FastAPI reads the body's model from the signature: the request model of this call.
@@ -213,6 +225,7 @@ def create_app(
     settings, with the codec of the master key); `db`: a database to share (the dev stack's
     worker's), else its own."""
     from server.codec import mount_codec
+    from server.console import add_console_routes
     from server.runs import add_run_routes
     from worker.client import connect as temporal_connect
 
@@ -257,21 +270,34 @@ def create_app(
     _session_routes(app, server)
     add_run_routes(app, server)
     mount_codec(app, server, ui_origins)
+    add_console_routes(app, ui_origins)
     return app
+
+
+def _respond(request: Request, status: int, message: str, exit_code: int) -> Response:
+    """An error as JSON for the API, as a page for the console."""
+    console_error = getattr(request.app.state, "console_error", None)
+    if console_error is not None and not request.url.path.startswith((f"{API}/", "/codec")):
+        page: Response = console_error(request, status, message)
+        return page
+    return error_response(status, message, exit_code)
 
 
 def _error_handlers(app: FastAPI) -> None:
     @app.exception_handler(StagelineError)
     async def stageline_error(request: Request, exc: StagelineError) -> Response:
-        return error_response(status_of(exc), exc.message, exc.exit_code)
+        response = _respond(request, status_of(exc), exc.message, exc.exit_code)
+        if isinstance(exc, TooManyLogins):
+            response.headers["Retry-After"] = str(exc.wait)
+        return response
 
     @app.exception_handler(InvalidName)
     async def invalid_name(request: Request, exc: InvalidName) -> Response:
-        return error_response(400, str(exc), ExitCode.BAD_INPUT)
+        return _respond(request, 400, str(exc), ExitCode.BAD_INPUT)
 
     @app.exception_handler(ValidationError)
     async def invalid_value(request: Request, exc: ValidationError) -> Response:
-        return error_response(400, describe(exc), ExitCode.BAD_INPUT)
+        return _respond(request, 400, describe(exc), ExitCode.BAD_INPUT)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> Response:
@@ -283,7 +309,55 @@ def _error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> Response:
-        return error_response(exc.status_code, str(exc.detail), ExitCode.BAD_INPUT)
+        return _respond(request, exc.status_code, str(exc.detail), ExitCode.BAD_INPUT)
+
+
+class TooManyLogins(StagelineError):
+    """Over the login limit (429, with Retry-After)."""
+
+    exit_code = ExitCode.REFUSED
+
+    def __init__(self, wait: int) -> None:
+        super().__init__(f"too many failed logins; try again in {wait} s")
+        self.wait = wait
+
+
+async def log_in(server: Server, request: Request, name: str, password: str) -> IssuedToken:
+    """A person's session, within the login limit per name and per client address."""
+    address = request.client.host if request.client else "unknown"
+    keys = (f"name:{name.lower()}", f"address:{address}")
+    wait = server.limiter.retry_after(keys)
+    if wait is not None:
+        raise TooManyLogins(wait)
+    try:
+        async with server.units.write() as w:
+            return await w.principals.login(name, password)
+    except NotAuthenticated:
+        server.limiter.failed(keys)
+        raise
+
+
+def set_session_cookies(response: Response, request: Request, issued: IssuedToken) -> None:
+    """The browser's session: the token HttpOnly, and the CSRF value its pages send back."""
+    secure = request.url.scheme == "https"
+    for cookie, value, script_reads in (
+        (auth.SESSION_COOKIE, issued.token, False),
+        (auth.CSRF_COOKIE, auth.csrf_token(issued.token), True),
+    ):
+        response.set_cookie(
+            cookie,
+            value,
+            httponly=not script_reads,
+            samesite="strict",
+            secure=secure,
+            expires=issued.expires_at,
+            path="/",
+        )
+
+
+def clear_session_cookies(response: Response) -> None:
+    response.delete_cookie(auth.SESSION_COOKIE, path="/")
+    response.delete_cookie(auth.CSRF_COOKIE, path="/")
 
 
 def _session_routes(app: FastAPI, server: Server) -> None:
@@ -291,26 +365,7 @@ def _session_routes(app: FastAPI, server: Server) -> None:
     async def login(request: Request, body: LoginRequest) -> Response:
         """A session token for a person (12 hours); with `cookie`, set as an HttpOnly
         cookie instead, with the CSRF token the page sends back."""
-        address = request.client.host if request.client else "unknown"
-        keys = (f"name:{body.name.lower()}", f"address:{address}")
-        wait = server.limiter.retry_after(keys)
-        if wait is not None:
-            return JSONResponse(
-                {
-                    "error": {
-                        "message": f"too many failed logins; try again in {wait} s",
-                        "exit_code": int(ExitCode.REFUSED),
-                    }
-                },
-                429,
-                headers={"Retry-After": str(wait)},
-            )
-        try:
-            async with server.units.write() as w:
-                issued: IssuedToken = await w.principals.login(body.name, body.password)
-        except NotAuthenticated:
-            server.limiter.failed(keys)
-            raise
+        issued = await log_in(server, request, body.name, body.password)
         if not body.cookie:
             return JSONResponse(issued.model_dump(mode="json"))
         response = JSONResponse(
@@ -320,25 +375,7 @@ def _session_routes(app: FastAPI, server: Server) -> None:
                 "csrf_token": auth.csrf_token(issued.token),
             }
         )
-        secure = request.url.scheme == "https"
-        response.set_cookie(
-            auth.SESSION_COOKIE,
-            issued.token,
-            httponly=True,
-            samesite="strict",
-            secure=secure,
-            expires=issued.expires_at,
-            path="/",
-        )
-        response.set_cookie(
-            auth.CSRF_COOKIE,
-            auth.csrf_token(issued.token),
-            httponly=False,
-            samesite="strict",
-            secure=secure,
-            expires=issued.expires_at,
-            path="/",
-        )
+        set_session_cookies(response, request, issued)
         return response
 
     @app.post(f"{API}/logout", tags=["session"], status_code=204)
@@ -349,8 +386,7 @@ def _session_routes(app: FastAPI, server: Server) -> None:
         async with server.units.write() as w:
             await w.principals.logout(token)
         response = Response(status_code=204)
-        response.delete_cookie(auth.SESSION_COOKIE, path="/")
-        response.delete_cookie(auth.CSRF_COOKIE, path="/")
+        clear_session_cookies(response)
         return response
 
     @app.get(f"{API}/whoami", tags=["session"], response_model=Identity)

@@ -42,8 +42,9 @@ class CrossSiteRefused(Refused):
     """A cookie-authenticated change without the session's CSRF token (403)."""
 
 
-def bearer_of(request: Request) -> str | None:
-    """The token a request carries, after the CSRF check for cookie sessions."""
+def bearer_of(request: Request, form_csrf: str | None = None) -> str | None:
+    """The token a request carries, after the CSRF check for cookie sessions: the header, or
+    for the console's forms (which cannot send headers) the form's `csrf_token` field."""
     header = request.headers.get("authorization")
     if header is not None:
         scheme, _, token = header.partition(" ")
@@ -57,7 +58,7 @@ def bearer_of(request: Request) -> str | None:
     if cookie is None:
         return None
     if request.method not in SAFE_METHODS:
-        given = request.headers.get(CSRF_HEADER, "")
+        given = request.headers.get(CSRF_HEADER) or form_csrf or ""
         if not hmac.compare_digest(given.encode(), csrf_token(cookie).encode()):
             raise CrossSiteRefused(
                 f"{request.method} with a session cookie needs the X-CSRF-Token header of "
@@ -66,8 +67,8 @@ def bearer_of(request: Request) -> str | None:
     return cookie
 
 
-async def authenticate(units: Units, request: Request) -> Identity:
-    token = bearer_of(request)
+async def authenticate(units: Units, request: Request, form_csrf: str | None = None) -> Identity:
+    token = bearer_of(request, form_csrf)
     if token is None:
         raise NotAuthenticated(
             "no credentials: log in with 'stageline login' (or set STAGELINE_TOKEN to a CI "

@@ -207,138 +207,163 @@ async def _train_stages(server: Server, app: str, through: str) -> list[str]:
     return [e for e in upto if e in apps[app]] or [through]
 
 
+def _acting_for(identity: Identity, claimed: str | None) -> str | None:
+    return claimed if claimed != identity.name else None
+
+
+async def start_promotion(server: Server, identity: Identity, body: PromoteRequest) -> Started:
+    """Start a promotion of a release into an environment, as `identity`."""
+    checks = [(Action.DEPLOY, body.target)]
+    await auth.authorize(server.units, identity, "promote", checks, body.app)
+    request = PromotionInput(
+        **body.model_dump(exclude={"on_behalf_of"}),
+        requested_by=identity.name,
+        on_behalf_of=_acting_for(identity, body.on_behalf_of),
+    )
+    wid = promotion_workflow_id(body.app, body.version, body.target)
+    summary = promotion_summary(body.app, body.version, body.target)
+    return await _start(server, PROMOTION, request, wid, summary)
+
+
+async def start_train(server: Server, identity: Identity, body: TrainRequest) -> Started:
+    """Start a release train through the environments up to `through`, as `identity`."""
+    stages = await _train_stages(server, body.app, body.through)
+    checks = [(Action.DEPLOY, stage) for stage in stages]
+    await auth.authorize(server.units, identity, "train", checks, body.app)
+    request = TrainInput(
+        **body.model_dump(exclude={"on_behalf_of"}),
+        requested_by=identity.name,
+        on_behalf_of=_acting_for(identity, body.on_behalf_of),
+    )
+    wid = train_workflow_id(body.app, body.version, body.through)
+    summary = train_summary(body.app, body.version, body.through)
+    return await _start(server, TRAIN, request, wid, summary)
+
+
+async def start_rollback(server: Server, identity: Identity, body: RollbackRequest) -> Started:
+    """Start a rollback of an app in one environment, as `identity`."""
+    checks = [(Action.DEPLOY, body.environment)]
+    await auth.authorize(server.units, identity, "rollback", checks, body.app)
+    if body.request_id:
+        suffix = f"request-{body.request_id}"
+    else:
+        async with server.units.read() as w:
+            current = await w.deployments.current_deployment_id(body.app, body.environment)
+        suffix = rollback_suffix(current, body.to_version)
+    request = RollbackInput(**body.model_dump(exclude={"request_id"}), requested_by=identity.name)
+    wid = rollback_workflow_id(body.app, body.environment, suffix)
+    summary = rollback_summary(body.app, body.environment, body.to_version)
+    return await _start(server, ROLLBACK, request, wid, summary)
+
+
+async def run_view(server: Server, identity: Identity, run_id: str) -> RunView:
+    """A run's `status` query: gates, approvals, steps (a train: its stages)."""
+    handle, kind, environment = await _run(server, run_id)
+    await _view_check(server, identity, f"status {run_id}", environment)
+    status: PromotionStatus | TrainStatus | None
+    try:
+        if kind == "train":
+            status = await asyncio.wait_for(TrainHandle(handle).status(), 3.0)
+        else:
+            from worker.runs import query_status
+
+            status = await query_status(handle)
+    except (TimeoutError, RPCError):
+        status = None
+    described = await handle.describe()
+    return RunView(
+        id=run_id,
+        kind=kind,
+        app=described.typed_search_attributes.get(APP),
+        environment=environment,
+        status=status.model_dump(mode="json") if status is not None else None,
+    )
+
+
+async def run_result(server: Server, identity: Identity, run_id: str, wait: float) -> RunResult:
+    """The run's result once it has ended (also when it ended Failed with its outcome);
+    waits up to `wait` seconds (at most 60), then answers `done: false`."""
+    handle, kind, environment = await _run(server, run_id)
+    await _view_check(server, identity, f"result {run_id}", environment)
+    models: dict[str, type[BaseModel]] = {
+        "promotion": PromotionResult,
+        "rollback": RollbackResult,
+        "train": TrainResult,
+    }
+    try:
+        result = await asyncio.wait_for(result_of(handle, models[kind]), max(0.0, min(wait, 60.0)))
+    except TimeoutError:
+        return RunResult(done=False)
+    except WorkflowFailureError as exc:
+        cause = exc.cause
+        if isinstance(cause, ApplicationError) and cause.type == "InvalidInput":
+            raise BadInput(cause.message) from None
+        raise StagelineError(f"{run_id} failed: {cause or exc}") from None
+    return RunResult(done=True, result=result.model_dump(mode="json"))
+
+
+async def decide(
+    server: Server, identity: Identity, run_id: str, body: DecideRequest
+) -> DecisionOutcome:
+    """Approve, reject or override, as `identity`, signed by the server."""
+    from worker.runs import send_decision
+
+    if body.reviewer is not None and body.reviewer != identity.name:
+        raise Refused(
+            f"you are signed in as {identity.name}; a decision is yours alone, so "
+            f"--reviewer {body.reviewer} cannot be used (leave it out)"
+        )
+    # Someone who decides nowhere is refused before Temporal is asked about the run.
+    await auth.authorize(
+        server.units, identity, f"{body.kind} {run_id}", [(Action.DECIDE, None)], None
+    )
+    handle, kind, environment = await _run(server, run_id)
+    target = run_id
+    if kind == "train":
+        active = (await TrainHandle(handle).status()).active
+        if active is None:
+            raise Refused(f"no stage of {run_id} is running; nothing to decide")
+        target = active
+        _, _, environment = await _run(server, active)
+    await auth.authorize(
+        server.units,
+        identity,
+        f"{body.kind} {target}",
+        [(Action.DECIDE, environment or EVERY)],
+        None,
+    )
+    decision = DecisionRequest(kind=body.kind, reviewer=identity.name, comment=body.comment)
+    return await send_decision(await server.client(), target, decision, server.signing_key)
+
+
 def add_run_routes(app: FastAPI, server: Server) -> None:
-    _start_routes(app, server)
-    _follow_routes(app, server)
-    _decision_routes(app, server)
-
-
-def _start_routes(app: FastAPI, server: Server) -> None:
-    def acting_for(identity: Identity, claimed: str | None) -> str | None:
-        return claimed if claimed != identity.name else None
-
     @app.post(f"{API}/promotions", tags=["runs"], response_model=Started)
     async def promote(identity: Caller, body: PromoteRequest) -> Started:
         """Start a promotion of a release into an environment, as the caller."""
-        checks = [(Action.DEPLOY, body.target)]
-        await auth.authorize(server.units, identity, "promote", checks, body.app)
-        request = PromotionInput(
-            **body.model_dump(exclude={"on_behalf_of"}),
-            requested_by=identity.name,
-            on_behalf_of=acting_for(identity, body.on_behalf_of),
-        )
-        wid = promotion_workflow_id(body.app, body.version, body.target)
-        summary = promotion_summary(body.app, body.version, body.target)
-        return await _start(server, PROMOTION, request, wid, summary)
+        return await start_promotion(server, identity, body)
 
     @app.post(f"{API}/trains", tags=["runs"], response_model=Started)
     async def train(identity: Caller, body: TrainRequest) -> Started:
         """Start a release train through the environments up to `through`, as the caller."""
-        stages = await _train_stages(server, body.app, body.through)
-        checks = [(Action.DEPLOY, stage) for stage in stages]
-        await auth.authorize(server.units, identity, "train", checks, body.app)
-        request = TrainInput(
-            **body.model_dump(exclude={"on_behalf_of"}),
-            requested_by=identity.name,
-            on_behalf_of=acting_for(identity, body.on_behalf_of),
-        )
-        wid = train_workflow_id(body.app, body.version, body.through)
-        summary = train_summary(body.app, body.version, body.through)
-        return await _start(server, TRAIN, request, wid, summary)
+        return await start_train(server, identity, body)
 
     @app.post(f"{API}/rollbacks", tags=["runs"], response_model=Started)
     async def rollback(identity: Caller, body: RollbackRequest) -> Started:
         """Start a rollback of an app in one environment, as the caller."""
-        checks = [(Action.DEPLOY, body.environment)]
-        await auth.authorize(server.units, identity, "rollback", checks, body.app)
-        if body.request_id:
-            suffix = f"request-{body.request_id}"
-        else:
-            async with server.units.read() as w:
-                current = await w.deployments.current_deployment_id(body.app, body.environment)
-            suffix = rollback_suffix(current, body.to_version)
-        request = RollbackInput(
-            **body.model_dump(exclude={"request_id"}), requested_by=identity.name
-        )
-        wid = rollback_workflow_id(body.app, body.environment, suffix)
-        summary = rollback_summary(body.app, body.environment, body.to_version)
-        return await _start(server, ROLLBACK, request, wid, summary)
+        return await start_rollback(server, identity, body)
 
-
-def _follow_routes(app: FastAPI, server: Server) -> None:
     @app.get(f"{API}/runs/{{run_id}}", tags=["runs"], response_model=RunView)
     async def run_status(identity: Caller, run_id: str) -> RunView:
         """A run's `status` query: gates, approvals, steps (a train: its stages)."""
-        handle, kind, environment = await _run(server, run_id)
-        await _view_check(server, identity, f"status {run_id}", environment)
-        status: PromotionStatus | TrainStatus | None
-        try:
-            if kind == "train":
-                status = await asyncio.wait_for(TrainHandle(handle).status(), 3.0)
-            else:
-                from worker.runs import query_status
-
-                status = await query_status(handle)
-        except (TimeoutError, RPCError):
-            status = None
-        described = await handle.describe()
-        return RunView(
-            id=run_id,
-            kind=kind,
-            app=described.typed_search_attributes.get(APP),
-            environment=environment,
-            status=status.model_dump(mode="json") if status is not None else None,
-        )
+        return await run_view(server, identity, run_id)
 
     @app.get(f"{API}/runs/{{run_id}}/result", tags=["runs"], response_model=RunResult)
-    async def run_result(identity: Caller, run_id: str, wait: float = 20.0) -> RunResult:
+    async def result(identity: Caller, run_id: str, wait: float = 20.0) -> RunResult:
         """The run's result once it has ended (also when it ended Failed with its outcome);
         waits up to `wait` seconds (at most 60), then answers `done: false`."""
-        handle, kind, environment = await _run(server, run_id)
-        await _view_check(server, identity, f"result {run_id}", environment)
-        models: dict[str, type[BaseModel]] = {
-            "promotion": PromotionResult,
-            "rollback": RollbackResult,
-            "train": TrainResult,
-        }
-        model = models[kind]
-        try:
-            result = await asyncio.wait_for(result_of(handle, model), max(0.0, min(wait, 60.0)))
-        except TimeoutError:
-            return RunResult(done=False)
-        except WorkflowFailureError as exc:
-            cause = exc.cause
-            if isinstance(cause, ApplicationError) and cause.type == "InvalidInput":
-                raise BadInput(cause.message) from None
-            raise StagelineError(f"{run_id} failed: {cause or exc}") from None
-        return RunResult(done=True, result=result.model_dump(mode="json"))
+        return await run_result(server, identity, run_id, wait)
 
-
-def _decision_routes(app: FastAPI, server: Server) -> None:
     @app.post(f"{API}/runs/{{run_id}}/decisions", tags=["runs"], response_model=DecisionOutcome)
-    async def decide(identity: Caller, run_id: str, body: DecideRequest) -> DecisionOutcome:
+    async def decisions(identity: Caller, run_id: str, body: DecideRequest) -> DecisionOutcome:
         """Approve, reject or override, as the caller, signed by the server."""
-        from worker.runs import send_decision
-
-        if body.reviewer is not None and body.reviewer != identity.name:
-            raise Refused(
-                f"you are signed in as {identity.name}; a decision is yours alone, so "
-                f"--reviewer {body.reviewer} cannot be used (leave it out)"
-            )
-        handle, kind, environment = await _run(server, run_id)
-        target = run_id
-        if kind == "train":
-            active = (await TrainHandle(handle).status()).active
-            if active is None:
-                raise Refused(f"no stage of {run_id} is running; nothing to decide")
-            target = active
-            _, _, environment = await _run(server, active)
-        await auth.authorize(
-            server.units,
-            identity,
-            f"{body.kind} {target}",
-            [(Action.DECIDE, environment or EVERY)],
-            None,
-        )
-        decision = DecisionRequest(kind=body.kind, reviewer=identity.name, comment=body.comment)
-        return await send_decision(await server.client(), target, decision, server.signing_key)
+        return await decide(server, identity, run_id, body)

@@ -615,6 +615,16 @@ class EnvironmentService(Service):
             )
         return lifted
 
+    async def list_freezes(self, name: str) -> list[FreezeWindowView]:
+        """The freezes of `name` in force now or later (lifted and ended ones left out)."""
+        now = utcnow()
+        env = await self.environment(name)
+        return [
+            _freeze_view(w, name)
+            for w in await env_repo.freeze_windows(self.session, env.id)
+            if w.lifted_at is None and (w.ends_at is None or w.ends_at > now)
+        ]
+
     async def freeze_state(self, name: str, at: datetime | None = None) -> FreezeState:
         """Whether a freeze holds `name` now: the window in force that ends last."""
         now = at or utcnow()

@@ -186,6 +186,26 @@ class ToolService(ScopedService):
             )
         return views
 
+    async def list_profiles(self, environment: str) -> list[ToolProfileView]:
+        """The current profile of every tool in `environment`: the environment's own, then
+        each app's (never a credential: the secret's name only)."""
+        ws = await self.workspace_id()
+        env = await self.environment(environment)
+        tool_names = {t.id: t.name for t in await config_repo.tools(self.session, ws)}
+        app_names = {a.id: a.name for a in await env_repo.apps(self.session, ws)}
+        scopes = [config_repo.scope_of(None), *(config_repo.scope_of(i) for i in app_names)]
+        profiles = await config_repo.current_profiles(self.session, env.id, scopes)
+        views = [
+            _profile_view(
+                tool_names[p.tool_id],
+                env,
+                None if p.app_id is None else app_names.get(p.app_id),
+                p,
+            )
+            for p in profiles
+        ]
+        return sorted(views, key=lambda v: (v.app or "", v.tool))
+
     async def delete_tool(self, name: str, *, actor: str) -> None:
         """Remove a tool and its profiles; refused (and audited) while a release uses it."""
         with self.refusals_audited("tool.delete.refused", f"tool {name}", actor=actor):

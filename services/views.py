@@ -6,6 +6,7 @@ from typing import Any
 
 from models.views import (
     AuditEntry,
+    EnvironmentDetail,
     EnvironmentDiff,
     HistoryEntry,
     HistoryEvent,
@@ -98,6 +99,24 @@ class ViewService(Service):
                 for p, a, v, e in running
             ],
             **details,
+        )
+
+    async def environment_detail(self, environment: str) -> EnvironmentDetail:
+        """One environment: protection, freezes, what each app runs there and exposes, its
+        variables, secrets (names), tool profiles and data namespaces."""
+        envs = self.work.environments
+        env = await self.environment(environment)
+        view = await envs.show_environment(environment)
+        return EnvironmentDetail(
+            environment=view,
+            eligible_reviewers=await envs.eligible_reviewers(env),
+            frozen=await envs.freeze_state(environment),
+            freezes=await envs.list_freezes(environment),
+            status=await self.status(environment),
+            tool_profiles=await self.work.tools.list_profiles(environment),
+            namespaces={
+                app: await self.work.data.namespaces(environment, app) for app in view.apps
+            },
         )
 
     async def history_view(self, app: str, environment: str) -> HistoryView:

@@ -1,0 +1,140 @@
+"""The web console over plain HTTP, against a real `stageline server` process on a SQLite
+file: sessions and their CSRF checks, the environment selector, what each page shows (and
+never shows), hostile strings rendered as text, and actions refused to those without the role.
+The browser suite (tests/browser/test_console.py) drives the same pages in chromium."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+
+from tests.server.conftest import PASSWORD, Served
+
+HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+SECRET_VALUE = "s3cr3t-value-never-shown"
+
+
+def browser_login(served: Served, name: str, next_path: str = "/") -> httpx.Client:
+    """An httpx client holding a console session, logged in through the login form."""
+    client = httpx.Client(base_url=served.url, timeout=60, follow_redirects=False)
+    form = client.get("/login", params={"next": next_path})
+    assert form.status_code == 200
+    csrf = _csrf(form.text)
+    answer = client.post(
+        "/login",
+        data={"name": name, "password": PASSWORD, "csrf_token": csrf, "next": next_path},
+    )
+    assert answer.status_code == 303, answer.text
+    return client
+
+
+def _csrf(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, html
+    return found.group(1)
+
+
+def test_pages_need_a_session_and_login_returns_to_the_page(served_alone: Served) -> None:
+    with httpx.Client(base_url=served_alone.url, timeout=60) as anonymous:
+        answer = anonymous.get("/environments/dev", follow_redirects=False)
+        assert answer.status_code == 303
+        assert answer.headers["location"] == "/login?next=%2Fenvironments%2Fdev"
+        # The API keeps answering JSON, never a page.
+        assert anonymous.get("/api/v1/whoami").json()["error"]["exit_code"] == 2
+    served_alone.add_user("ann", "*:viewer")
+    client = browser_login(served_alone, "ann", "/environments/dev")
+    answered = client.post(
+        "/login", data={"name": "ann", "password": PASSWORD, "csrf_token": "x", "next": "/"}
+    )
+    assert answered.status_code == 403  # a login form without its own CSRF cookie value
+    page = client.get("/environments/dev")
+    assert page.status_code == 200
+    assert "default-src 'none'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
+    assert 'data-testid="signed-in-as">ann<' in page.text
+
+
+def test_login_mistakes_and_an_open_redirect(served_alone: Served) -> None:
+    served_alone.add_user("bob", "*:viewer")
+    with httpx.Client(base_url=served_alone.url, timeout=60) as client:
+        csrf = _csrf(client.get("/login").text)
+        wrong = client.post(
+            "/login", data={"name": "bob", "password": "nope", "csrf_token": csrf, "next": "/"}
+        )
+        assert wrong.status_code == 401
+        assert "wrong name or password" in wrong.text
+        empty = client.post("/login", data={"name": "", "password": "", "csrf_token": csrf})
+        assert empty.status_code == 400
+        for target in ("//evil.example/", "https://evil.example/", "/\\evil.example"):
+            answer = client.post(
+                "/login",
+                data={"name": "bob", "password": PASSWORD, "csrf_token": csrf, "next": target},
+                follow_redirects=False,
+            )
+            assert answer.status_code == 303
+            assert answer.headers["location"] == "/"
+
+
+def test_environment_selector_is_kept_in_the_url_and_per_user(served_alone: Served) -> None:
+    served_alone.add_user("cat", "*:viewer")
+    served_alone.add_user("dan", "*:viewer")
+    cat = browser_login(served_alone, "cat")
+    chosen = cat.get("/", params={"env": "production"})
+    assert '<option value="production" selected>' in chosen.text
+    assert "<th><a href=\"/environments/dev\">dev</a></th>" not in chosen.text
+    # Another page opened without ?env shows the same environment, for this user only.
+    assert '<option value="production" selected>' in cat.get("/releases").text
+    dan = browser_login(served_alone, "dan")
+    dan.cookies.set("stageline_env", cat.cookies["stageline_env"])
+    assert '<option value="" selected>' in dan.get("/releases").text
+    missing = cat.get("/", params={"env": "nowhere"})
+    assert missing.status_code == 400
+    assert "there is no environment &#39;nowhere&#39;" in missing.text
+    assert '<option value="" selected>' in cat.get("/", params={"env": ""}).text
+
+
+def test_secrets_are_named_never_shown_and_hostile_strings_are_text(served_alone: Served) -> None:
+    machine = served_alone.machine
+    machine.ok("var", "set", "GREETING", HOSTILE, "--env", "dev")
+    machine.ok("secret", "set", "API_TOKEN", "--env", "dev", input=SECRET_VALUE + "\n")
+    machine.ok("tool", "create", "hook", "--kind", "webhook")
+    machine.ok(
+        "tool", "profile", "hook", "--env", "dev", "--url", "https://sandbox.example.test/h",
+        "--auth-secret", "API_TOKEN", "--param", f"note={HOSTILE}",
+    )  # fmt: skip
+    machine.ok("env", "freeze", "dev", "--reason", HOSTILE)
+    served_alone.add_user("eve", "*:viewer")
+    client = browser_login(served_alone, "eve")
+    pages = ("/environments/dev", "/audit?env=dev", "/diff?app=web&source=dev&target=production")
+    for path in pages:
+        html = client.get(path).text
+        assert "<script>alert" not in html and "<img src=x" not in html, path
+        assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html, path
+        assert SECRET_VALUE not in html, path
+    page = client.get("/environments/dev").text
+    assert 'data-testid="secret-API_TOKEN"' in page
+    assert "bearer with secret <code>API_TOKEN</code>" in page
+    assert "frozen" in page
+
+
+def test_actions_are_refused_without_the_role_and_without_csrf(served_alone: Served) -> None:
+    served_alone.add_user("vic", "*:viewer")
+    vic = browser_login(served_alone, "vic")
+    page = vic.get("/environments/dev").text
+    assert "Roll back" not in page
+    csrf = _csrf(page)
+    forged = {
+        "/rollback": {"app": "web", "environment": "dev"},
+        "/promote": {"app": "web", "version": "1.0.0", "to": "dev"},
+        "/runs/promote-web-1.0.0-to-dev/decide": {"kind": "approve"},
+    }
+    for path, fields in forged.items():
+        answer = vic.post(path, data={**fields, "csrf_token": csrf})
+        assert answer.status_code == 403, (path, answer.text)
+        assert "vic may not" in answer.text or "needs the" in answer.text, answer.text
+        without = vic.post(path, data=fields)
+        assert without.status_code == 403
+        assert "X-CSRF-Token" in without.text
+    audit = served_alone.machine.ok("audit", "--json").out
+    assert '"access.refused"' in audit and '"vic"' in audit
