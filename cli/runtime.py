@@ -86,7 +86,7 @@ def _dev_key(settings: Settings) -> KeyProvider:
 
 
 def _api(
-    settings: Settings, key: KeyProvider, client: Client, db: Database, port: int
+    settings: Settings, key: KeyProvider, client: Client, db: Database, port: int, ui: str
 ) -> AbstractAsyncContextManager[str]:
     """The stageline server of the dev stack, on the worker's client and database."""
     from server.app import create_app
@@ -95,7 +95,7 @@ def _api(
     async def same_client() -> Client:
         return client
 
-    app = create_app(settings, key=key, connect=same_client, db=db)
+    app = create_app(settings, key=key, connect=same_client, db=db, temporal_ui=ui)
     # Any free port when that one is taken (a second stack), as for the codec server.
     return running(app, "127.0.0.1", port if port_free(port) else 0)
 
@@ -153,11 +153,12 @@ def dev(
             with serve_codec(payload_codec, dev_ui_origins(ui_port), codec_port) as codec:
                 async with dev_server(settings, port, ui_port, key, codec.url) as client:
                     await ensure_search_attributes(client, settings.temporal_namespace)
+                    ui = f"http://127.0.0.1:{ui_port}"
                     async with (
                         build_worker(client, settings, db, key, step_sandbox=box),
-                        _api(settings, key, client, db, server_port) as api,
+                        _api(settings, key, client, db, server_port, ui) as api,
                     ):
-                        stack = _Addresses(api, f"http://127.0.0.1:{ui_port}", port, codec.url)
+                        stack = _Addresses(api, ui, port, codec.url)
                         if with_demo:
                             with demo.receiver(demo_port) as url:
                                 await demo.ensure_workspace(db, settings, key, url)
@@ -190,7 +191,13 @@ def dev(
     metavar="URL",
     help="A Temporal UI origin allowed to call the codec routes (repeatable).",
 )
-def server(host: str, port: int, origins: tuple[str, ...]) -> None:
+@click.option(
+    "--temporal-ui",
+    metavar="URL",
+    default=None,
+    help="The Temporal UI the console links each run to (default: the first --ui-origin).",
+)
+def server(host: str, port: int, origins: tuple[str, ...], temporal_ui: str | None) -> None:
     """Run the stageline server: the JSON API (/api/v1), its OpenAPI document and the codec
     routes (/codec). It alone holds the master key and the database; people and CI reach it
     with 'stageline login' or STAGELINE_URL + STAGELINE_TOKEN."""
@@ -201,7 +208,9 @@ def server(host: str, port: int, origins: tuple[str, ...]) -> None:
     settings = Settings.from_env()
     key = load_master_key(settings)  # refuse to start without a key, before listening
     asyncio.run(check_start(settings, key))
-    app = create_app(settings, key=key, ui_origins=tuple(ui_origin(o) for o in origins))
+    allowed = tuple(ui_origin(o) for o in origins)
+    ui = temporal_ui.rstrip("/") if temporal_ui else (allowed[0] if allowed else None)
+    app = create_app(settings, key=key, ui_origins=allowed, temporal_ui=ui)
     click.echo(f"stageline server: http://{host}:{port}/api/v1 (state: {settings.home})", err=True)
     asyncio.run(serve(app, host, port))  # until SIGINT or SIGTERM; then exit 0
 

@@ -220,10 +220,11 @@ def create_app(
     connect: Callable[[], Awaitable[Client]] | None = None,
     ui_origins: tuple[str, ...] = (),
     db: Database | None = None,
+    temporal_ui: str | None = None,
 ) -> FastAPI:
     """The server's ASGI application. `connect` makes the Temporal client (default: from
     settings, with the codec of the master key); `db`: a database to share (the dev stack's
-    worker's), else its own."""
+    worker's), else its own; `temporal_ui`: the Temporal UI the console links runs to."""
     from server.codec import mount_codec
     from server.console import add_console_routes
     from server.runs import add_run_routes
@@ -270,7 +271,7 @@ def create_app(
     _session_routes(app, server)
     add_run_routes(app, server)
     mount_codec(app, server, ui_origins)
-    add_console_routes(app, ui_origins)
+    add_console_routes(app, temporal_ui)
     return app
 
 

@@ -199,10 +199,19 @@ OPERATIONS: tuple[Operation, ...] = (
         app="app",
     ),
     _op("data", "share", C, EVERY, app="app"),
+    # Notification targets: their URLs are credentials, so only admins add and test them.
+    _op("notifications", "add_target", C, "environment"),
+    _op("notifications", "list_targets", V, "environment"),
+    _op("notifications", "remove_target", C, "environment"),
+    # Sends a message and stores nothing: a reading unit of work, so no write lock is held
+    # while the receiver answers (up to 10 s).
+    Operation("notifications", "test_target", (Check(C, "environment"),), write=False),
     # What runs where, and what happened.
     _op("views", "status", V, "environment", app="app"),
     _op("views", "audit_log", V, "environment", app="app"),
     _op("views", "history_view", V, "environment", app="app"),
+    _op("views", "environment_detail", V, "environment"),
+    _op("deployments", "preview_rollback", V, "environment", app="app"),
     Operation("views", "diff", (Check(V, "source"), Check(V, "target")), write=False, app="app"),
 )
 

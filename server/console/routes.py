@@ -55,11 +55,11 @@ ROUTES: tuple[tuple[str, str, Handler], ...] = (
 )
 
 
-def add_console_routes(app: FastAPI, ui_origins: tuple[str, ...]) -> None:
-    """The console on `app` (whose state holds the server); `ui_origins`: the Temporal UI,
-    for links to a run's workflow there."""
+def add_console_routes(app: FastAPI, temporal_ui: str | None) -> None:
+    """The console on `app` (whose state holds the server); `temporal_ui`: the Temporal UI,
+    for links to a run's workflow there (None: no link)."""
     app.state.console_error = error_page
-    app.state.temporal_ui = ui_origins[0] if ui_origins else None
+    app.state.temporal_ui = temporal_ui
     app.add_api_route("/static/{name}", static, methods=["GET"], include_in_schema=False)
     for method, path, handler in ROUTES:
         app.add_api_route(path, handler, methods=[method], include_in_schema=False)

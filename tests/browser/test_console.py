@@ -1,0 +1,225 @@
+"""The stageline web console, in a real browser (chromium, driven by Playwright), against
+`stageline dev`: people log in, select environments, read what runs and is configured
+where, and act; each page and button is used as a person uses it. Screenshots of the key pages
+go to docs/ with `make screenshots` (for the README).
+
+The stack: dev -> staging -> production (one approval, from rita); app web, 1.0.0 in dev and
+staging, 1.1.0 released; a pipeline step that prints a hostile string; a production variable
+holding one. People: rita (reviews production), victor (views everything), dana (deploys
+everywhere).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Dialog, Page, expect
+
+from tests.browser.conftest import UI_TIMEOUT_MS, VIEWPORT_HEIGHT, VIEWPORT_WIDTH
+from tests.browser.dev_stack import Stack, dev_stack
+from tests.browser.ui import screenshot
+
+pytestmark = pytest.mark.browser
+
+PASSWORD = "console test password"
+HOSTILE = '<script>alert("pwned")</script><img src=x onerror=alert(2)>'
+FINISH_MS = 90_000  # a promotion: gates, a sandboxed step, its bookkeeping
+
+
+def _pipeline(root: Path) -> Path:
+    script = f"import os; print('deploying', os.environ['STAGELINE_VERSION']); print({HOSTILE!r})"
+    path = root / "console-pipeline.yaml"
+    path.write_text(
+        f"steps:\n  - name: deploy\n    run: {json.dumps([sys.executable, '-c', script])}\n"
+    )
+    return path
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    root = tmp_path_factory.mktemp("console-stack")
+    with dev_stack(root) as running:
+        cli = running.cli
+        cli.ok("env", "create", "dev")
+        cli.ok("env", "create", "staging", "--after", "dev")
+        cli.ok("env", "create", "production", "--after", "staging")
+        cli.ok("env", "protect", "production", "--required-approvals", "1", "--reviewer", "rita")
+        cli.ok("app", "create", "web", "--env", "dev", "--env", "staging", "--env", "production")
+        cli.ok("var", "set", "BANNER", HOSTILE, "--env", "production")
+        cli.ok("var", "set", "BANNER", "hello", "--env", "staging")
+        cli.ok("secret", "set", "API_KEY", "--env", "production", input="prod-key-value\n")
+        for name, *roles in (
+            ("rita", "production:reviewer", "*:viewer"),
+            ("victor", "*:viewer"),
+            ("dana", "*:deployer"),
+        ):
+            grants = [a for role in roles for a in ("--role", role)]
+            cli.ok("user", "add", name, *grants, input=PASSWORD + "\n")
+        pipeline = _pipeline(root)
+        for version in ("1.0.0", "1.1.0"):
+            cli.ok("release", "create", "web", version, "--pipeline", str(pipeline))
+        for environment in ("dev", "staging"):
+            assert running.promote("web", "1.0.0", environment, "--wait")["status"] == "deployed"
+        yield running
+
+
+@pytest.fixture
+def page(browser: Browser, stack: Stack) -> Iterator[Page]:
+    """A fresh browser context on the console (no session, no remembered environment)."""
+    context = browser.new_context(
+        base_url=stack.server,
+        viewport={"width": VIEWPORT_WIDTH, "height": VIEWPORT_HEIGHT},
+        locale="en-US",
+        timezone_id="UTC",
+    )
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: Dialog) -> None:
+        dialogs.append(dialog.message)
+        if dialog.type == "confirm" and dialog.message.startswith(("Approve", "Reject")):
+            dialog.accept()  # the decision's confirmation
+        else:
+            dialog.dismiss()
+
+    opened = context.new_page()
+    opened.on("dialog", on_dialog)
+    try:
+        yield opened
+    finally:
+        context.close()
+    # No string from the workspace may ever run as script: a dialog other than a decision's
+    # confirmation means one did.
+    assert all(d.startswith(("Approve", "Reject")) for d in dialogs), dialogs
+
+
+def log_in(page: Page, name: str, path: str = "/") -> None:
+    page.goto(path)
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.get_by_label("Name").fill(name)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in").click()
+    expect(page.get_by_test_id("signed-in-as")).to_have_text(name)
+
+
+def select_environment(page: Page, environment: str) -> None:
+    """The header's selector, as a person uses it: choosing applies it (console.js)."""
+    page.get_by_label("Environment").select_option(environment)
+    expect(page).to_have_url(re.compile(rf"env={environment}"))
+
+
+def test_reviewer_logs_in_selects_production_and_approves(page: Page, stack: Stack) -> None:
+    waiting = stack.promote("web", "1.0.0", "production")
+    if waiting["status"] != "awaiting_approval":
+        stack.await_phase("web", "production", waiting["promotion_id"], "awaiting_approval")
+    log_in(page, "rita")
+    select_environment(page, "production")
+    pending = page.get_by_test_id("pending")
+    expect(pending).to_contain_text("web 1.0.0 → production")
+    expect(pending).to_contain_text("0 of 1 approvals")
+    screenshot(page, "console-overview.png")
+    pending.get_by_role("link").click()
+    expect(page.get_by_test_id("phase")).to_have_text("awaiting approval")
+    expect(page.get_by_test_id("approvals")).to_contain_text("May still approve: rita")
+    expect(page.get_by_role("link", name="open in the Temporal UI")).to_have_attribute(
+        "href", f"{stack.ui}/namespaces/default/workflows/{waiting['promotion_id']}"
+    )
+    page.get_by_label("Comment").fill(HOSTILE)
+    screenshot(page, "console-approve.png")
+    page.get_by_role("button", name="Approve").click()
+    expect(page.get_by_role("status")).to_have_text("Your approve was sent.")
+    # The page follows the run by itself (htmx) until it deploys.
+    expect(page.get_by_test_id("phase")).to_have_text("deployed", timeout=FINISH_MS)
+    expect(page.get_by_test_id("step-deploy")).to_contain_text(HOSTILE)
+    screenshot(page, "console-deployed.png")
+    history = json.loads(stack.cli.ok("history", "web", "--env", "production", "--json").out)
+    newest = history["deployments"][-1]
+    assert (newest["version"], newest["status"]) == ("1.0.0", "deployed")
+    decided = [e for e in history["events"] if e["action"] == "promotion.approve"]
+    assert decided and decided[-1]["actor"] == "rita"
+
+
+def test_viewer_sees_no_action_and_a_forged_post_is_refused(page: Page, stack: Stack) -> None:
+    log_in(page, "victor")
+    page.goto("/environments/staging")
+    expect(page.get_by_test_id("deployed-web")).to_contain_text("1.0.0")
+    expect(page.get_by_role("link", name="Roll back")).to_have_count(0)
+    page.goto("/releases?env=")  # every environment (staging is remembered from above)
+    expect(page.get_by_test_id("release-web-1.1.0")).to_contain_text("nowhere")
+    expect(page.get_by_role("link", name=re.compile("^Promote"))).to_have_count(0)
+    csrf = page.locator('form[action="/logout"] input[name="csrf_token"]').get_attribute("value")
+    assert csrf
+    # The same POST the buttons send, with victor's own session and CSRF value: refused.
+    for path, form in (
+        ("/rollback", {"app": "web", "environment": "staging"}),
+        ("/promote", {"app": "web", "version": "1.1.0", "to": "dev"}),
+    ):
+        answer = page.request.post(path, form={**form, "csrf_token": csrf})
+        assert answer.status == 403, (path, answer.status)
+        assert "victor may not" in answer.text() or "needs the deployer role" in answer.text()
+    staging = json.loads(stack.cli.ok("status", "--env", "staging", "--json").out)
+    assert [c["version"] for c in staging["cells"] if c["app"] == "web"] == ["1.0.0"]
+
+
+def test_environment_selector_changes_every_page(page: Page, stack: Stack) -> None:
+    log_in(page, "victor")
+    select_environment(page, "staging")
+    expect(page.get_by_role("heading", level=1)).to_have_text("staging")
+    expect(page.get_by_role("columnheader", name="dev")).to_have_count(0)
+    for link, heading in (
+        ("Environment", "staging"),
+        ("Releases", "Releases for staging"),
+        ("History", "History of web in staging"),
+        ("Audit", "Audit of staging"),
+    ):
+        page.get_by_role("navigation").get_by_role("link", name=link).click()
+        expect(page.get_by_role("heading", level=1)).to_have_text(heading)
+        expect(page.get_by_label("Environment")).to_have_value("staging")
+    page.get_by_role("navigation").get_by_role("link", name="Diff").click()
+    expect(page.get_by_label("To")).to_have_value("staging")
+    expect(page.get_by_label("From")).to_have_value("dev")
+    # Remembered for this person: the next visit without ?env opens on staging.
+    page.goto("/")
+    expect(page.get_by_label("Environment")).to_have_value("staging")
+    select_environment(page, "production")
+    page.goto("/environments/production")
+    expect(page.get_by_test_id("secret-API_KEY")).to_contain_text("v1")
+    expect(page.locator("body")).not_to_contain_text("prod-key-value")
+    # Hostile text is shown as text, not markup: and no dialog opened (see the fixture).
+    expect(page.get_by_text(HOSTILE, exact=True)).to_be_visible()
+    expect(page.locator("img[src=x]")).to_have_count(0)
+    screenshot(page, "console-environment.png")
+
+
+def test_deployer_promotes_after_the_diff_then_rolls_back(page: Page, stack: Stack) -> None:
+    log_in(page, "dana")
+    page.goto("/releases?env=dev")
+    row = page.get_by_test_id("release-web-1.1.0")
+    expect(row).to_contain_text("nowhere")
+    row.get_by_role("link", name="Promote to dev").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("Promote web 1.1.0 to dev")
+    expect(page.get_by_text("dev is the first stage of web.")).to_be_visible()
+    page.get_by_role("button", name="Promote 1.1.0 to dev").click()
+    expect(page.get_by_test_id("phase")).to_have_text("deployed", timeout=FINISH_MS)
+    # Staging next: the diff against dev comes first.
+    page.goto("/releases?env=staging")
+    page.get_by_test_id("release-web-1.1.0").get_by_role("link", name="Promote to staging").click()
+    diff = page.get_by_test_id("diff")
+    expect(diff).to_contain_text("1.1.0")
+    expect(diff).to_contain_text("BANNER")
+    screenshot(page, "console-promote-diff.png")
+    page.get_by_role("link", name="Cancel").click()
+    # Roll dev back: where to is shown first.
+    page.goto("/environments/dev")
+    page.get_by_test_id("deployed-web").get_by_role("link", name="Roll back").click()
+    expect(page.get_by_test_id("rollback-plan")).to_contain_text("from 1.1.0 back to 1.0.0")
+    page.get_by_label("Reason").fill("bad build")
+    page.get_by_role("button", name="Roll back to 1.0.0").click()
+    expect(page.get_by_test_id("phase")).to_have_text("rolled back", timeout=FINISH_MS)
+    dev = json.loads(stack.cli.ok("status", "--env", "dev", "--json").out)
+    assert [c["version"] for c in dev["cells"] if c["app"] == "web"] == ["1.0.0"]
