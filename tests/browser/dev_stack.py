@@ -175,8 +175,9 @@ def _stop(process: subprocess.Popen[bytes], home: Path, log: Path) -> None:
 
 
 @contextlib.contextmanager
-def dev_stack(root: Path) -> Iterator[Stack]:
-    """`stageline dev --port P --ui-port U` until the block ends, then Ctrl-C."""
+def dev_stack(root: Path, *, demo: bool = False) -> Iterator[Stack]:
+    """`stageline dev --port P --ui-port U` (with `demo`: `--demo` on a free demo port) until
+    the block ends, then Ctrl-C."""
     home = root / "home"
     home.mkdir()
     port, ui_port = free_port(), free_port()
@@ -184,7 +185,15 @@ def dev_stack(root: Path) -> Iterator[Stack]:
     log = root / "stageline-dev.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [STAGELINE, "dev", "--port", str(port), "--ui-port", str(ui_port)],
+            [
+                STAGELINE,
+                "dev",
+                "--port",
+                str(port),
+                "--ui-port",
+                str(ui_port),
+                *(("--demo", "--demo-port", str(free_port())) if demo else ()),
+            ],
             env=_clean_env(home),
             cwd=home,
             stdin=subprocess.DEVNULL,

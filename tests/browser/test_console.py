@@ -1,12 +1,13 @@
 """The stageline web console, in a real browser (chromium, driven by Playwright), against
-`stageline dev`: people log in, select environments, read what runs and is configured
+`stageline dev --demo` as a person runs it: they read the console's address and a demo user's
+password from what it prints, log in, select environments, read what runs and is configured
 where, and act; each page and button is used as a person uses it. Screenshots of the key pages
 go to docs/ with `make screenshots` (for the README).
 
-The stack: dev -> staging -> production (one approval, from rita); app web, 1.0.0 in dev and
-staging, 1.1.0 released; a pipeline step that prints a hostile string; a production variable
-holding one. People: rita (reviews production), victor (views everything), dana (deploys
-everywhere).
+The demo: dev -> staging -> production (one approval, from alice), web@1.0.0 taken to
+production, where it waits; alice (reviews production), demo (admin), victor (views). Added
+here: dana (deploys everywhere), web@1.1.0 whose step prints a hostile string, and variables
+holding one.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -29,6 +31,7 @@ pytestmark = pytest.mark.browser
 PASSWORD = "console test password"
 HOSTILE = '<script>alert("pwned")</script><img src=x onerror=alert(2)>'
 FINISH_MS = 90_000  # a promotion: gates, a sandboxed step, its bookkeeping
+DEMO_PRODUCTION = "promote-web-1.0.0-production"
 
 
 def _pipeline(root: Path) -> Path:
@@ -40,31 +43,29 @@ def _pipeline(root: Path) -> Path:
     return path
 
 
+def printed_password(stack: Stack, name: str) -> str:
+    """A demo user's password, as `stageline dev` printed it under its Console: line."""
+    found = re.search(rf"^\s+{name}\s+/\s+(\S+)\s", stack.log.read_text(), re.MULTILINE)
+    assert found, stack.log_tail(40)
+    return found.group(1)
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def started() -> float:
+    """When `stageline dev --demo` was started (the stack fixture comes after)."""
+    return time.monotonic()
+
+
+@pytest.fixture(scope="module")
+def stack(started: float, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("console-stack")
-    with dev_stack(root) as running:
+    with dev_stack(root, demo=True) as running:
         cli = running.cli
-        cli.ok("env", "create", "dev")
-        cli.ok("env", "create", "staging", "--after", "dev")
-        cli.ok("env", "create", "production", "--after", "staging")
-        cli.ok("env", "protect", "production", "--required-approvals", "1", "--reviewer", "rita")
-        cli.ok("app", "create", "web", "--env", "dev", "--env", "staging", "--env", "production")
         cli.ok("var", "set", "BANNER", HOSTILE, "--env", "production")
         cli.ok("var", "set", "BANNER", "hello", "--env", "staging")
         cli.ok("secret", "set", "API_KEY", "--env", "production", input="prod-key-value\n")
-        for name, *roles in (
-            ("rita", "production:reviewer", "*:viewer"),
-            ("victor", "*:viewer"),
-            ("dana", "*:deployer"),
-        ):
-            grants = [a for role in roles for a in ("--role", role)]
-            cli.ok("user", "add", name, *grants, input=PASSWORD + "\n")
-        pipeline = _pipeline(root)
-        for version in ("1.0.0", "1.1.0"):
-            cli.ok("release", "create", "web", version, "--pipeline", str(pipeline))
-        for environment in ("dev", "staging"):
-            assert running.promote("web", "1.0.0", environment, "--wait")["status"] == "deployed"
+        cli.ok("user", "add", "dana", "--role", "*:deployer", input=PASSWORD + "\n")
+        cli.ok("release", "create", "web", "1.1.0", "--pipeline", str(_pipeline(root)))
         yield running
 
 
@@ -98,11 +99,11 @@ def page(browser: Browser, stack: Stack) -> Iterator[Page]:
     assert all(d.startswith(("Approve", "Reject")) for d in dialogs), dialogs
 
 
-def log_in(page: Page, name: str, path: str = "/") -> None:
+def log_in(page: Page, name: str, path: str = "/", password: str = PASSWORD) -> None:
     page.goto(path)
     expect(page).to_have_url(re.compile(r"/login\?next="))
     page.get_by_label("Name").fill(name)
-    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_test_id("signed-in-as")).to_have_text(name)
 
@@ -113,11 +114,15 @@ def select_environment(page: Page, environment: str) -> None:
     expect(page).to_have_url(re.compile(rf"env={environment}"))
 
 
-def test_reviewer_logs_in_selects_production_and_approves(page: Page, stack: Stack) -> None:
-    waiting = stack.promote("web", "1.0.0", "production")
-    if waiting["status"] != "awaiting_approval":
-        stack.await_phase("web", "production", waiting["promotion_id"], "awaiting_approval")
-    log_in(page, "rita")
+def test_from_make_dev_to_approving_the_demo_in_the_console(
+    page: Page, stack: Stack, started: float
+) -> None:
+    """What the README's quick start promises: from `stageline dev --demo` to alice's
+    approval of the demo's production promotion in the console, well within two minutes."""
+    stack.await_phase("web", "production", DEMO_PRODUCTION, "awaiting_approval")
+    console = re.search(r"^Console:\s+(http://\S+)", stack.log.read_text(), re.MULTILINE)
+    assert console and console.group(1).rstrip("/") == stack.server
+    log_in(page, "alice", password=printed_password(stack, "alice"))
     select_environment(page, "production")
     pending = page.get_by_test_id("pending")
     expect(pending).to_contain_text("web 1.0.0 → production")
@@ -125,27 +130,29 @@ def test_reviewer_logs_in_selects_production_and_approves(page: Page, stack: Sta
     screenshot(page, "console-overview.png")
     pending.get_by_role("link").click()
     expect(page.get_by_test_id("phase")).to_have_text("awaiting approval")
-    expect(page.get_by_test_id("approvals")).to_contain_text("May still approve: rita")
+    expect(page.get_by_test_id("approvals")).to_contain_text("May still approve: alice")
     expect(page.get_by_role("link", name="open in the Temporal UI")).to_have_attribute(
-        "href", f"{stack.ui}/namespaces/default/workflows/{waiting['promotion_id']}"
+        "href", f"{stack.ui}/namespaces/default/workflows/{DEMO_PRODUCTION}"
     )
     page.get_by_label("Comment").fill(HOSTILE)
     screenshot(page, "console-approve.png")
     page.get_by_role("button", name="Approve").click()
+    approved_after = time.monotonic() - started
     expect(page.get_by_role("status")).to_have_text("Your approve was sent.")
     # The page follows the run by itself (htmx) until it deploys.
     expect(page.get_by_test_id("phase")).to_have_text("deployed", timeout=FINISH_MS)
-    expect(page.get_by_test_id("step-deploy")).to_contain_text(HOSTILE)
     screenshot(page, "console-deployed.png")
+    assert approved_after < 120, f"approving took {approved_after:.0f} s from the start"
     history = json.loads(stack.cli.ok("history", "web", "--env", "production", "--json").out)
     newest = history["deployments"][-1]
     assert (newest["version"], newest["status"]) == ("1.0.0", "deployed")
     decided = [e for e in history["events"] if e["action"] == "promotion.approve"]
-    assert decided and decided[-1]["actor"] == "rita"
+    assert decided and decided[-1]["actor"] == "alice"
+    assert decided[-1]["detail"].get("comment") == HOSTILE
 
 
 def test_viewer_sees_no_action_and_a_forged_post_is_refused(page: Page, stack: Stack) -> None:
-    log_in(page, "victor")
+    log_in(page, "victor", password=printed_password(stack, "victor"))
     page.goto("/environments/staging")
     expect(page.get_by_test_id("deployed-web")).to_contain_text("1.0.0")
     expect(page.get_by_role("link", name="Roll back")).to_have_count(0)
@@ -167,7 +174,7 @@ def test_viewer_sees_no_action_and_a_forged_post_is_refused(page: Page, stack: S
 
 
 def test_environment_selector_changes_every_page(page: Page, stack: Stack) -> None:
-    log_in(page, "victor")
+    log_in(page, "victor", password=printed_password(stack, "victor"))
     select_environment(page, "staging")
     expect(page.get_by_role("heading", level=1)).to_have_text("staging")
     expect(page.get_by_role("columnheader", name="dev")).to_have_count(0)
@@ -206,6 +213,8 @@ def test_deployer_promotes_after_the_diff_then_rolls_back(page: Page, stack: Sta
     expect(page.get_by_text("dev is the first stage of web.")).to_be_visible()
     page.get_by_role("button", name="Promote 1.1.0 to dev").click()
     expect(page.get_by_test_id("phase")).to_have_text("deployed", timeout=FINISH_MS)
+    # The step's output, as text: the hostile line did not become markup.
+    expect(page.get_by_test_id("step-deploy")).to_contain_text(HOSTILE)
     # Staging next: the diff against dev comes first.
     page.goto("/releases?env=staging")
     page.get_by_test_id("release-web-1.1.0").get_by_role("link", name="Promote to staging").click()
