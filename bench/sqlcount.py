@@ -136,8 +136,16 @@ async def measure(
     cpu = ActivityCpu()
     box, sandboxed = step_sandbox(settings)
     try:
+        # Without the notification dispatcher: its rounds are not a promotion's statements.
         async with build_worker(
-            client, settings, db, key, TASK_QUEUE, step_sandbox=box, interceptors=[cpu]
+            client,
+            settings,
+            db,
+            key,
+            TASK_QUEUE,
+            step_sandbox=box,
+            notifications=False,
+            interceptors=[cpu],
         ):
             for i in range(PROMOTIONS + 1):
                 counts.counting = cpu.counting = i > 0

@@ -46,6 +46,7 @@ COMMAND_MODULES = {
     "logout": "principals",
     "codec-server": "runtime",
     "data": "data",
+    "notify": "notify",
 }
 
 

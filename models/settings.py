@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from models.errors import ConfigurationError, error_text
 
 TASK_QUEUE = "stageline"
+# The stageline server's default address; the console is served at its root.
+CONSOLE_URL = "http://127.0.0.1:8480"
 DEV_KEY_FILE = "dev-master.key"
 # What the sandbox provides itself: a declared path may not be or cover one, nor sit inside
 # one, except inside /tmp (mounted over the sandbox's private /tmp).
@@ -78,6 +80,18 @@ def parse_flag(name: str, text: str | None) -> bool:
     raise ConfigurationError(f"{name} must be 1 or 0 (true/false), not {text!r}")
 
 
+def console_url(text: str | None) -> str:
+    """STAGELINE_CONSOLE_URL (none: the server's default address), without a trailing '/'."""
+    url = (text or "").strip().rstrip("/") or CONSOLE_URL
+    if not url.startswith(("http://", "https://")) or len(url) <= len("https://"):
+        raise ConfigurationError(
+            f"STAGELINE_CONSOLE_URL {url!r} is not an http:// or https:// address; set it to "
+            "the address people open the stageline server at, e.g. "
+            "https://stageline.example.com"
+        )
+    return url
+
+
 class Settings(BaseModel):
     model_config = ConfigDict(frozen=True)
 
@@ -100,6 +114,16 @@ class Settings(BaseModel):
     # The operator's explicit choice to run steps without the sandbox, e.g. where bubblewrap
     # cannot work; the worker warns loudly and records it in the audit log.
     allow_unsandboxed_steps: bool = False
+    # Where people open the web console: the links in notifications point there.
+    console_url: str = CONSOLE_URL
+
+    @field_validator("console_url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        try:
+            return console_url(url)
+        except ConfigurationError as exc:
+            raise ValueError(exc.message) from None
 
     @property
     def dev_key_file(self) -> Path:
@@ -133,4 +157,5 @@ class Settings(BaseModel):
             allow_unsandboxed_steps=parse_flag(
                 "STAGELINE_ALLOW_UNSANDBOXED_STEPS", env.get("STAGELINE_ALLOW_UNSANDBOXED_STEPS")
             ),
+            console_url=console_url(env.get("STAGELINE_CONSOLE_URL")),
         )

@@ -35,7 +35,7 @@ from models.promotion import (
 )
 from models.resolution import StepContext
 from models.review import DecisionRecord, SignatureCheck
-from models.status import DeploymentKind, DeploymentStatus, PromotionState
+from models.status import DeploymentKind, DeploymentStatus, PromotionEnd, PromotionState
 from services import gates
 from services.base import Service
 from services.data import DATA_KINDS
@@ -199,6 +199,27 @@ class DeploymentService(Service):
         record = await self._record_promotion(
             self.session, mine, request, run, app, env, release, results, requester
         )
+        eligible = await self.work.environments.eligible_reviewers(env)
+        protection = protection_of(env)
+        if mine is None and passed and not noop and protection.protected:
+            # The "approval needed" notification (services/notifications.py): written with the
+            # request, in this unit of work, by the activity, never by the workflow (whose
+            # recorded histories must replay unchanged). Only protected promotions add it.
+            _audit_promotion(
+                self.session,
+                app,
+                env,
+                release,
+                request.requested_by,
+                "promotion.awaiting_approval",
+                {
+                    "workflow_id": run.workflow_id,
+                    "version": release.version,
+                    "required_approvals": protection.required_approvals,
+                    "reviewers": protection.reviewers,
+                    "on_behalf_of": request.on_behalf_of,
+                },
+            )
         # Only older ones: a retried attempt may find newer promotions that started meanwhile.
         supersedes = (
             [
@@ -216,8 +237,8 @@ class DeploymentService(Service):
             passed=passed,
             noop=noop,
             reason=noop_reason if noop else reason,
-            protection=protection_of(env),
-            eligible_reviewers=await self.work.environments.eligible_reviewers(env),
+            protection=protection,
+            eligible_reviewers=eligible,
             wait_seconds=await self._soak_left(context),
             steps=step_specs(context.pipeline, ("steps", "verify")),
             requester_verified=_verified(requester),
@@ -350,7 +371,7 @@ class DeploymentService(Service):
         await self.audit(caller, "activity.refused", activity_type, detail={"reason": problem})
 
     async def record_promotion_outcome(
-        self, outcome: PromotionOutcome, *, caller: WorkflowRef | None = None
+        self, outcome: PromotionOutcome, *, caller: WorkflowRef | None = None, noop: bool = False
     ) -> None:
         record_id = outcome.promotion_record_id
         record, app, env, release = await self._promotion(record_id)
@@ -369,7 +390,8 @@ class DeploymentService(Service):
             release,
             record.requested_by,
             "promotion.timed_out" if outcome.timed_out else f"promotion.{outcome.status}",
-            {"workflow_id": record.workflow_id, "reason": outcome.reason},
+            {"workflow_id": record.workflow_id, "reason": outcome.reason}
+            | ({"noop": True} if noop else {}),
         )
 
     async def take_turn(self, request: TurnRequest, is_running: IsRunning) -> Turn:
@@ -406,7 +428,10 @@ class DeploymentService(Service):
                 finish.interrupted,
                 caller=caller,
             )
-        await self.record_promotion_outcome(ending.outcome, caller=caller)
+        # Deployed without a deployment: the release was there already (a CI retry); the
+        # audit entry says so, and sends no "deployed" notification.
+        noop = finish is None and ending.outcome.status == PromotionEnd.DEPLOYED
+        await self.record_promotion_outcome(ending.outcome, caller=caller, noop=noop)
         if ending.leave is None:
             return None
         return await self.work.queue.leave(ending.leave.run)

@@ -29,6 +29,7 @@ from services.base import Service
 from services.data import DataService
 from services.deployments import DeploymentService
 from services.environments import EnvironmentService
+from services.notifications import NotificationService
 from services.principals import PrincipalService
 from services.queue import QueueService
 from services.releases import ReleaseService
@@ -165,6 +166,10 @@ class Work:
     @cached_property
     def views(self) -> ViewService:
         return ViewService(self)
+
+    @cached_property
+    def notifications(self) -> NotificationService:
+        return NotificationService(self)
 
 
 def _hold_rows(session: AsyncSession) -> None:

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
-from sqlalchemy import event, insert, select
+from sqlalchemy import event, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -73,3 +73,46 @@ async def events(
         query = query.where(AuditEvent.app == app)
     result = await session.scalars(query.order_by(AuditEvent.id.desc()).limit(limit))
     return list(reversed(result.all()))
+
+
+async def last_id(session: AsyncSession, workspace_id: int) -> int:
+    """The id of the workspace's newest entry, those this unit of work recorded included (0
+    for an empty log)."""
+    if session.info.get(_PENDING):
+        await session.run_sync(_write_pending)
+    found = await session.scalar(
+        select(func.max(AuditEvent.id)).where(AuditEvent.workspace_id == workspace_id)
+    )
+    return int(found or 0)
+
+
+async def entries_after(
+    session: AsyncSession,
+    workspace_id: int,
+    after: int,
+    *,
+    environments: Collection[str],
+    actions: Collection[str],
+    limit: int,
+) -> Sequence[AuditEvent]:
+    """The entries after id `after` about these environments with these actions, oldest
+    first (what notifications are made of)."""
+    result = await session.scalars(
+        select(AuditEvent)
+        .where(
+            AuditEvent.workspace_id == workspace_id,
+            AuditEvent.id > after,
+            AuditEvent.environment.in_(list(environments)),
+            AuditEvent.action.in_(list(actions)),
+        )
+        .order_by(AuditEvent.id)
+        .limit(limit)
+    )
+    return result.all()
+
+
+async def entries_by_id(session: AsyncSession, ids: Collection[int]) -> dict[int, AuditEvent]:
+    if not ids:
+        return {}
+    result = await session.scalars(select(AuditEvent).where(AuditEvent.id.in_(list(ids))))
+    return {row.id: row for row in result.all()}

@@ -20,7 +20,7 @@ from store import sqlite_inline
 from store.sqlite_writers import WriterLock
 
 MIGRATIONS = Path(__file__).parent / "migrations"
-HEAD_REVISION = "0010"
+HEAD_REVISION = "0011"
 
 
 def redact(url: URL) -> str:

@@ -479,3 +479,51 @@ class AccessToken(Base):
     expires_at: Mapped[datetime] = mapped_column()
     revoked_at: Mapped[datetime | None] = mapped_column()
     revoked_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class NotificationTarget(Base):
+    """Where an environment's notifications go: a webhook that takes Slack-compatible JSON.
+    Its URL is a credential (a Slack webhook URL is its own token), so it is stored sealed
+    with the environment's data key, as secrets are; only its `scheme://host` is plain."""
+
+    __tablename__ = "notification_target"
+    __table_args__ = (UniqueConstraint("environment_id", "name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    workspace_id: Mapped[int] = mapped_column(ForeignKey("workspace.id", ondelete="RESTRICT"))
+    environment_id: Mapped[int] = mapped_column(ForeignKey("environment.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(63))
+    url_ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    url_host: Mapped[str] = mapped_column(String(300))
+    events: Mapped[list[Any]] = mapped_column(default=list)
+    # Every audit entry up to this id has been looked at for this target (a delivery made, or
+    # not one of its events); it starts at the log's last entry when the target is added, so
+    # a new target never receives what happened before it.
+    cursor: Mapped[int] = mapped_column(Integer, default=0)
+    created_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class NotificationDelivery(Base):
+    """One audit entry sent (or being sent) to one target. The unique pair is the claim: of
+    several workers that find the same entry, the one whose insert lands sends it."""
+
+    __tablename__ = "notification_delivery"
+    __table_args__ = (
+        UniqueConstraint("target_id", "audit_event_id"),
+        Index("ix_notification_delivery_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("notification_target.id", ondelete="CASCADE"))
+    audit_event_id: Mapped[int] = mapped_column(ForeignKey("audit_event.id", ondelete="RESTRICT"))
+    event: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(10))  # pending | sent | failed
+    # Attempts begun; a claim adds one before the message is sent.
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # Pending: when it may be tried (again). A claim moves it past the time a send can take,
+    # so a worker that died mid-send leaves it to another once that has passed.
+    next_attempt_at: Mapped[datetime] = mapped_column()
+    http_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(default=utcnow)

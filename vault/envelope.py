@@ -38,6 +38,14 @@ def secret_aad(
     ).encode()
 
 
+def notification_url_aad(workspace_id: int, environment_id: int, name: str) -> bytes:
+    """A notification target's webhook URL (a credential) is sealed like a secret, bound to
+    its workspace, environment and target name."""
+    return (
+        f"stageline:notification-url:v1:ws={workspace_id}:env={environment_id}:name={name}".encode()
+    )
+
+
 def new_data_key() -> bytes:
     return AESGCM.generate_key(bit_length=KEY_BYTES * 8)
 

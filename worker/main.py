@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import logging
 import socket
@@ -25,6 +26,7 @@ from store.database import Database
 from vault.keys import KeyProvider, load_master_key
 from worker.client import connect, ensure_search_attributes
 from worker.heap import long_lived_heap
+from worker.notifier import Notifier
 from worker.runner import sandboxed_runner
 from workflows.promotion import PromotionWorkflow
 from workflows.rollback import RollbackWorkflow
@@ -35,6 +37,27 @@ WORKFLOWS: Sequence[type] = (PromotionWorkflow, RollbackWorkflow, ReleaseTrainWo
 log = logging.getLogger("stageline.worker")
 
 
+class StagelineWorker(Worker):
+    """A Temporal worker that runs the notification dispatcher (`worker/notifier.py`) beside
+    itself while it runs, however it is run (`async with`, `run()`): `stageline worker`,
+    `stageline dev` and the tests all build their worker here, so every worker delivers."""
+
+    # Set once built (see `build_worker`), so Worker's own arguments stay type-checked.
+    notifier: Notifier | None = None
+
+    async def run(self) -> None:
+        if self.notifier is None:
+            await super().run()
+            return
+        dispatcher = asyncio.create_task(self.notifier.run(), name="stageline-notifier")
+        try:
+            await super().run()
+        finally:
+            dispatcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await dispatcher
+
+
 def build_worker(
     client: Client,
     settings: Settings,
@@ -43,14 +66,16 @@ def build_worker(
     task_queue: str | None = None,
     *,
     step_sandbox: sandbox.StepSandbox | Literal["from-settings"] | None = "from-settings",
+    notifications: bool = True,
     **options: Any,
 ) -> Worker:
     """`step_sandbox`: what `sandbox.prepare(settings)` returned, if the caller already
     called it; by default it is called here, so every worker sandboxes its steps (or refuses
-    to be built) unless its settings opt out."""
+    to be built) unless its settings opt out. `notifications`: run the notification
+    dispatcher beside it (off only where something counts the worker's statements)."""
     box = sandbox.prepare(settings) if step_sandbox == "from-settings" else step_sandbox
     activities = PromotionActivities(db, settings, key, client, step_sandbox=box)
-    return Worker(
+    worker = StagelineWorker(
         client,
         task_queue=task_queue or settings.task_queue,
         workflows=list(WORKFLOWS),
@@ -61,6 +86,8 @@ def build_worker(
         max_heartbeat_throttle_interval=timedelta(seconds=2),
         **options,
     )
+    worker.notifier = Notifier.for_worker(db, settings, key) if notifications else None
+    return worker
 
 
 async def record_unsandboxed(db: Database, settings: Settings) -> None:

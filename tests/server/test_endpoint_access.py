@@ -76,6 +76,16 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "data.entries": {"environment": "production", "app": "web", "kind": "memory"},
     "data.copy": {"app": "web", "kind": "memory", "source": "dev", "target": "production"},
     "data.share": {"app": "web", "kind": "memory", "shared": True},
+    "notifications.add_target": {
+        "environment": "production",
+        "name": "ops",
+        "url": "https://hooks.example.com/services/T0/B0/token",
+        "events": ["deployed"],
+    },
+    "notifications.list_targets": {"environment": "production"},
+    "notifications.remove_target": {"environment": "production", "name": "ops"},
+    # After the removal: an unknown target (400), so no test message leaves the machine.
+    "notifications.test_target": {"environment": "production", "name": "ops"},
     "views.status": {"environment": "production"},
     "views.audit_log": {"environment": "production"},
     "views.history_view": {"app": "web", "environment": "production"},
