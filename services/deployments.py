@@ -670,6 +670,21 @@ class DeploymentService(Service):
         plan = chosen if isinstance(chosen, RollbackPlan) else await self._checked(chosen)
         return _stamped(plan, requester)
 
+    async def preview_rollback(
+        self, app: str, environment: str, to_version: str | None = None
+    ) -> RollbackPlan:
+        """Where a rollback of `app` in `environment` would go now, to show before asking
+        for one (nothing written, nothing audited)."""
+        app_row, env, _ = await self._lookup(app, environment, None)
+        request = RollbackInput(
+            app=app, environment=environment, to_version=to_version, requested_by="preview"
+        )
+        try:
+            current, target = await self._choose_rollback(app_row, env, request)
+        except Refused as exc:
+            return RollbackPlan(possible=False, refused=True, reason=exc.message)
+        return await self._checked((app_row, env, current, target))
+
     async def _checked(self, chosen: _Choice) -> RollbackPlan:
         """The plan a choice makes, checked before queueing (nothing recorded yet)."""
         _, _, current, target = chosen

@@ -149,6 +149,10 @@ def test_from_make_dev_to_approving_the_demo_in_the_console(
     decided = [e for e in history["events"] if e["action"] == "promotion.approve"]
     assert decided and decided[-1]["actor"] == "alice"
     assert decided[-1]["detail"].get("comment") == HOSTILE
+    # alice's comment, in production's history: as text.
+    page.get_by_role("navigation").get_by_role("link", name="History").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("History of web in production")
+    expect(page.get_by_text(HOSTILE).first).to_be_visible()
 
 
 def test_viewer_sees_no_action_and_a_forged_post_is_refused(page: Page, stack: Stack) -> None:
