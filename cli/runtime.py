@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -23,7 +24,7 @@ from vault.keys import KeyProvider, load_master_key, load_previous_keys, write_k
 from worker import demo
 from worker.client import ensure_search_attributes
 from worker.codec_server import dev_ui_origins, read_token_file, serve_codec, ui_origin
-from worker.dev_stack import dev_server, port_free
+from worker.dev_stack import dev_server, free_port_or_any, port_free
 from worker.main import build_worker, run_worker
 
 
@@ -96,8 +97,7 @@ def _api(
         return client
 
     app = create_app(settings, key=key, connect=same_client, db=db, temporal_ui=ui)
-    # Any free port when that one is taken (a second stack), as for the codec server.
-    return running(app, "127.0.0.1", port if port_free(port) else 0)
+    return running(app, "127.0.0.1", port)
 
 
 @click.command()
@@ -136,7 +136,13 @@ def dev(
     """Run the embedded stack: Temporal dev server + UI, worker, stageline server, SQLite."""
     _logging()
     base = _opt_out(Settings.from_env(), allow_unsandboxed_steps)
-    settings = base.model_copy(update={"temporal_address": f"127.0.0.1:{port}"})
+    # Any free port when that one is taken (a second stack), as for the codec server; chosen
+    # now, so the links in notifications point at this stack's console.
+    server_port = free_port_or_any(server_port)
+    update: dict[str, object] = {"temporal_address": f"127.0.0.1:{port}"}
+    if not os.environ.get("STAGELINE_CONSOLE_URL"):
+        update["console_url"] = f"http://127.0.0.1:{server_port}"
+    settings = base.model_copy(update=update)
     key = _dev_key(settings)
     # Before anything starts: without a working step sandbox (or the opt-out), refuse.
     box = sandbox.prepare(settings)

@@ -57,6 +57,16 @@ def port_free(port: int) -> bool:
     return True
 
 
+def free_port_or_any(port: int) -> int:
+    """`port` when it is free, else any free port (a second stack on the same machine)."""
+    if port_free(port):
+        return port
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        found: int = sock.getsockname()[1]
+        return found
+
+
 # If stageline dies without cleaning up, the kernel stops the server too.
 _die_with_parent = on_parent_death(signal.SIGTERM)
 

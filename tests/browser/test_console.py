@@ -25,6 +25,7 @@ from playwright.sync_api import Browser, Dialog, Page, expect
 from tests.browser.conftest import UI_TIMEOUT_MS, VIEWPORT_HEIGHT, VIEWPORT_WIDTH
 from tests.browser.dev_stack import Stack, dev_stack
 from tests.browser.ui import screenshot
+from tests.http_recorder import Recorder, recorder
 
 pytestmark = pytest.mark.browser
 
@@ -57,10 +58,20 @@ def started() -> float:
 
 
 @pytest.fixture(scope="module")
-def stack(started: float, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+def chat() -> Iterator[Recorder]:
+    """A Slack-compatible webhook receiver: production's notification target."""
+    with recorder() as receiving:
+        yield receiving
+
+
+@pytest.fixture(scope="module")
+def stack(
+    started: float, chat: Recorder, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("console-stack")
     with dev_stack(root, demo=True) as running:
         cli = running.cli
+        cli.ok("notify", "add", "production", "team-chat", input=f"{chat.url}/hook\n")
         cli.ok("var", "set", "BANNER", HOSTILE, "--env", "production")
         cli.ok("var", "set", "BANNER", "hello", "--env", "staging")
         cli.ok("secret", "set", "API_KEY", "--env", "production", input="prod-key-value\n")
@@ -115,7 +126,7 @@ def select_environment(page: Page, environment: str) -> None:
 
 
 def test_from_make_dev_to_approving_the_demo_in_the_console(
-    page: Page, stack: Stack, started: float
+    page: Page, stack: Stack, started: float, chat: Recorder
 ) -> None:
     """What the README's quick start promises: from `stageline dev --demo` to alice's
     approval of the demo's production promotion in the console, well within two minutes."""
@@ -149,6 +160,16 @@ def test_from_make_dev_to_approving_the_demo_in_the_console(
     decided = [e for e in history["events"] if e["action"] == "promotion.approve"]
     assert decided and decided[-1]["actor"] == "alice"
     assert decided[-1]["detail"].get("comment") == HOSTILE
+    # The team's chat hears of it, with a link that opens this run in the console.
+    link = f"{stack.server}/runs/{DEMO_PRODUCTION}"
+    deadline = time.monotonic() + 30
+    while not any(
+        link in json.dumps(c.body) and "deployed" in json.dumps(c.body) for c in chat.calls
+    ):
+        assert time.monotonic() < deadline, [c.body for c in chat.calls]
+        time.sleep(0.5)
+    page.goto(link)
+    expect(page.get_by_test_id("phase")).to_have_text("deployed")
     # alice's comment, in production's history: as text.
     page.get_by_role("navigation").get_by_role("link", name="History").click()
     expect(page.get_by_role("heading", level=1)).to_have_text("History of web in production")

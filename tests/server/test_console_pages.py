@@ -104,6 +104,8 @@ def test_secrets_are_named_never_shown_and_hostile_strings_are_text(served_alone
         "--auth-secret", "API_TOKEN", "--param", f"note={HOSTILE}",
     )  # fmt: skip
     machine.ok("env", "freeze", "dev", "--reason", HOSTILE)
+    hook = "https://hooks.example.test/services/T000/B000/very-secret-path"
+    machine.ok("notify", "add", "dev", "team-chat", "--events", "deployed", input=hook + "\n")
     served_alone.add_user("eve", "*:viewer")
     client = browser_login(served_alone, "eve")
     pages = ("/environments/dev", "/audit?env=dev", "/diff?app=web&source=dev&target=production")
@@ -111,11 +113,12 @@ def test_secrets_are_named_never_shown_and_hostile_strings_are_text(served_alone
         html = client.get(path).text
         assert "<script>alert" not in html and "<img src=x" not in html, path
         assert "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html, path
-        assert SECRET_VALUE not in html, path
+        assert SECRET_VALUE not in html and "very-secret-path" not in html, path
     page = client.get("/environments/dev").text
     assert 'data-testid="secret-API_TOKEN"' in page
     assert "bearer with secret <code>API_TOKEN</code>" in page
     assert "frozen" in page
+    assert "team-chat: https://hooks.example.test for deployed" in page
 
 
 def test_actions_are_refused_without_the_role_and_without_csrf(served_alone: Served) -> None:
