@@ -39,7 +39,7 @@ from services.base import Service, did_you_mean
 from store import audit
 from store import notifications as repo
 from store.tables import AuditEvent, Environment, NotificationDelivery, NotificationTarget
-from vault.envelope import notification_url_aad, seal, unseal
+from vault.envelope import DecryptionError, notification_url_aad, seal, unseal
 from vault.secret_value import SecretValue
 
 if TYPE_CHECKING:
@@ -57,6 +57,10 @@ ANSWER_CHARS = 200
 # Entries one scan reads at most (a burst larger than this is read over several scans).
 SCAN_LIMIT = 500
 DUE_LIMIT = 100
+
+log = logging.getLogger("stageline.notifier")
+# Targets (and the sealing) whose URL this process could not decrypt, warned about once.
+_UNREADABLE: set[tuple[int, bytes]] = set()
 
 
 def check_url(url: SecretValue) -> str:
@@ -466,16 +470,10 @@ class NotificationService(Service):
         of the log."""
         wanted = {c.target_id for c in scan.fresh} | {d.target_id for d in scan.due}
         session = self.session
-        ws = await self.workspace_id()
-        # Targets removed since the scan are not claimed for.
-        targets = (
-            {
-                t.id: (t, env)
-                for t, env in await repo.targets_with_environments(session, ws, sorted(wanted))
-            }
-            if wanted
-            else {}
-        )
+        # A target whose URL this worker cannot read is skipped; its cursor still moves (so it
+        # never holds the others back): what a worker with the right key does not send within
+        # the cursor's grace is not sent.
+        targets, urls = await self._readable(wanted)
         # (entry, target, delivery, attempt, event): sorted, the order of the log.
         claimed: list[tuple[int, int, int, int, str]] = []
         until = now + lease
@@ -497,12 +495,9 @@ class NotificationService(Service):
         if advance_to is not None and advance_to > scan.lowest_cursor:
             await repo.advance_cursors(session, scan.target_ids, advance_to)
         entries = await audit.entries_by_id(session, {c[0] for c in claimed})
-        urls: dict[int, SecretValue] = {}
         outgoing = []
         for entry_id, target_id, delivery, attempt, event in sorted(claimed):
             target, env = targets[target_id]
-            if target_id not in urls:
-                urls[target_id] = self._url(target, env)
             outgoing.append(
                 Outgoing(
                     delivery_id=delivery,
@@ -519,6 +514,29 @@ class NotificationService(Service):
                 )
             )
         return outgoing
+
+    async def _readable(
+        self, wanted: set[int]
+    ) -> tuple[dict[int, tuple[NotificationTarget, Environment]], dict[int, SecretValue]]:
+        """The targets of `wanted` that still exist and whose URL this worker can decrypt,
+        with their URLs. One it cannot (another master key, an altered row) is left out, and
+        said once in the log: it never holds the others back."""
+        if not wanted:
+            return {}, {}
+        ws = await self.workspace_id()
+        found = await repo.targets_with_environments(self.session, ws, sorted(wanted))
+        targets, urls = {}, {}
+        for target, env in found:
+            try:
+                urls[target.id] = self._url(target, env)
+            except DecryptionError as exc:
+                seen = (target.id, bytes(target.url_ciphertext[:16]))  # its version, nonce
+                if seen not in _UNREADABLE:
+                    _UNREADABLE.add(seen)
+                    log.warning("notifications to %s are held back: %s", target.name, exc.message)
+                continue
+            targets[target.id] = (target, env)
+        return targets, urls
 
     async def record(
         self,

@@ -14,7 +14,7 @@ from contextlib import asynccontextmanager, contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from models.settings import Settings
 from services.base import Service
@@ -277,3 +277,31 @@ async def test_cursors_move_past_what_was_looked_at_and_removed_targets_stop(
             await asyncio.sleep(0.3)
     assert versions(rec) == ["1.0.0"]
     assert await deliveries(db) == []
+
+
+async def test_a_target_whose_url_cannot_be_read_holds_no_other_back(
+    units: Units, db: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    with recorder() as rec:
+        await add(units, f"{rec.url}/hooks/good")
+        await add(units, f"{rec.url}/hooks/moved", name="moved")
+        # A ciphertext copied from another target's row is bound to that target: it fails.
+        async with db.write() as session:
+            good = (
+                await session.scalars(
+                    select(NotificationTarget).where(NotificationTarget.name == "ops")
+                )
+            ).one()
+            await session.execute(
+                update(NotificationTarget)
+                .where(NotificationTarget.name == "moved")
+                .values(url_ciphertext=good.url_ciphertext)
+            )
+        async with running(fast(units)):
+            await deployed(units, "1.0.0")
+            await deployed(units, "1.1.0")
+            await until(lambda: len(rec.calls) >= 2)
+            await asyncio.sleep(0.3)
+    assert [c.path for c in rec.calls] == ["/hooks/good", "/hooks/good"]
+    held = [m for m in caplog.messages if "notifications to moved are held back" in m]
+    assert len(held) == 1 and "cannot be decrypted here" in held[0]
