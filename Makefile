@@ -48,11 +48,11 @@ test: lint browser-deps
 test-fast: lint sandbox-deps
 	$(BIN)/pytest -q -m "not browser and not slow"
 
-# Only the browser suite (about a minute).
+# Only the browser suite: the Temporal UI and the web console, in chromium (about two minutes).
 test-browser: $(STAMP) browser-deps
 	$(BIN)/pytest -q -m browser tests/browser
 
-# The README's screenshots of the Temporal UI, taken by the browser suite.
+# The README's screenshots of the Temporal UI and the web console, taken by the browser suite.
 screenshots: $(STAMP) browser-deps
 	STAGELINE_SCREENSHOTS=docs $(BIN)/pytest -q -m browser tests/browser
 

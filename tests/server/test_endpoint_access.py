@@ -89,6 +89,8 @@ SAMPLES: dict[str, dict[str, Any]] = {
     "views.status": {"environment": "production"},
     "views.audit_log": {"environment": "production"},
     "views.history_view": {"app": "web", "environment": "production"},
+    "views.environment_detail": {"environment": "production"},
+    "deployments.preview_rollback": {"app": "web", "environment": "production"},
     "views.diff": {"app": "web", "source": "dev", "target": "production"},
 }
 # The run routes: (method, path, body).
