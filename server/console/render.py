@@ -63,6 +63,8 @@ def stamp(moment: datetime | str | None) -> str:
 # How an outcome or phase reads, and its badge colour (a CSS class).
 BADGES = {
     "deployed": "ok",
+    "succeeded": "ok",
+    "passed": "ok",
     "promotion": "ok",
     "rolled_back": "warn",
     "rollback": "warn",

@@ -1,5 +1,6 @@
-"""The browser suite: the real Temporal Web UI 2.54 in chromium, driven by Playwright, against
-a stack started the way `stageline dev` starts it (see dev_stack.py).
+"""The browser suite: the real Temporal Web UI 2.54 and stageline's web console in chromium,
+driven by Playwright, against a stack started the way `stageline dev` starts it (see
+dev_stack.py).
 
 One stack and one chromium for the module; each test gets a fresh browser context.
 Playwright's sync API is used from plain `def` tests: pytest-asyncio runs its session loop only
@@ -48,7 +49,8 @@ _NOTES = pytest.StashKey[list[str]]()
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        "browser: drives the real Temporal Web UI in chromium against `stageline dev` "
+        "browser: drives the real Temporal Web UI and the console in chromium against "
+        "`stageline dev` "
         "(leave out with -m 'not browser')",
     )
 
