@@ -19,7 +19,7 @@ from typing import Any, Literal
 
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
-from temporalio.client import WorkflowFailureError, WorkflowHandle
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -96,6 +96,8 @@ class RunView(BaseModel):
     # The run's `status` query (PromotionStatus, or TrainStatus for a train); None when the
     # worker did not answer in time.
     status: dict[str, Any] | None
+    # The workflow is no longer running (its result is there to read).
+    ended: bool = False
 
 
 class RunResult(BaseModel):
@@ -277,6 +279,7 @@ async def run_view(server: Server, identity: Identity, run_id: str) -> RunView:
         app=described.typed_search_attributes.get(APP),
         environment=environment,
         status=status.model_dump(mode="json") if status is not None else None,
+        ended=described.status != WorkflowExecutionStatus.RUNNING,
     )
 
 

@@ -26,6 +26,8 @@ DECISIONS = {
     "waiting": ("override", "reject"),
 }
 ENDED = frozenset({"deployed", "failed", "rejected", "rolled_back", "superseded"})
+# How long a page waits for an ended run's result (one history read, normally milliseconds).
+RESULT_WAIT = 10.0
 
 
 def server_of(request: Request) -> Server:
@@ -210,8 +212,11 @@ async def _run_context(request: Request) -> tuple[Viewer, dict[str, Any]]:
     status = view.status or {}
     phase = status.get("phase")
     result = None
-    if view.kind != "train" and (phase is None or phase in ENDED):
-        result = (await run_result(server, who.identity, run_id, 0.0)).result
+    if view.ended:  # its result says how it ended (a train's status has no phase)
+        result = (await run_result(server, who.identity, run_id, RESULT_WAIT)).result
+        phase = result["status"] if result else phase
+    elif view.kind == "train":
+        phase = "running"
     choices: tuple[str, ...] = ()
     if phase in DECISIONS and who.may(Action.DECIDE, view.environment):
         choices = DECISIONS[phase]
@@ -227,7 +232,8 @@ async def _run_context(request: Request) -> tuple[Viewer, dict[str, Any]]:
         "run": view,
         "status": status,
         "result": result,
-        "live": result is None and phase not in ENDED,
+        "phase": phase,
+        "live": not view.ended,
         "choices": choices,
         "notice": request.query_params.get("done"),
         "temporal_link": f"{ui}/namespaces/{namespace}/workflows/{segment(run_id)}" if ui else None,

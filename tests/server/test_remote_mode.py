@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from models.promotion import train_workflow_id
 from tests.server.conftest import PASSWORD, Served, no_secret_text
+from tests.server.test_console_pages import browser_login
 
 PIPELINE = f"""\
 steps:
@@ -187,3 +189,12 @@ async def test_a_release_train_through_the_server_shows_its_stages(
     assert train.code == 0, train.out + train.err
     assert "stage dev: deployed" in train.err and "stage production: deployed" in train.err
     assert "deployed: web@2.0.0 -> production" in train.out
+    # The console's page of the train: its stages, each linking to its promotion; ended.
+    served.add_user("tina", "*:viewer")
+    page = browser_login(served, "tina").get(
+        f"/runs/{train_workflow_id('web', '2.0.0', 'production')}"
+    )
+    assert page.status_code == 200, page.text
+    assert 'data-testid="phase">deployed<' in page.text
+    assert 'href="/runs/promote-web-2.0.0-dev">deployed</a>' in page.text
+    assert "hx-trigger" not in page.text  # nothing left to follow
