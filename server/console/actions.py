@@ -10,7 +10,7 @@ from fastapi import Request, Response
 from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ValidationError
 
-from models.errors import BadInput, StagelineError, describe
+from models.errors import BadInput, Refused, describe
 from server import auth
 from server.app import TooManyLogins, clear_session_cookies, log_in, set_session_cookies
 from server.console import session
@@ -105,7 +105,7 @@ async def decide_run(request: Request) -> Response:
     )
     outcome = await decide(server_of(request), who.identity, run_id, body)
     if not outcome.accepted:
-        raise StagelineError(f"the {body.kind} was not accepted: {outcome.reason}")
+        raise Refused(f"the {body.kind} was not accepted: {outcome.reason}")
     return RedirectResponse(f"/runs/{segment(run_id)}?done={body.kind}", 303)
 
 

@@ -23,7 +23,7 @@ from server.runs import run_result, run_view
 DECISIONS = {
     "awaiting_approval": ("approve", "reject"),
     "frozen": ("override", "reject"),
-    "waiting": ("override", "reject"),
+    "waiting": ("reject",),  # an override lifts a freeze, not the wait timer
 }
 ENDED = frozenset({"deployed", "failed", "rejected", "rolled_back", "superseded"})
 # How long a page waits for an ended run's result (one history read, normally milliseconds).
@@ -94,9 +94,7 @@ async def environment(request: Request) -> Response:
     detail: EnvironmentDetail = await call(
         request, who, "views", "environment_detail", environment=name
     )
-    targets: list[Any] = []
-    if ("notifications", "list_targets") in BY_CALL:
-        targets = await call(request, who, "notifications", "list_targets", environment=name)
+    targets = await call(request, who, "notifications", "list_targets", environment=name)
     return shown(
         request, who, "environment.html", name, detail=detail, targets=targets, Action=Action
     )

@@ -5,7 +5,12 @@ The browser suite (tests/browser/test_console.py) drives the same pages in chrom
 
 from __future__ import annotations
 
+import asyncio
+import json
 import re
+import sys
+import time
+from pathlib import Path
 
 import httpx
 
@@ -141,3 +146,54 @@ def test_actions_are_refused_without_the_role_and_without_csrf(served_alone: Ser
         assert "X-CSRF-Token" in without.text
     audit = served_alone.machine.ok("audit", "--json").out
     assert '"access.refused"' in audit and '"vic"' in audit
+
+
+async def test_a_reviewer_overrides_a_freeze_from_the_run_page(
+    served: Served, tmp_path: Path
+) -> None:
+    """A frozen promotion's page offers the reviewer Override; the form, sent as a browser
+    sends it, lifts the freeze for that promotion, which then deploys."""
+    machine = served.machine
+    pipeline = tmp_path / "pipeline.yaml"
+    pipeline.write_text(f"steps:\n  - name: deploy\n    run: [{sys.executable!r}, '-c', 'pass']\n")
+    machine.ok("release", "create", "web", "1.0.0", "--pipeline", str(pipeline))
+    machine.ok("env", "protect", "dev", "--reviewer", "rex")  # who may override its freezes
+    machine.ok("env", "freeze", "dev", "--reason", "holiday freeze")
+    ci = served.remote(served.ci_token("ci", "--env", "dev", "--role", "deployer"), "ci")
+    started = await ci.run("promote", "web", "1.0.0", "--to", "dev", "--json")
+    assert started.code == 0, started.err
+    run = f"/runs/{json.loads(started.out)['promotion_id']}"
+    served.add_user("rex", "dev:reviewer")
+    served.add_user("ros", "dev:reviewer")  # has the role, but is not one of dev's reviewers
+    refused = await asyncio.to_thread(_decide, browser_login(served, "ros"), run, "frozen")
+    assert refused.status_code == 409 and "ros is not a reviewer of dev" in refused.text
+    # In a thread: this test's event loop runs the worker that answers the page's queries.
+    await asyncio.to_thread(_override, browser_login(served, "rex"), run)
+
+
+def _decide(client: httpx.Client, run: str, phase: str) -> httpx.Response:
+    """The Override button of the run's page, once the run is in `phase`."""
+    page = _until(client, run, phase)
+    assert 'value="override"' in page and 'value="approve"' not in page
+    return client.post(
+        f"{run}/decide",
+        data={"kind": "override", "comment": "hotfix", "csrf_token": _csrf(page)},
+    )
+
+
+def _override(rex: httpx.Client, run: str) -> None:
+    answer = _decide(rex, run, "frozen")
+    assert answer.status_code == 303, answer.text
+    assert answer.headers["location"] == f"{run}?done=override"
+    _until(rex, run, "deployed")
+
+
+def _until(client: httpx.Client, path: str, phase: str) -> str:
+    """The page once its run shows `phase` (the page refreshes itself; a test asks again)."""
+    deadline = time.monotonic() + 60
+    while True:
+        html = client.get(path).text
+        if f'data-testid="phase">{phase.replace("_", " ")}<' in html:
+            return html
+        assert time.monotonic() < deadline, html[-2000:]
+        time.sleep(0.5)

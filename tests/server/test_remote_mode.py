@@ -191,10 +191,12 @@ async def test_a_release_train_through_the_server_shows_its_stages(
     assert "deployed: web@2.0.0 -> production" in train.out
     # The console's page of the train: its stages, each linking to its promotion; ended.
     served.add_user("tina", "*:viewer")
-    page = browser_login(served, "tina").get(
-        f"/runs/{train_workflow_id('web', '2.0.0', 'production')}"
-    )
+    tina = browser_login(served, "tina")
+    path = f"/runs/{train_workflow_id('web', '2.0.0', 'production')}"
+    # In a thread: this test's event loop runs the worker that answers the page's queries.
+    page = await asyncio.to_thread(tina.get, path)
     assert page.status_code == 200, page.text
     assert 'data-testid="phase">deployed<' in page.text
     assert 'href="/runs/promote-web-2.0.0-dev">deployed</a>' in page.text
+    assert "Stages" in page.text
     assert "hx-trigger" not in page.text  # nothing left to follow
