@@ -120,6 +120,13 @@ def workspace(machine: Cli) -> None:
 @pytest.fixture
 def served_alone(tmp_path: Path) -> Iterator[Served]:
     """A server on a SQLite file, with no Temporal behind it (for what needs none)."""
+    with alone(tmp_path) as served:
+        yield served
+
+
+@contextmanager
+def alone(tmp_path: Path) -> Iterator[Served]:
+    """A server on a SQLite file in `tmp_path`, with no Temporal behind it."""
     machine_home = tmp_path / "machine"
     machine_home.mkdir()
     env = clean_environ()

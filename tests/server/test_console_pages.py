@@ -10,14 +10,23 @@ import json
 import re
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
-from tests.server.conftest import PASSWORD, Served
+from tests.server.conftest import PASSWORD, Served, alone
 
 HOSTILE = '<script>alert("x")</script><img src=x onerror=alert(1)>'
 SECRET_VALUE = "s3cr3t-value-never-shown"
+
+
+@pytest.fixture(scope="module")
+def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One server for the tests below that need no Temporal (each uses people of its own)."""
+    with alone(tmp_path_factory.mktemp("console")) as served:
+        yield served
 
 
 def browser_login(served: Served, name: str, next_path: str = "/") -> httpx.Client:
@@ -40,15 +49,15 @@ def _csrf(html: str) -> str:
     return found.group(1)
 
 
-def test_pages_need_a_session_and_login_returns_to_the_page(served_alone: Served) -> None:
-    with httpx.Client(base_url=served_alone.url, timeout=60) as anonymous:
+def test_pages_need_a_session_and_login_returns_to_the_page(console: Served) -> None:
+    with httpx.Client(base_url=console.url, timeout=60) as anonymous:
         answer = anonymous.get("/environments/dev", follow_redirects=False)
         assert answer.status_code == 303
         assert answer.headers["location"] == "/login?next=%2Fenvironments%2Fdev"
         # The API keeps answering JSON, never a page.
         assert anonymous.get("/api/v1/whoami").json()["error"]["exit_code"] == 2
-    served_alone.add_user("ann", "*:viewer")
-    client = browser_login(served_alone, "ann", "/environments/dev")
+    console.add_user("ann", "*:viewer")
+    client = browser_login(console, "ann", "/environments/dev")
     answered = client.post(
         "/login", data={"name": "ann", "password": PASSWORD, "csrf_token": "x", "next": "/"}
     )
@@ -60,9 +69,9 @@ def test_pages_need_a_session_and_login_returns_to_the_page(served_alone: Served
     assert 'data-testid="signed-in-as">ann<' in page.text
 
 
-def test_login_mistakes_and_an_open_redirect(served_alone: Served) -> None:
-    served_alone.add_user("bob", "*:viewer")
-    with httpx.Client(base_url=served_alone.url, timeout=60) as client:
+def test_login_mistakes_and_an_open_redirect(console: Served) -> None:
+    console.add_user("bob", "*:viewer")
+    with httpx.Client(base_url=console.url, timeout=60) as client:
         csrf = _csrf(client.get("/login").text)
         wrong = client.post(
             "/login", data={"name": "bob", "password": "nope", "csrf_token": csrf, "next": "/"}
@@ -81,16 +90,16 @@ def test_login_mistakes_and_an_open_redirect(served_alone: Served) -> None:
             assert answer.headers["location"] == "/"
 
 
-def test_environment_selector_is_kept_in_the_url_and_per_user(served_alone: Served) -> None:
-    served_alone.add_user("cat", "*:viewer")
-    served_alone.add_user("dan", "*:viewer")
-    cat = browser_login(served_alone, "cat")
+def test_environment_selector_is_kept_in_the_url_and_per_user(console: Served) -> None:
+    console.add_user("cat", "*:viewer")
+    console.add_user("dan", "*:viewer")
+    cat = browser_login(console, "cat")
     chosen = cat.get("/", params={"env": "production"})
     assert '<option value="production" selected>' in chosen.text
     assert '<th><a href="/environments/dev">dev</a></th>' not in chosen.text
     # Another page opened without ?env shows the same environment, for this user only.
     assert '<option value="production" selected>' in cat.get("/releases").text
-    dan = browser_login(served_alone, "dan")
+    dan = browser_login(console, "dan")
     dan.cookies.set("stageline_env", cat.cookies["stageline_env"])
     assert '<option value="" selected>' in dan.get("/releases").text
     missing = cat.get("/", params={"env": "nowhere"})
@@ -99,8 +108,8 @@ def test_environment_selector_is_kept_in_the_url_and_per_user(served_alone: Serv
     assert '<option value="" selected>' in cat.get("/", params={"env": ""}).text
 
 
-def test_secrets_are_named_never_shown_and_hostile_strings_are_text(served_alone: Served) -> None:
-    machine = served_alone.machine
+def test_secrets_are_named_never_shown_and_hostile_strings_are_text(console: Served) -> None:
+    machine = console.machine
     machine.ok("var", "set", "GREETING", HOSTILE, "--env", "dev")
     machine.ok("secret", "set", "API_TOKEN", "--env", "dev", input=SECRET_VALUE + "\n")
     machine.ok("tool", "create", "hook", "--kind", "webhook")
@@ -111,8 +120,8 @@ def test_secrets_are_named_never_shown_and_hostile_strings_are_text(served_alone
     machine.ok("env", "freeze", "dev", "--reason", HOSTILE)
     hook = "https://hooks.example.test/services/T000/B000/very-secret-path"
     machine.ok("notify", "add", "dev", "team-chat", "--events", "deployed", input=hook + "\n")
-    served_alone.add_user("eve", "*:viewer")
-    client = browser_login(served_alone, "eve")
+    console.add_user("eve", "*:viewer")
+    client = browser_login(console, "eve")
     pages = ("/environments/dev", "/audit?env=dev", "/diff?app=web&source=dev&target=production")
     for path in pages:
         html = client.get(path).text
@@ -126,9 +135,9 @@ def test_secrets_are_named_never_shown_and_hostile_strings_are_text(served_alone
     assert "team-chat: https://hooks.example.test for deployed" in page
 
 
-def test_actions_are_refused_without_the_role_and_without_csrf(served_alone: Served) -> None:
-    served_alone.add_user("vic", "*:viewer")
-    vic = browser_login(served_alone, "vic")
+def test_actions_are_refused_without_the_role_and_without_csrf(console: Served) -> None:
+    console.add_user("vic", "*:viewer")
+    vic = browser_login(console, "vic")
     page = vic.get("/environments/dev").text
     assert "Roll back" not in page
     csrf = _csrf(page)
@@ -144,7 +153,7 @@ def test_actions_are_refused_without_the_role_and_without_csrf(served_alone: Ser
         without = vic.post(path, data=fields)
         assert without.status_code == 403
         assert "X-CSRF-Token" in without.text
-    audit = served_alone.machine.ok("audit", "--json").out
+    audit = console.machine.ok("audit", "--json").out
     assert '"access.refused"' in audit and '"vic"' in audit
 
 
