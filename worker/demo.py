@@ -67,6 +67,9 @@ activate:
 verify:
   - name: health
     http: {{url: "${{{{ vars.BASE_URL }}}}/health/${{{{ env.name }}}}", expect_status: 200}}
+exposes:
+  endpoints: [{{name: web, path: /}}, {{name: api, path: /api/v1}}]
+  augmentations: [{{name: greeting-tool, path: /tools/greet}}]
 """
 
 

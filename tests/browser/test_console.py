@@ -40,6 +40,8 @@ def _pipeline(root: Path) -> Path:
     path = root / "console-pipeline.yaml"
     path.write_text(
         f"steps:\n  - name: deploy\n    run: {json.dumps([sys.executable, '-c', script])}\n"
+        "exposes:\n  endpoints: [{name: api, path: /api/v2}]\n"
+        "  augmentations: [{name: search-tool, path: /tools/search}]\n"
     )
     return path
 
@@ -240,6 +242,10 @@ def test_deployer_promotes_after_the_diff_then_rolls_back(page: Page, stack: Sta
     expect(page.get_by_test_id("phase")).to_have_text("deployed", timeout=FINISH_MS)
     # The step's output, as text: the hostile line did not become markup.
     expect(page.get_by_test_id("step-deploy")).to_contain_text(HOSTILE)
+    # What 1.1.0 exposes, where it now runs.
+    page.goto("/environments/dev")
+    expect(page.get_by_test_id("deployed-web")).to_contain_text("path /api/v2")
+    expect(page.get_by_test_id("deployed-web")).to_contain_text("name search-tool")
     # Staging next: the diff against dev comes first.
     page.goto("/releases?env=staging")
     page.get_by_test_id("release-web-1.1.0").get_by_role("link", name="Promote to staging").click()
