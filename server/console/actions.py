@@ -11,6 +11,7 @@ from fastapi.responses import RedirectResponse
 from pydantic import BaseModel, ValidationError
 
 from models.errors import BadInput, Refused, describe
+from models.identity import Action, Forbidden
 from server import auth
 from server.app import TooManyLogins, clear_session_cookies, log_in, set_session_cookies
 from server.console import session
@@ -109,6 +110,13 @@ async def decide_run(request: Request) -> Response:
     return RedirectResponse(f"/runs/{segment(run_id)}?done={body.kind}", 303)
 
 
+def _may_deploy(who: Viewer, environment: str, app: str) -> None:
+    """A confirmation page is for those who may then press its button."""
+    reason = auth.why_not(who.identity, Action.DEPLOY, environment, app)
+    if reason is not None:
+        raise Forbidden(reason)
+
+
 def _promotion(fields: Any) -> PromoteRequest:
     return _model(
         PromoteRequest,
@@ -120,6 +128,7 @@ async def confirm_promote(request: Request) -> Response:
     """What a promotion changes (the diff from the stage before), before it is asked for."""
     who = await viewer(request)
     body = _promotion(request.query_params)
+    _may_deploy(who, body.target, body.app)
     chain = [
         e
         for a in await apps_of(request, who)
@@ -150,6 +159,7 @@ async def confirm_rollback(request: Request) -> Response:
         raise BadInput(
             "a rollback needs ?app= and ?environment= (use the button on an environment's page)"
         )
+    _may_deploy(who, environment, app)
     plan = await call(
         request, who, "deployments", "preview_rollback", app=app, environment=environment
     )

@@ -153,6 +153,13 @@ def test_actions_are_refused_without_the_role_and_without_csrf(console: Served) 
         without = vic.post(path, data=fields)
         assert without.status_code == 403
         assert "X-CSRF-Token" in without.text
+    # Nor are the confirmation pages theirs to see.
+    for path, query in (
+        ("/promote", {"app": "web", "version": "1.0.0", "to": "dev"}),
+        ("/rollback", {"app": "web", "environment": "dev"}),
+    ):
+        confirm = vic.get(path, params=query)
+        assert confirm.status_code == 403 and "needs the deployer role" in confirm.text, path
     audit = console.machine.ok("audit", "--json").out
     assert '"access.refused"' in audit and '"vic"' in audit
 
