@@ -19,7 +19,12 @@ from typing import Any, Literal
 
 from fastapi import FastAPI
 from pydantic import BaseModel, ConfigDict, Field
-from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    WorkflowExecutionDescription,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -118,8 +123,10 @@ _CONTRACTS: dict[str, WorkflowContract[Any, Any, Any]] = {
 }
 
 
-async def _run(server: Server, run_id: str) -> tuple[WorkflowHandle[Any, Any], str, str | None]:
-    """A stageline run's handle, kind and environment (from its search attributes)."""
+async def _described(
+    server: Server, run_id: str
+) -> tuple[WorkflowHandle[Any, Any], str, WorkflowExecutionDescription]:
+    """A stageline run's handle, kind and description."""
     client = await server.client()
     handle = client.get_workflow_handle(run_id)
     try:
@@ -133,8 +140,13 @@ async def _run(server: Server, run_id: str) -> tuple[WorkflowHandle[Any, Any], s
     contract = _CONTRACTS.get(described.workflow_type)
     if contract is None:
         raise NotFound(f"{run_id!r} is a {described.workflow_type}, not a stageline run")
-    environment = described.typed_search_attributes.get(ENVIRONMENT)
-    return handle, contract.kind, environment
+    return handle, contract.kind, described
+
+
+async def _run(server: Server, run_id: str) -> tuple[WorkflowHandle[Any, Any], str, str | None]:
+    """A stageline run's handle, kind and environment (from its search attributes)."""
+    handle, kind, described = await _described(server, run_id)
+    return handle, kind, described.typed_search_attributes.get(ENVIRONMENT)
 
 
 async def _view_check(
@@ -260,7 +272,8 @@ async def start_rollback(server: Server, identity: Identity, body: RollbackReque
 
 async def run_view(server: Server, identity: Identity, run_id: str) -> RunView:
     """A run's `status` query: gates, approvals, steps (a train: its stages)."""
-    handle, kind, environment = await _run(server, run_id)
+    handle, kind, described = await _described(server, run_id)
+    environment = described.typed_search_attributes.get(ENVIRONMENT)
     await _view_check(server, identity, f"status {run_id}", environment)
     status: PromotionStatus | TrainStatus | None
     try:
@@ -272,7 +285,6 @@ async def run_view(server: Server, identity: Identity, run_id: str) -> RunView:
             status = await query_status(handle)
     except (TimeoutError, RPCError):
         status = None
-    described = await handle.describe()
     return RunView(
         id=run_id,
         kind=kind,

@@ -34,11 +34,11 @@ from models.notifications import (
     greeting,
     message,
 )
-from models.views import AuditEntry
 from services.base import Service, did_you_mean
+from services.views import audit_entry
 from store import audit
 from store import notifications as repo
-from store.tables import AuditEvent, Environment, NotificationDelivery, NotificationTarget
+from store.tables import Environment, NotificationDelivery, NotificationTarget
 from vault.envelope import DecryptionError, notification_url_aad, seal, unseal
 from vault.secret_value import SecretValue
 
@@ -278,18 +278,6 @@ class Outcome:
     result: Attempt
 
 
-def _entry(row: AuditEvent) -> AuditEntry:
-    return AuditEntry(
-        at=row.at,
-        actor=row.actor,
-        action=row.action,
-        environment=row.environment,
-        app=row.app,
-        subject=row.subject,
-        detail=row.detail,
-    )
-
-
 def _delivery_view(row: NotificationDelivery) -> DeliveryView:
     return DeliveryView(
         event=row.event,
@@ -449,7 +437,7 @@ class NotificationService(Service):
         taken = await repo.claimed(self.session, ids, lowest)
         fresh = []
         for entry in entries:
-            event = event_of(_entry(entry))
+            event = event_of(audit_entry(entry))
             if event is None:
                 continue
             for target, env in rows:
@@ -507,7 +495,7 @@ class NotificationService(Service):
                     event=event,
                     url=urls[target_id],
                     payload=message(
-                        _entry(entries[entry_id]),
+                        audit_entry(entries[entry_id]),
                         cast(NotificationEvent, event),
                         self.settings.console_url,
                     ),

@@ -25,6 +25,20 @@ from store import environments as env_repo
 from store import pointers as pointer_repo
 from store import promotions as promotion_repo
 from store import releases as release_repo
+from store.tables import AuditEvent
+
+
+def audit_entry(row: AuditEvent) -> AuditEntry:
+    """An audit row as people (and notifications) read it."""
+    return AuditEntry(
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        environment=row.environment,
+        app=row.app,
+        subject=row.subject,
+        detail=row.detail,
+    )
 
 
 class ViewService(Service):
@@ -145,18 +159,7 @@ class ViewService(Service):
         session = self.session
         ws = await self.workspace_id()
         events = await audit.events(session, ws, environment=environment, app=app, limit=limit)
-        return [
-            AuditEntry(
-                at=e.at,
-                actor=e.actor,
-                action=e.action,
-                environment=e.environment,
-                app=e.app,
-                subject=e.subject,
-                detail=e.detail,
-            )
-            for e in events
-        ]
+        return [audit_entry(e) for e in events]
 
     async def history(self, app: str, environment: str) -> list[HistoryEntry]:
         session = self.session

@@ -25,7 +25,6 @@ DECISIONS = {
     "frozen": ("override", "reject"),
     "waiting": ("reject",),  # an override lifts a freeze, not the wait timer
 }
-ENDED = frozenset({"deployed", "failed", "rejected", "rolled_back", "superseded"})
 # How long a page waits for an ended run's result (one history read, normally milliseconds).
 RESULT_WAIT = 10.0
 

@@ -38,14 +38,16 @@ def segment(value: str) -> str:
     return quote(value, safe="")
 
 
+def _moment(value: datetime | str) -> datetime:
+    """A time from a model (datetime) or from a run's JSON status (ISO text), in UTC."""
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
 def ago(moment: datetime | str | None) -> str:
     if moment is None:
         return "-"
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    seconds = int((datetime.now(UTC) - moment).total_seconds())
+    seconds = int((datetime.now(UTC) - _moment(moment)).total_seconds())
     for size, unit in ((86400, "d"), (3600, "h"), (60, "min")):
         if seconds >= size:
             return f"{seconds // size} {unit} ago"
@@ -55,9 +57,7 @@ def ago(moment: datetime | str | None) -> str:
 def stamp(moment: datetime | str | None) -> str:
     if moment is None:
         return "-"
-    if isinstance(moment, str):
-        moment = datetime.fromisoformat(moment)
-    return moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+    return _moment(moment).astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 # How an outcome or phase reads, and its badge colour (a CSS class).
